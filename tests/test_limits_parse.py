@@ -20,5 +20,5 @@ def test_parse_limit_accepts_the_documented_forms(text: str, expected: Limit) ->
 
 @pytest.mark.parametrize("text", ["5", "5/", "/min", "0/min", "5/0s", "5/day", "-1/min", "5/m"])
 def test_parse_limit_rejects_other_forms(text: str) -> None:
-    with pytest.raises(ValueError, match="limit|positive"):
+    with pytest.raises(ValueError, match=r"limit|positive"):
         parse_limit(text)
