@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from campaign.errors import CampaignError
+from campaign.sandbox.command import sandbox
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,3 +53,155 @@ def main() -> None:
         campaign validate pipelines/spring.yaml
         campaign run pipelines/spring.yaml --until 20:00
     """
+
+
+@main.command()
+@click.argument("campaign_file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@exits_cleanly
+def validate(campaign_file: str, as_json: bool) -> None:
+    """Check the campaign file and its input; print counts and a projection (no API call).
+
+    \b
+    Example:
+        campaign validate pipelines/spring.yaml --json
+    """
+    import json
+    from pathlib import Path
+
+    from campaign.config import load_campaign
+    from campaign.store_optout import OptOutList
+    from campaign.validate import render_text, validate_campaign
+
+    config = load_campaign(Path(campaign_file))
+    summary = validate_campaign(config, opted_out=OptOutList(config.state_dir).numbers())
+    click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else render_text(summary))
+
+
+def _load(campaign_file: str) -> Any:
+    from pathlib import Path
+
+    from campaign.config import load_campaign
+
+    return load_campaign(Path(campaign_file))
+
+
+def _until_epoch(value: str | None, now: float) -> float | None:
+    """``--until HH:MM`` as epoch seconds today (machine-local); past times are refused."""
+    if value is None:
+        return None
+    from datetime import datetime
+
+    try:
+        hour, minute = (int(part) for part in value.split(":"))
+        local_now = datetime.fromtimestamp(now).astimezone()
+        moment = local_now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not HH:MM", param_hint="--until") from None
+    if moment.timestamp() <= now:
+        raise click.BadParameter(
+            f"{value} has already passed today (local time {local_now:%H:%M}); the run stops "
+            "at --until today, so give a later time or use --max-duration",
+            param_hint="--until",
+        )
+    return moment.timestamp()
+
+
+@main.command()
+@click.argument("campaign_file", type=click.Path(dir_okay=False))
+@click.option("--until", "until", metavar="HH:MM", help="Stop at this local time today.")
+@click.option("--max-duration", metavar="DURATION", help="Stop after this long, e.g. 2h, 90min.")
+@click.option("--dry-run", is_flag=True, help="Send nothing state-changing; write the outputs.")
+@click.option("--allow-low-balance", is_flag=True, help="Run even if the wallet looks too low.")
+@click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
+@click.option("-v", "--verbose", is_flag=True, help="Debug output on stderr.")
+@exits_cleanly
+def run(
+    campaign_file: str,
+    until: str | None,
+    max_duration: str | None,
+    dry_run: bool,
+    allow_low_balance: bool,
+    log_format: str,
+    verbose: bool,
+) -> None:
+    """Place the campaign's calls, collect outcomes, write the report; resumable.
+
+    \b
+    Example:
+        campaign run pipelines/spring.yaml --until 20:00
+    """
+    import time
+
+    from campaign.logs import setup_logging
+    from campaign.runner import RunOptions, run_campaign
+
+    config = _load(campaign_file)
+    now = time.time()
+    options = RunOptions(
+        until=_until_epoch(until, now),
+        max_duration_s=None if max_duration is None else _duration(max_duration),
+        dry_run=dry_run,
+        allow_low_balance=allow_low_balance,
+        command=" ".join(["campaign", "run", *sys.argv[3:]]) if len(sys.argv) > 2 else "run",
+    )
+    if config.mode != "calls":
+        raise click.UsageError("this build runs mode: calls only")
+    key = config.require_api_key()
+    setup_logging(
+        log_file=config.state_dir / f"{config.campaign}.log",
+        log_format=log_format,  # type: ignore[arg-type]
+        verbose=verbose,
+        secrets=[key],
+    )
+    report = run_campaign(config, options)
+    for line in report.lines:
+        click.echo(line)
+    sys.exit(report.exit_code)
+
+
+def _duration(text: str) -> float:
+    from campaign.config import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--max-duration") from None
+    if seconds <= 0:
+        raise click.BadParameter("must be positive, e.g. 2h", param_hint="--max-duration")
+    return seconds
+
+
+@main.command()
+@click.argument("campaign_file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@exits_cleanly
+def status(campaign_file: str, as_json: bool) -> None:
+    """Show progress from the checkpoint alone (no API call).
+
+    \b
+    Example:
+        campaign status pipelines/spring.yaml --json
+    """
+    from campaign.status import campaign_status, render_status
+
+    click.echo(render_status(campaign_status(_load(campaign_file)), as_json=as_json))
+
+
+@main.command()
+@click.argument("campaign_file", type=click.Path(dir_okay=False))
+@exits_cleanly
+def report(campaign_file: str) -> None:
+    """Rewrite results.csv, summary.json and report.html from the checkpoint.
+
+    \b
+    Example:
+        campaign report pipelines/spring.yaml
+    """
+    from campaign.runner import rewrite_outputs
+
+    paths = rewrite_outputs(_load(campaign_file))
+    click.echo(f"wrote {paths.results_csv}, {paths.summary_json}, {paths.report_html}")
+
+
+main.add_command(sandbox)

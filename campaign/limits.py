@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+
+from campaign.clock import Clock, SystemClock
 
 _UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0}
 _LIMIT_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(s|min|h)\s*$")
@@ -33,3 +38,175 @@ def parse_limit(text: str) -> Limit:
     if count < 1 or window <= 0:
         raise ValueError(f"{text!r}: the count and the duration must be positive")
     return Limit(count=count, window=window)
+
+
+# ---------------------------------------------------------------------------------------
+# Client-side limiting.
+#
+# Why an exact sliding log and not aiolimiter: a leaky bucket that starts full admits up to
+# 2N-1 events in one window of W seconds (AsyncLimiter(5, 60) admits 9), and the server
+# counts a true sliding window by arrival time.  The log keeps every send time and admits a
+# send at ``t`` only while fewer than ``count`` earlier sends lie in ``(t - window - margin,
+# t]``; so any ``count + 1`` sends span at least ``window + margin`` seconds.  Their arrivals
+# at the server then span at least ``window`` as long as the latencies of two requests
+# differ by less than ``margin`` (the network jitter bound), and no server window of
+# ``window`` seconds can see more than ``count`` of them.  Everything an earlier send freed
+# is usable at once, so the allowance is used fully (``count`` per ``window + margin``).
+# ---------------------------------------------------------------------------------------
+
+DEFAULT_MARGIN_S = 0.25
+# The X-RateLimit-* headers describe the key's requests-per-minute limit (contract §4).
+HEADER_WINDOW_S = 60.0
+# How often a waiter re-checks while it waits for fresh X-RateLimit-* headers.
+_HEADER_POLL_S = 0.25
+
+
+class SlidingWindowLog:
+    """The send times that count against one ``Limit``, with the rule that admits the next."""
+
+    def __init__(self, limit: Limit, margin_s: float) -> None:
+        self.limit = limit
+        self.span = limit.window + margin_s
+        self._times: list[float] = []
+
+    def earliest(self, t: float) -> float:
+        """The earliest instant ``>= t`` at which one more send is admitted."""
+        self.prune(t)
+        if len(self._times) < self.limit.count:
+            return t
+        return max(t, self._times[-self.limit.count] + self.span)
+
+    def record(self, t: float) -> None:
+        """Count a send at ``t``."""
+        bisect.insort(self._times, t)
+
+    def discard(self, t: float) -> None:
+        """Forget one send at exactly ``t`` (the server did not count it)."""
+        index = bisect.bisect_left(self._times, t)
+        if index < len(self._times) and self._times[index] == t:
+            del self._times[index]
+
+    def count_after(self, t: float) -> int:
+        """How many recorded sends happened strictly after ``t``."""
+        return len(self._times) - bisect.bisect_right(self._times, t)
+
+    def times(self) -> list[float]:
+        """The recorded send times still inside the window, oldest first."""
+        return list(self._times)
+
+    def prune(self, now: float) -> None:
+        """Drop the sends that can no longer count at ``now`` or later."""
+        # Entries older than one span can never matter again; keeping the list short keeps
+        # every check O(log n).
+        cut = bisect.bisect_right(self._times, now - self.span)
+        if cut:
+            del self._times[:cut]
+
+
+@dataclass
+class _HeaderObservation:
+    remaining: int
+    reset_at: float
+    sent_at: float
+
+
+class ClientLimits:
+    """Every configured request and call limit at once, over exact sliding windows."""
+
+    def __init__(
+        self,
+        requests: Sequence[Limit],
+        calls: Sequence[Limit],
+        clock: Clock | None = None,
+        margin_s: float = DEFAULT_MARGIN_S,
+    ) -> None:
+        if margin_s < 0:
+            raise ValueError("margin_s must not be negative")
+        self._clock: Clock = clock or SystemClock()
+        self.margin_s = margin_s
+        self._request_logs = [SlidingWindowLog(limit, margin_s) for limit in requests]
+        self._call_logs = [SlidingWindowLog(limit, margin_s) for limit in calls]
+        self._header: _HeaderObservation | None = None
+        # All sends, for relating an X-RateLimit observation to what we sent after it.
+        self._sends = SlidingWindowLog(Limit(1, HEADER_WINDOW_S), margin_s)
+
+    def __repr__(self) -> str:
+        requests = ", ".join(str(log.limit) for log in self._request_logs)
+        calls = ", ".join(str(log.limit) for log in self._call_logs)
+        return f"ClientLimits(requests=[{requests}], calls=[{calls}], margin_s={self.margin_s})"
+
+    def seed(self, request_times: Iterable[float], call_times: Iterable[float]) -> None:
+        """Count the sends of an earlier process (crash restart) against the windows.
+
+        ``call_times`` are POST /calls sends; each also counts as a request, so pass it only
+        in ``call_times`` (passing it in both is merely more cautious).
+        """
+        calls = list(call_times)
+        for t in [*request_times, *calls]:
+            for log in self._request_logs:
+                log.record(t)
+            self._sends.record(t)
+        for t in calls:
+            for log in self._call_logs:
+                log.record(t)
+
+    async def acquire_request(self) -> float:
+        """Wait until one request may be sent; return the send time recorded."""
+        return await self._acquire(self._request_logs)
+
+    async def acquire_call(self) -> float:
+        """Wait until a POST /calls may be sent (a call slot and a request slot)."""
+        return await self._acquire([*self._request_logs, *self._call_logs])
+
+    def release_call(self, sent_at: float) -> None:
+        """Give back the call slot of a send the server did not count as a call (a replay)."""
+        for log in self._call_logs:
+            log.discard(sent_at)
+
+    def observe_headers(
+        self, remaining: int | None, reset: datetime | None, *, sent_at: float | None = None
+    ) -> None:
+        """Take the server's X-RateLimit-Remaining/Reset into account (another client).
+
+        ``sent_at`` is the send time of the request whose response carried the headers;
+        ``reset`` should already be expressed on this process's clock.
+        """
+        if remaining is None or reset is None:
+            return
+        now = self._clock.now()
+        sent = now if sent_at is None else sent_at
+        if self._header is not None and self._header.sent_at > sent:
+            return  # an older response arriving late says nothing new
+        # A reset further away than one header window cannot be right (clock skew).
+        reset_at = min(reset.timestamp(), now + HEADER_WINDOW_S + self.margin_s)
+        self._header = _HeaderObservation(max(0, remaining), reset_at, sent)
+
+    async def _acquire(self, logs: list[SlidingWindowLog]) -> float:
+        while True:
+            now = self._clock.now()
+            at = max((log.earliest(now) for log in logs), default=now)
+            at = max(at, self._header_earliest(now))
+            if at <= now:
+                # No await between the check and the record: the check stays true for us
+                # even with many coroutines acquiring at once.
+                for log in logs:
+                    log.record(now)
+                self._sends.record(now)
+                return now
+            await self._clock.sleep(at - now)
+
+    def _header_earliest(self, now: float) -> float:
+        header = self._header
+        if header is None:
+            return now
+        self._sends.prune(now)
+        used = self._sends.count_after(header.sent_at)
+        if used < header.remaining:
+            return now
+        if now < header.reset_at:
+            return header.reset_at
+        # At reset_at one slot frees; beyond that we only know that everything the server
+        # counted has left its window one window after the observation.
+        if used < header.remaining + 1 or now >= header.sent_at + HEADER_WINDOW_S + self.margin_s:
+            return now
+        return now + _HEADER_POLL_S

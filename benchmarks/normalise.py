@@ -1,0 +1,189 @@
+"""Ingest + normalise + dedupe throughput against a bare phonenumbers loop, on one file.
+
+Generates a messy CRM-like CSV (mixed countries and formats, Excel damage, extensions,
+junk, and raw values that repeat as they do when several exports are merged), then times
+
+  (a) a bare single-process loop: phonenumbers.parse + is_valid_number +
+      format_number(E164) over the same (raw, region) cells, read into memory first;
+  (b) our path: campaign.plan.iter_plan (read the CSV, normalise with a cache and a
+      two-process pool, timezones, calling windows, dedupe), in a fresh child process so
+      its peak RSS is its own.
+
+Prints rows/s for both, their ratio (target >= 1.5) and our peak RSS (target <= 600 MB).
+
+    .venv/bin/python benchmarks/normalise.py [--rows 1000000] [--unique-share 0.6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import phonenumbers
+
+# (region, pattern) pairs from real valid number ranges; # is a random digit
+FORMATS = [
+    ("US", "(212) 736-####"),
+    ("US", "+1 305 555 ####"),
+    ("US", "1-415-555-####"),
+    ("US", "212.736.#### x12"),
+    ("US", "212736####.0"),
+    ("GB", "07911 ######"),
+    ("GB", "+44 20 7946 ####"),
+    ("US", "0044 7911 ######"),
+    ("FR", "06 12 34 ## ##"),
+    ("FR", "+33 1 23 45 ## ##"),
+    ("DE", "01521 23#####"),
+    ("ES", "612 34 ## ##"),
+    ("IT", "312 345 ####"),
+    ("NL", "06 1234####"),
+    ("AU", "+61 412 ### ###"),
+    ("BR", "+55 11 91234-####"),
+    ("JP", "090-1234-####"),
+    ("IN", "+91 98765 4####"),
+    ("CA", "(416) 555-####"),
+    ("MX", "+52 55 1234 ####"),
+]
+JUNK = ["n/a", "", "unknown", "12345", "call me", "0000000000", "+44 9098 79####"]
+
+
+def fill(pattern: str, rng: random.Random) -> str:
+    return "".join(str(rng.randrange(10)) if char == "#" else char for char in pattern)
+
+
+def generate(path: Path, rows: int, unique_share: float, seed: int) -> None:
+    """Write the messy file: about ``unique_share`` of the raw cells are distinct."""
+    rng = random.Random(seed)
+    pool_size = max(1, int(rows * unique_share))
+    pool: list[tuple[str, str]] = []
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Customer ID", "Phone", "Country", "First Name", "Plan"])
+        for index in range(rows):
+            if len(pool) < pool_size and (not pool or rng.random() < unique_share * 1.05):
+                if rng.random() < 0.03:
+                    cell = (fill(rng.choice(JUNK), rng), "US")
+                else:
+                    region, pattern = rng.choice(FORMATS)
+                    cell = (fill(pattern, rng), region)
+                pool.append(cell)
+            else:
+                cell = rng.choice(pool)
+            raw, region = cell
+            writer.writerow([f"c{index}", raw, region, f"name{index % 977}", "gold"])
+
+
+def read_cells(path: Path) -> list[tuple[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        return [(row[1], row[2]) for row in reader]
+
+
+def bare_loop(cells: list[tuple[str, str]]) -> tuple[float, int]:
+    """(a): seconds taken and valid numbers found."""
+    valid = 0
+    start = time.perf_counter()
+    for raw, region in cells:
+        try:
+            number = phonenumbers.parse(raw, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+            valid += 1
+    return time.perf_counter() - start, valid
+
+
+def our_path(data: Path) -> None:
+    """(b), run in a child process: prints a JSON line with its figures."""
+    from campaign.config import load_campaign
+    from campaign.plan import PlanCounts, iter_plan
+
+    campaign_file = data.parent / "bench.yaml"
+    campaign_file.write_text(
+        "campaign: bench\nscenario_id: scn_bench\n"
+        f"input: {{path: {data.name}, phone_column: phone, region_column: country, "
+        "default_region: US, variables: [first name, plan]}\n"
+    )
+    config = load_campaign(campaign_file, env={})
+    counts = PlanCounts()
+    start = time.perf_counter()
+    for _ in iter_plan(config, counts):
+        pass
+    seconds = time.perf_counter() - start
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "rows": counts.rows_read,
+                "callable": counts.callable,
+                "duplicates": counts.duplicates,
+                "rejected": sum(counts.rejected.values()),
+                "peak_rss_mb": own,
+                "worker_peak_rss_mb": workers,
+            }
+        )
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--unique-share", type=float, default=0.6)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--our-path", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.our_path:
+        our_path(args.our_path)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "contacts.csv"
+        started = time.perf_counter()
+        generate(data, args.rows, args.unique_share, args.seed)
+        size_mb = data.stat().st_size / 1e6
+        print(
+            f"generated {args.rows:,} rows ({size_mb:.0f} MB) in {time.perf_counter() - started:.1f} s"
+        )
+        child = subprocess.run(
+            [sys.executable, __file__, "--our-path", str(data)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        ours = json.loads(child.stdout.strip().splitlines()[-1])
+        cells = read_cells(data)
+        distinct = len(set(cells))
+        bare_seconds, valid = bare_loop(cells)
+    bare_rate = len(cells) / bare_seconds
+    our_rate = ours["rows"] / ours["seconds"]
+    ratio = our_rate / bare_rate
+    print(f"distinct raw cells: {distinct:,} of {len(cells):,}")
+    print(
+        f"(a) bare phonenumbers loop: {bare_rate:,.0f} rows/s ({bare_seconds:.1f} s, {valid:,} valid)"
+    )
+    print(
+        f"(b) ingest+normalise+dedupe: {our_rate:,.0f} rows/s ({ours['seconds']:.1f} s; "
+        f"{ours['callable']:,} callable, {ours['duplicates']:,} duplicates, "
+        f"{ours['rejected']:,} rejected)"
+    )
+    print(f"ratio (b)/(a): {ratio:.2f}  (target >= 1.5)")
+    print(
+        f"peak RSS: {ours['peak_rss_mb']:.0f} MB main process, "
+        f"{ours['worker_peak_rss_mb']:.0f} MB largest worker  (target <= 600 MB)"
+    )
+    return 0 if ratio >= 1.5 and ours["peak_rss_mb"] <= 600 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

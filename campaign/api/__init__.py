@@ -1,0 +1,33 @@
+"""The Aitelier API client: every endpoint, one error tree, safe retries, exact limits.
+
+``call_request_body`` is a module-level function (also reachable as
+``AitelierClient.call_request_body``).
+"""
+
+from campaign.api.client import AitelierClient
+from campaign.api.failures import RawResponse, to_api_error
+from campaign.api.retry import RetryPolicy, parse_retry_after, should_retry, sleep_seconds
+from campaign.api.transport import check_base_url
+from campaign.api.wire import (
+    call_request_body,
+    encode_json_body,
+    format_timestamp,
+    parse_timestamp,
+)
+from campaign.limits import ClientLimits
+
+__all__ = [
+    "AitelierClient",
+    "ClientLimits",
+    "RawResponse",
+    "RetryPolicy",
+    "call_request_body",
+    "check_base_url",
+    "encode_json_body",
+    "format_timestamp",
+    "parse_retry_after",
+    "parse_timestamp",
+    "should_retry",
+    "sleep_seconds",
+    "to_api_error",
+]

@@ -1,0 +1,295 @@
+"""One request, done safely: limiter slots, the same Idempotency-Key on every retry,
+backoff, an overall deadline, and every failure mapped to ``campaign.errors``."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiohttp
+from yarl import URL
+
+from campaign import __version__
+from campaign.api.failures import NETWORK_FAILURES, RawResponse, to_api_error
+from campaign.api.retry import RetryPolicy, retry_after_of, should_retry, sleep_seconds
+from campaign.api.wire import parse_timestamp
+from campaign.clock import Clock, SystemClock
+from campaign.errors import ApiError, ConfigError, DeadlineExceededError, UnexpectedResponseError
+from campaign.limits import ClientLimits
+
+log = logging.getLogger("campaign.api")
+
+SendKind = Literal["request", "call"]
+OnSend = Callable[[str, float], None]
+FormFactory = Callable[[], aiohttp.FormData]
+
+# Statuses after which POST /calls certainly created nothing new (executed-and-refused,
+# or refused before execution for a reason other than the outbound limit).
+_NO_CALL_CREATED = frozenset({400, 401, 403, 404, 409, 413, 422})
+
+
+class Secret:
+    """A string that never shows itself in repr(), str() or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one header that needs it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+def check_base_url(base_url: str) -> URL:
+    """The base URL, if it is HTTPS or plain HTTP to a loopback host; else ConfigError."""
+    url = URL(base_url.rstrip("/"))
+    host = (url.host or "").strip("[]").lower()
+    if url.scheme == "https" and host:
+        return url
+    if url.scheme == "http" and _is_loopback(host):
+        return url
+    raise ConfigError(
+        f"api.base_url {base_url!r} must use https:// (plain http only for a loopback host)"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A successful response: parsed JSON (None for 204) and whether it was a replay."""
+
+    status: int
+    body: Any
+    replayed: bool
+    request_id: str | None
+
+
+class Transport:
+    """Sends requests to one API base URL with one key; owns nothing but its session."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        session: aiohttp.ClientSession | None,
+        limits: ClientLimits | None,
+        clock: Clock,
+        retry: RetryPolicy,
+        request_timeout_s: float,
+        deadline_s: float,
+        on_send: OnSend | None,
+    ) -> None:
+        self.base_url = check_base_url(base_url)
+        if not api_key or any(ch in api_key for ch in "\r\n"):
+            raise ConfigError("the API key is empty or malformed")
+        self._key = Secret(api_key)
+        self._session = session
+        self._owns_session = session is None
+        self.limits = limits
+        self.clock: Clock = clock or SystemClock()
+        self.retry = retry
+        self.request_timeout_s = request_timeout_s
+        self.deadline_s = deadline_s
+        self.on_send = on_send
+
+    def __repr__(self) -> str:
+        return f"Transport(base_url={str(self.base_url)!r})"
+
+    async def close(self) -> None:
+        """Close the session if this transport created it."""
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        json_body: bytes | None = None,
+        form: FormFactory | None = None,
+        idempotency_key: str | None = None,
+        kind: SendKind = "request",
+    ) -> Reply:
+        """Send until success, a terminal error, the attempt limit or the deadline."""
+        where = f"{method} {path}"
+        if idempotency_key is None and method != "GET":
+            # Fixed before the loop, so that every retry is recognised as the same request.
+            idempotency_key = f"auto-{uuid.uuid4()}"
+        started: float | None = None
+        last_error: ApiError | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            sent_at = await self._acquire(kind)
+            started = sent_at if started is None else started
+            deadline = started + self.deadline_s
+            if last_error is not None and sent_at >= deadline:
+                # The limiter kept us past the deadline: do not send at all.
+                raise self._deadline_error(where, attempt - 1, last_error) from last_error
+            if self.on_send is not None:
+                self.on_send(kind, sent_at)
+            outcome = await self._attempt(
+                method,
+                path,
+                where,
+                query,
+                json_body,
+                form,
+                idempotency_key,
+                kind,
+                sent_at,
+                deadline,
+            )
+            if isinstance(outcome, Reply):
+                return outcome
+            last_error = outcome
+            if not should_retry(outcome) or attempt >= self.retry.max_attempts:
+                raise outcome
+            wait = sleep_seconds(
+                attempt,
+                retry_after_of(outcome),
+                self.retry.rng,
+                base_s=self.retry.base_s,
+                cap_s=self.retry.cap_s,
+            )
+            if self.clock.now() + wait >= deadline:
+                raise self._deadline_error(where, attempt, outcome) from outcome
+            log.warning(
+                "%s: attempt %d failed (%s); retrying in %.2fs", where, attempt, outcome, wait
+            )
+            await self.clock.sleep(wait)
+
+    def _deadline_error(self, where: str, attempts: int, last: ApiError) -> DeadlineExceededError:
+        return DeadlineExceededError(
+            f"{where}: gave up after {attempts} attempt(s) within the "
+            f"{self.deadline_s:g}s deadline; last error: {last}",
+            http_status=last.http_status,
+            code=last.code,
+            request_id=last.request_id,
+        )
+
+    async def _acquire(self, kind: SendKind) -> float:
+        if self.limits is None:
+            sent_at = self.clock.now()
+        elif kind == "call":
+            sent_at = await self.limits.acquire_call()
+        else:
+            sent_at = await self.limits.acquire_request()
+        return sent_at
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        where: str,
+        query: Mapping[str, str] | None,
+        json_body: bytes | None,
+        form: FormFactory | None,
+        idempotency_key: str | None,
+        kind: SendKind,
+        sent_at: float,
+        deadline: float,
+    ) -> Reply | ApiError:
+        headers = {
+            "Authorization": f"Bearer {self._key.reveal()}",
+            "Accept": "application/json",
+            "User-Agent": f"campaign/{__version__}",
+        }
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        data: bytes | aiohttp.FormData | None = None
+        if json_body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json_body
+        elif form is not None:
+            data = form()  # a fresh payload each attempt: aiohttp consumes it when sending
+        budget = max(0.001, min(self.request_timeout_s, deadline - self.clock.now()))
+        timeout = aiohttp.ClientTimeout(total=budget, sock_connect=min(budget, 10.0))
+        url = self.base_url.with_path(self.base_url.path + path, encoded=True)
+        try:
+            session = self._ensure_session()
+            async with session.request(
+                method,
+                url,
+                params=query,
+                data=data,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as response:
+                raw = RawResponse(response.status, response.headers, await response.read())
+        except NETWORK_FAILURES as exc:
+            error = to_api_error(exc, where=where, now=self.clock.now())
+            error.__cause__ = exc
+            return error
+        self._observe_limits(raw, sent_at)
+        replayed = raw.headers.get("Idempotent-Replayed", "").lower() == "true"
+        if (
+            kind == "call"
+            and self.limits is not None
+            and (replayed or raw.status in _NO_CALL_CREATED)
+        ):
+            # The server did not count this send as a new call: give the call slot back.
+            self.limits.release_call(sent_at)
+        if 200 <= raw.status < 300:
+            return self._reply(raw, where, replayed)
+        return to_api_error(raw, where=where, now=self.clock.now())
+
+    def _reply(self, raw: RawResponse, where: str, replayed: bool) -> Reply:
+        request_id = raw.headers.get("X-Request-Id")
+        if raw.status == 204 or not raw.body:
+            return Reply(raw.status, None, replayed, request_id)
+        try:
+            body = json.loads(raw.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise UnexpectedResponseError(
+                f"{where}: the API answered {raw.status} with a body that is not JSON",
+                http_status=raw.status,
+                request_id=request_id,
+            ) from exc
+        return Reply(raw.status, body, replayed, request_id)
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+            self._owns_session = True
+        return self._session
+
+    def _observe_limits(self, raw: RawResponse, sent_at: float) -> None:
+        if self.limits is None:
+            return
+        remaining_text = raw.headers.get("X-RateLimit-Remaining")
+        reset_text = raw.headers.get("X-RateLimit-Reset")
+        if remaining_text is None or reset_text is None:
+            return
+        try:
+            remaining = int(remaining_text)
+            reset = parse_timestamp(reset_text)
+        except ValueError:
+            log.debug("ignoring unreadable X-RateLimit headers")
+            return
+        # Reset is on the server's clock; a skewed clock only shifts the wait, and the limiter
+        # never waits longer than one header window on its account.
+        self.limits.observe_headers(remaining, reset, sent_at=sent_at)

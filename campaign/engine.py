@@ -1,0 +1,413 @@
+"""The calls-mode loop: place due calls inside their calling windows, collect, retry, stop.
+
+Two coroutines share one checkpoint: the sender begins attempts (committed *sending*)
+and sends them a few at a time, soonest-closing calling window first; the collector polls
+the list endpoint on a request budget and folds outcomes in. Every checkpoint write is
+synchronous and complete before the next ``await``, so the two never interleave inside a
+transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from campaign.attempts import call_body, idempotency_key
+from campaign.clock import Clock, utc
+from campaign.collect import PollResult, RetryPolicy, apply_call, fetch_sessions, poll_once
+from campaign.errors import CampaignError
+from campaign.limits import Limit, SlidingWindowLog
+from campaign.store import Attempt, Store, StoredRow
+from campaign.store_optout import OptOutList
+from campaign.submit import CallsApi, reconcile_stale, send_attempt
+
+log = logging.getLogger("campaign.engine")
+
+# How far back the collector looks on a fresh checkpoint: server and local clocks may
+# disagree by this much.
+CLOCK_SKEW_S = 300.0
+TICK_S = 0.05
+QUEUE_REFRESH_S = 1.0
+STOP_GRACE_S = 15.0
+
+
+class CallingWindowLike(Protocol):
+    """What the engine asks of a recipient's calling window."""
+
+    def is_open(self, at: float) -> bool: ...
+
+    def closes_at(self, at: float) -> float | None: ...
+
+    def next_open(self, at: float) -> float | None: ...
+
+
+WindowFor = Callable[[StoredRow], CallingWindowLike]
+
+
+class Progress(Protocol):
+    """Progress display hooks (campaign.progress.RunProgress)."""
+
+    def placed(self) -> None: ...
+
+    def finished(self, status: str, outcome: str | None) -> None: ...
+
+    def note(self, msg: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The knobs of one run of the loop."""
+
+    campaign: str
+    scenario_id: str
+    retry: RetryPolicy
+    call_limits: Sequence[Limit]
+    request_limits: Sequence[Limit]
+    deadline: float | None = None
+    fetch_sessions: bool = True
+    max_parallel_sends: int = 4
+    min_poll_s: float = 1.0
+    max_poll_s: float = 30.0
+    limiter_margin_s: float = 0.25
+
+
+@dataclass
+class EngineResult:
+    """What the loop did and why it stopped."""
+
+    calls_placed: int = 0
+    sends: int = 0
+    polls: int = 0
+    sessions: int = 0
+    stopped_early: bool = False
+    stop_reason: str | None = None
+    insufficient_funds: bool = False
+    error: CampaignError | None = None
+    next_due: float | None = None
+    next_due_reason: str | None = None
+    work_left_now: bool = False
+    rejected: list[str] = field(default_factory=list)
+
+
+class CallsEngine:
+    """Runs sender and collector until the work that can be done now is done."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        client: CallsApi,
+        clock: Clock,
+        settings: EngineSettings,
+        window_for: WindowFor,
+        opt_outs: OptOutList,
+        stop: asyncio.Event,
+        call_times: Sequence[float] = (),
+        progress: Progress | None = None,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.clock = clock
+        self.settings = settings
+        self.window_for = window_for
+        self.opt_outs = opt_outs
+        self.stop = stop
+        self.progress = progress
+        self.result = EngineResult()
+        # A pre-check mirroring the client's call limiter, so an attempt is committed
+        # only when it can leave at once (its calling window is checked at that moment).
+        self._call_logs = [
+            SlidingWindowLog(lim, settings.limiter_margin_s) for lim in settings.call_limits
+        ]
+        for t in call_times:
+            self.note_call_sent(t)
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._queue: list[tuple[str, StoredRow | Attempt]] = []
+        self._queue_built_at = float("-inf")
+        self._halt_sending = False
+
+    def note_call_sent(self, t: float) -> None:
+        """Count a POST /calls send against the pre-check."""
+        for call_log in self._call_logs:
+            call_log.record(t)
+
+    # --- the loop -----------------------------------------------------------------------
+
+    async def run(self) -> EngineResult:
+        """Place and collect until nothing more can be done now (or until told to stop)."""
+        await self._reconcile()
+        collector = asyncio.create_task(self._collector())
+        try:
+            await self._sender()
+        finally:
+            await self._drain()
+            collector.cancel()
+            try:
+                await collector
+            except asyncio.CancelledError:
+                pass
+            except CampaignError as exc:
+                self.result.error = self.result.error or exc
+        self._finish()
+        return self.result
+
+    async def _reconcile(self) -> None:
+        _, found = await reconcile_stale(
+            self.store, self.client, campaign=self.settings.campaign, now=self.clock.now()
+        )
+        for call in found:
+            apply_call(
+                self.store,
+                call,
+                campaign=self.settings.campaign,
+                retry=self.settings.retry,
+                opt_outs=self.opt_outs,
+                now=self.clock.now(),
+                result=PollResult(),
+            )
+
+    def _should_stop(self, now: float) -> bool:
+        if self.stop.is_set():
+            self.result.stop_reason = self.result.stop_reason or "stopped by a signal"
+            return True
+        if self.settings.deadline is not None and now >= self.settings.deadline:
+            self.result.stop_reason = self.result.stop_reason or "reached the time limit"
+            return True
+        return False
+
+    async def _sender(self) -> None:
+        while True:
+            now = self.clock.now()
+            if self.result.error is not None or self.result.insufficient_funds:
+                return
+            if self._should_stop(now):
+                self.result.stopped_early = True
+                return
+            self._start_sends(now)
+            idle = not self._in_flight and not self._open_attempts_remain()
+            if idle and not self._queue_has_sendable(now):
+                wait_until = self._idle_until(now)
+                if wait_until is None:
+                    return
+                await self._sleep_until(wait_until)
+                continue
+            await self.clock.sleep(TICK_S)
+
+    def _open_attempts_remain(self) -> bool:
+        # "sent" attempts still need their outcome (and, for the report, their session);
+        # "sending" ones not in flight are resent from the queue when their window is open.
+        if self.store.attempts("sent"):
+            return True
+        return self.settings.fetch_sessions and bool(self.store.attempts_needing_session())
+
+    def _queue_has_sendable(self, now: float) -> bool:
+        self._refresh_queue(now, force=True)
+        return bool(self._queue)
+
+    def _idle_until(self, now: float) -> float | None:
+        """When the next piece of work falls due, if the run may wait for it."""
+        self._compute_next_due(now)
+        due = self.result.next_due
+        if due is None or self.settings.deadline is None or due >= self.settings.deadline:
+            return None
+        return due
+
+    async def _sleep_until(self, moment: float) -> None:
+        log.info("waiting until %s for the next calling window or retry", _fmt(moment))
+        if self.progress is not None:
+            self.progress.note(f"waiting until {_fmt(moment)}")
+        while self.clock.now() < moment and not self._should_stop(self.clock.now()):
+            await self.clock.sleep(min(1.0, moment - self.clock.now()))
+
+    def _refresh_queue(self, now: float, *, force: bool = False) -> None:
+        if not force and self._queue and now - self._queue_built_at < QUEUE_REFRESH_S:
+            return
+        self._queue_built_at = now
+        candidates: list[tuple[float, int, str, StoredRow | Attempt]] = []
+        # Resends first: they are calls that may already exist and only need confirming.
+        for attempt in self.store.attempts("sending"):
+            if attempt.idempotency_key in self._in_flight:
+                continue
+            row = self.store.row(attempt.row_key)
+            window = self.window_for(row)
+            if window.is_open(now):
+                candidates.append((float("-inf"), row.line, "resend", attempt))
+        for row in self.store.rows_due(now):
+            if row.row_key in self._rows_in_flight():
+                continue
+            window = self.window_for(row)
+            if window.is_open(now):
+                closes = window.closes_at(now)
+                candidates.append(
+                    (closes if closes is not None else float("inf"), row.line, "new", row)
+                )
+        candidates.sort(key=lambda c: (c[0], c[1]))
+        self._queue = [(kind, item) for _, _, kind, item in candidates]
+
+    def _rows_in_flight(self) -> set[str]:
+        return {task.get_name() for task in self._in_flight.values()}
+
+    def _call_slot_free(self, now: float) -> bool:
+        return all(call_log.earliest(now) <= now for call_log in self._call_logs)
+
+    def _start_sends(self, now: float) -> None:
+        if self._halt_sending:
+            return
+        self._refresh_queue(now)
+        while self._queue and len(self._in_flight) < self.settings.max_parallel_sends:
+            if not self._call_slot_free(now):
+                return
+            kind, item = self._queue.pop(0)
+            if kind == "resend":
+                assert isinstance(item, Attempt)
+                attempt = item
+            else:
+                assert isinstance(item, StoredRow)
+                attempt = self._begin(item, now)
+            # Reserve the slot now: the client records the real send a moment later.
+            self.note_call_sent(now)
+            task = asyncio.create_task(self._send(attempt), name=attempt.row_key)
+            self._in_flight[attempt.idempotency_key] = task
+
+    def _begin(self, row: StoredRow, now: float) -> Attempt:
+        number = self.store.next_attempt_number(row.row_key)
+        assert row.e164 is not None
+        body = call_body(
+            campaign=self.settings.campaign,
+            scenario_id=self.settings.scenario_id,
+            row_key=row.row_key,
+            number=number,
+            phone=row.e164,
+            variables=row.variables,
+        )
+        key = idempotency_key(self.settings.campaign, row.row_key, number)
+        return self.store.begin_attempt(row.row_key, number, key, body, now)
+
+    async def _send(self, attempt: Attempt) -> None:
+        try:
+            outcome = await send_attempt(self.store, self.client, attempt, self.clock)
+        except CampaignError as exc:
+            self.result.error = self.result.error or exc
+            self._halt_sending = True
+            return
+        finally:
+            self._in_flight.pop(attempt.idempotency_key, None)
+        self.result.sends += 1
+        if outcome.verdict == "sent":
+            self.result.calls_placed += 1
+            if self.progress is not None:
+                self.progress.placed()
+        elif outcome.verdict == "rejected":
+            self.result.rejected.append(attempt.row_key)
+        elif outcome.error is not None:
+            # The client already retried until its deadline: the API is unreachable.
+            self.result.error = self.result.error or outcome.error
+            self._halt_sending = True
+
+    async def _drain(self) -> None:
+        """Let requests already on the wire finish their bookkeeping, then cancel the rest."""
+        self._halt_sending = True
+        if not self._in_flight:
+            return
+        tasks = list(self._in_flight.values())
+        _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    # --- the collector ------------------------------------------------------------------
+
+    def _poll_interval(self) -> float:
+        request_rate = min(
+            (lim.count / lim.window for lim in self.settings.request_limits), default=1.0
+        )
+        call_rate = min((lim.count / lim.window for lim in self.settings.call_limits), default=0.0)
+        per_call = 2.0 if self.settings.fetch_sessions else 1.0
+        sending = not self._halt_sending and (bool(self._queue) or bool(self._in_flight))
+        spare = request_rate - (call_rate * per_call if sending else 0.0)
+        if spare <= 0:
+            spare = request_rate * 0.2  # calls alone would use the budget: poll sparingly
+        interval = 1.0 / max(spare * 0.5, 1e-6)
+        return min(self.settings.max_poll_s, max(self.settings.min_poll_s, interval))
+
+    async def _collector(self) -> None:
+        while True:
+            if self.store.attempts("sent") or self._unsent_waiting():
+                await self.poll()
+            elif self.settings.fetch_sessions and self.store.attempts_needing_session():
+                self.result.sessions += await fetch_sessions(self.store, self.client)
+            await self.clock.sleep(self._poll_interval())
+
+    def _unsent_waiting(self) -> bool:
+        return any(a.idempotency_key not in self._in_flight for a in self.store.attempts("sending"))
+
+    async def poll(self) -> None:
+        """One poll of changed calls, then the sessions the report needs."""
+        oldest = min((a.sending_at for a in self.store.attempts("sending", "sent")), default=None)
+        now = self.clock.now()
+        result = await poll_once(
+            self.store,
+            self.client,
+            campaign=self.settings.campaign,
+            retry=self.settings.retry,
+            opt_outs=self.opt_outs,
+            now=now,
+            default_since=(oldest if oldest is not None else now) - CLOCK_SKEW_S,
+        )
+        self.result.polls += result.pages
+        if self.progress is not None:
+            for key in result.ended_keys:
+                attempt = self.store.attempt(key)
+                self.progress.finished(attempt.status or "unknown", attempt.outcome)
+        if result.insufficient_funds:
+            log.error("calls fail with insufficient_funds: no more calls are placed")
+            self.result.insufficient_funds = True
+            self._halt_sending = True
+        if self.settings.fetch_sessions:
+            self.result.sessions += await fetch_sessions(self.store, self.client)
+
+    # --- the end ------------------------------------------------------------------------
+
+    def _compute_next_due(self, now: float) -> None:
+        next_due: float | None = None
+        reason: str | None = None
+        for row in self.store.rows(include_vanished=False):
+            if row.progress == "retry_scheduled" and row.next_due is not None:
+                due = row.next_due
+                window = self.window_for(row)
+                if not window.is_open(max(due, now)):
+                    due = window.next_open(max(due, now)) or due
+                why = "retry"
+            elif row.progress == "pending" or (
+                row.progress == "in_flight" and self._has_unsent(row.row_key)
+            ):
+                window = self.window_for(row)
+                if window.is_open(now):
+                    continue
+                opens = window.next_open(now)
+                if opens is None:
+                    continue
+                due, why = opens, "calling window opens"
+            else:
+                continue
+            if next_due is None or due < next_due:
+                next_due, reason = due, why
+        self.result.next_due = next_due
+        self.result.next_due_reason = reason
+
+    def _has_unsent(self, row_key: str) -> bool:
+        return any(a.row_key == row_key for a in self.store.attempts("sending"))
+
+    def _finish(self) -> None:
+        now = self.clock.now()
+        self._compute_next_due(now)
+        self._refresh_queue(now, force=True)
+        self.result.work_left_now = bool(self._queue) or bool(self.store.attempts("sent"))
+
+
+def _fmt(moment: float) -> str:
+    return utc(moment).strftime("%Y-%m-%d %H:%M:%SZ")

@@ -1,0 +1,246 @@
+"""Reading CRM exports as they really arrive: odd encodings, delimiters and headers.
+
+The file is streamed through the ``csv`` module (memory stays flat whatever its size);
+each record keeps the physical line it starts on, so every later message can point at
+it. A record that cannot be parsed becomes a row with an ``error``, never a crash; a
+file that cannot be read at all is an ``InputError``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import charset_normalizer
+
+from campaign.errors import InputError
+
+_SAMPLE_BYTES = 64 * 1024
+_DELIMITERS = ",;\t|"
+# cp1252 covers what Western CRMs export; latin-1 decodes any byte, so it is the fallback
+# that guarantees a file of legacy bytes is always readable.
+_LEGACY_ENCODINGS = ["cp1252", "latin_1", "iso8859_15", "cp1250", "mac_roman"]
+
+
+@dataclass(slots=True)
+class SourceRow:
+    """One record of the input: its first physical line, its cells, or why it is unusable."""
+
+    line: int
+    fields: dict[str, str]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class CsvFormat:
+    """What was detected about a file."""
+
+    encoding: str
+    delimiter: str
+    header: list[str]
+    header_line: int
+
+
+def column_key(name: str) -> str:
+    """How column names are matched: trimmed, inner whitespace collapsed, case-folded."""
+    return " ".join(name.split()).casefold()
+
+
+def read_header(path: Path) -> list[str]:
+    """The normalised column names of the file (see ``column_key``), deduplicated."""
+    return detect_format(path).header
+
+
+def detect_format(path: Path) -> CsvFormat:
+    """Detect encoding, delimiter and header of a CSV file; InputError if it has none."""
+    sample = _read_sample(path)
+    encoding = detect_encoding(sample)
+    with _open_text(path, encoding) as stream:
+        lines = _physical_lines(stream)
+        delimiter, header, header_line = _read_header_lines(path, lines, sample, encoding)
+    return CsvFormat(encoding, delimiter, header, header_line)
+
+
+def read_rows(path: Path) -> Iterator[SourceRow]:
+    """Stream the data rows of a CSV file in file order; header is line 1 (or after sep=)."""
+    fmt = detect_format(path)
+    width = len(fmt.header)
+    with _open_text(path, fmt.encoding) as stream:
+        lines = _physical_lines(stream)
+        for _ in range(fmt.header_line):
+            next(lines, None)
+        counter = _LineCounter(lines, fmt.header_line)
+        reader = csv.reader(counter, delimiter=fmt.delimiter, strict=False)
+        while True:
+            start = counter.count + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield SourceRow(start, {}, f"cannot parse this line ({exc})")
+                continue
+            if not any(cell.strip() for cell in cells):
+                continue  # blank lines (or lines of empty cells) are not rows
+            yield _to_row(start, cells, fmt.header, width)
+
+
+def _to_row(line: int, cells: list[str], header: list[str], width: int) -> SourceRow:
+    if len(cells) > width:
+        extra = cells[width:]
+        if any(cell.strip() for cell in extra):
+            return SourceRow(
+                line,
+                dict(zip(header, cells, strict=False)),
+                f"{len(cells)} fields but the header has {width} (a stray delimiter?)",
+            )
+        cells = cells[:width]
+    elif len(cells) < width:
+        # ragged rows: trailing columns an exporter left off are empty, not an error
+        cells = cells + [""] * (width - len(cells))
+    return SourceRow(line, dict(zip(header, cells, strict=True)))
+
+
+class _LineCounter:
+    """Counts physical lines as the csv reader consumes them (quoted newlines included)."""
+
+    def __init__(self, lines: Iterator[str], already: int) -> None:
+        self.lines = lines
+        self.count = already
+
+    def __iter__(self) -> _LineCounter:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.lines)
+        self.count += 1
+        return line
+
+
+def _read_sample(path: Path) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(_SAMPLE_BYTES)
+    except FileNotFoundError:
+        raise InputError("file not found", path=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read the file ({exc.strerror or exc})", path=str(path)) from exc
+
+
+def detect_encoding(sample: bytes) -> str:
+    """BOMs first, then strict UTF-8, then UTF-16 by its NUL pattern, then legacy code pages."""
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        decoder.decode(sample, final=False)  # a multi-byte character may be cut at the end
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    if len(sample) >= 4:
+        even, odd = sample[0::2], sample[1::2]
+        if odd.count(0) > len(odd) * 0.4 and even.count(0) < len(even) * 0.1:
+            return "utf-16-le"
+        if even.count(0) > len(even) * 0.4 and odd.count(0) < len(odd) * 0.1:
+            return "utf-16-be"
+    matches = list(charset_normalizer.from_bytes(sample, cp_isolation=_LEGACY_ENCODINGS))
+    if not matches:
+        return "cp1252"
+    best = matches[0]
+    # Short samples often fit several code pages equally well; among the ties, take the
+    # most common one in CRM exports (the order of _LEGACY_ENCODINGS).
+    ties = [
+        encoding
+        for match in matches
+        if match.chaos <= best.chaos + 0.01 and match.coherence >= best.coherence - 0.01
+        for encoding in match.could_be_from_charset  # code pages giving the very same text
+    ]
+    return min(
+        ties, key=lambda name: _LEGACY_ENCODINGS.index(name) if name in _LEGACY_ENCODINGS else 99
+    )
+
+
+def _open_text(path: Path, encoding: str) -> io.TextIOWrapper:
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise InputError(f"cannot read the file ({exc.strerror or exc})", path=str(path)) from exc
+    # newline="" keeps \r\n inside quoted cells intact for the csv module; undecodable
+    # bytes become U+FFFD so one bad byte costs one cell, not the file.
+    return io.TextIOWrapper(handle, encoding=encoding, errors="replace", newline="")
+
+
+def _physical_lines(stream: io.TextIOWrapper) -> Iterator[str]:
+    """Lines of the file without NUL characters (the csv module refuses them)."""
+    for line in stream:
+        yield line.replace("\0", "") if "\0" in line else line
+
+
+def _read_header_lines(
+    path: Path, lines: Iterator[str], sample: bytes, encoding: str
+) -> tuple[str, list[str], int]:
+    """Delimiter, normalised header and the number of lines the header part took."""
+    first = next(lines, None)
+    consumed = 1
+    while first is not None and not first.strip():  # blank lines above the header
+        first = next(lines, None)
+        consumed += 1
+    if first is None:
+        raise InputError("the file is empty; expected a header line", path=str(path))
+    delimiter = None
+    stripped = first.strip().strip('"')
+    if stripped.lower().startswith("sep=") and len(stripped) == 5:
+        delimiter = stripped[4]  # Excel's "sep=;" hint line
+        first = next(lines, None)
+        consumed += 1
+        if first is None:
+            raise InputError("no header line after 'sep='", path=str(path), line=consumed)
+    if delimiter is None:
+        delimiter = _sniff_delimiter(sample.decode(encoding, errors="replace"))
+    try:
+        cells = next(csv.reader([first], delimiter=delimiter, strict=False))
+    except (csv.Error, StopIteration) as exc:
+        raise InputError(f"cannot read the header ({exc})", path=str(path), line=consumed) from None
+    return delimiter, _normalise_header(cells), consumed
+
+
+def _sniff_delimiter(sample_text: str) -> str:
+    """The candidate that splits the most sample lines into as many fields as the header."""
+    lines = [line for line in sample_text.splitlines(keepends=True) if line.strip()][:50]
+    if len(lines) > 1:
+        lines = lines[:-1]  # the sample may end mid-line
+    best, best_score = ",", (0, 0)
+    for delimiter in _DELIMITERS:
+        try:
+            records = list(csv.reader(lines, delimiter=delimiter, strict=False))
+        except csv.Error:
+            continue
+        width = len(records[0]) if records else 0
+        if width < 2:
+            continue
+        consistent = sum(1 for record in records if len(record) == width)
+        score = (consistent, width)
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def _normalise_header(cells: list[str]) -> list[str]:
+    """Trim and case-fold names; name empty ones column_N; suffix duplicates _2, _3, …"""
+    header: list[str] = []
+    seen: set[str] = set()
+    for index, cell in enumerate(cells, start=1):
+        name = column_key(cell.replace("\ufeff", "")) or f"column_{index}"
+        candidate, suffix = name, 2
+        while candidate in seen:
+            candidate = f"{name}_{suffix}"
+            suffix += 1
+        seen.add(candidate)
+        header.append(candidate)
+    return header

@@ -1,0 +1,342 @@
+"""Phone normalisation: a messy CRM cell → E.164, or a reason a person understands.
+
+Validity is phonenumbers' ``is_valid_number``; the number type, timezones and (for NANP
+numbers) the US state or Canadian province come from the same metadata. Results are pure
+functions of (raw, region), which is what lets ``PhoneCache`` parse each distinct raw
+value once and lets a process pool share the work.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass, replace
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberType, geocoder, timezone
+from phonenumbers.geodata import GEOCODE_DATA
+
+# Number types nobody should be dialled on by an outbound campaign: they cost the caller
+# (premium rate, shared cost), are not people (pager, voicemail access) or route to
+# a company switchboard (UAN).
+_FORBIDDEN_TYPES = {
+    PhoneNumberType.PREMIUM_RATE: "premium-rate number",
+    PhoneNumberType.SHARED_COST: "shared-cost number",
+    PhoneNumberType.UAN: "universal access number (UAN)",
+    PhoneNumberType.PAGER: "pager number",
+    PhoneNumberType.VOICEMAIL: "voicemail access number",
+}
+_TYPE_NAMES = {
+    value: name.lower()
+    for name, value in vars(PhoneNumberType).items()
+    if name.isupper() and isinstance(value, int)
+}
+_EXCEL_SCIENTIFIC = re.compile(r"^\+?(\d)(?:\.(\d+))?[eE]\+?(\d{1,2})$")
+_EXCEL_DECIMAL = re.compile(r"^(\+?\d+)\.0+$")
+_IGNORED = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad'\"="), None)
+_ALIAS_REGIONS = {"UK": "GB", "EL": "GR"}
+_UNKNOWN_TZ = "Etc/Unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneResult:
+    """The outcome of normalising one raw phone cell."""
+
+    e164: str | None
+    reason: str | None = None
+    region: str | None = None
+    number_type: str = "unknown"
+    extension: str | None = None
+    timezones: tuple[str, ...] = ()
+    us_state: str | None = None
+    note: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the number may be dialled (as far as the number itself tells)."""
+        return self.e164 is not None and self.reason is None
+
+
+def clean_region(region: str | None) -> str | None:
+    """An ISO alpha-2 region phonenumbers knows, from a cell such as ' gb ' or 'UK'."""
+    if region is None:
+        return None
+    text = region.strip().upper()
+    text = _ALIAS_REGIONS.get(text, text)
+    return text if text in phonenumbers.SUPPORTED_REGIONS else None
+
+
+def normalise(
+    raw: str,
+    region: str | None,
+    *,
+    allow_toll_free: bool = True,
+    allow_voip: bool = True,
+) -> PhoneResult:
+    """Normalise one raw phone cell read in ``region`` (ISO alpha-2, or None)."""
+    return apply_policy(
+        normalise_number(raw, region), allow_toll_free=allow_toll_free, allow_voip=allow_voip
+    )
+
+
+def apply_policy(result: PhoneResult, *, allow_toll_free: bool, allow_voip: bool) -> PhoneResult:
+    """Reject toll-free or VoIP numbers when the campaign file says so."""
+    if result.reason is None and result.e164 is not None:
+        if result.number_type == "toll_free" and not allow_toll_free:
+            return replace(result, reason="toll-free number (input.allow_toll_free is false)")
+        if result.number_type == "voip" and not allow_voip:
+            return replace(result, reason="VoIP number (input.allow_voip is false)")
+    return result
+
+
+def normalise_number(raw: str, region: str | None) -> PhoneResult:
+    """Normalise without any campaign policy; a pure function of its arguments."""
+    text, notes = _clean_text(raw)
+    if not text:
+        return PhoneResult(None, "no phone number")
+    text, excel_note, excel_error = _repair_excel(text)
+    digits_only = text.isdigit()
+    if excel_error:
+        return PhoneResult(None, excel_error)
+    if excel_note:
+        notes.append(excel_note)
+    if re.search(r"[A-Za-z].*[A-Za-z].*[A-Za-z]", _strip_extension_words(text)):
+        notes.append("vanity letters converted to digits")
+    number, reason = _parse(text, region)
+    if number is not None and digits_only:
+        number, reason = _lost_leading_zero(text, region, number, reason, notes)
+    if number is None:
+        return PhoneResult(None, reason)
+    return _describe(number, notes)
+
+
+def _clean_text(raw: str) -> tuple[str, list[str]]:
+    """Unicode digits → ASCII, odd spaces → space, invisible characters and quotes dropped."""
+    notes: list[str] = []
+    chars = []
+    for char in raw.translate(_IGNORED):
+        if char.isdigit() and not char.isascii():
+            chars.append(str(unicodedata.digit(char, 0)))
+        elif char.isspace():
+            chars.append(" ")
+        elif char in "\uff0b\u2795":  # fullwidth and heavy plus signs
+            chars.append("+")
+        else:
+            chars.append(char)
+    text = " ".join("".join(chars).split())
+    if text.lower().startswith("tel:"):
+        text = text[4:].strip()
+    return text, notes
+
+
+def _repair_excel(text: str) -> tuple[str, str | None, str | None]:
+    """Undo Excel's number formatting: ``4.47911123456E+11`` and a trailing ``.0``."""
+    match = _EXCEL_SCIENTIFIC.match(text)
+    if match:
+        head, tail, exponent = match.group(1), match.group(2) or "", int(match.group(3))
+        if len(tail) > exponent:
+            return text, None, "not a phone number (a decimal number)"
+        if len(head + tail) < exponent + 1 and exponent >= 6:
+            # Excel kept fewer significant digits than the number had: the rest are lost
+            return text, None, "damaged by Excel (scientific notation lost digits)"
+        return head + tail + "0" * (exponent - len(tail)), "Excel damage repaired", None
+    match = _EXCEL_DECIMAL.match(text)
+    if match:
+        return match.group(1), "Excel damage repaired", None
+    return text, None, None
+
+
+def _strip_extension_words(text: str) -> str:
+    return re.sub(r"(?i)\b(ext|extn|extension|x)\b\.?\s*\d+\s*$", "", text)
+
+
+def _parse(text: str, region: str | None) -> tuple[phonenumbers.PhoneNumber | None, str]:
+    """Parse with the row's region; international prefixes 00/011 also without a region."""
+    candidates = [text]
+    compact = re.sub(r"[\s().\-/]", "", text)
+    for prefix in ("00", "011"):
+        if compact.startswith(prefix) and not compact.startswith(prefix + "0"):
+            candidates.append("+" + compact[len(prefix) :])
+    reason = "not a phone number"
+    first: phonenumbers.PhoneNumber | None = None
+    for candidate in candidates:
+        try:
+            number = phonenumbers.parse(candidate, region)
+        except NumberParseException as exc:
+            reason = _parse_reason(exc, region)
+            continue
+        if phonenumbers.is_valid_number(number):
+            return number, ""
+        first = first or number
+    if first is not None:
+        return first, ""
+    return None, reason
+
+
+def _parse_reason(exc: NumberParseException, region: str | None) -> str:
+    kind = exc.error_type
+    if kind == NumberParseException.INVALID_COUNTRY_CODE:
+        if region is None:
+            return "no country code and no region to read it in (set input.default_region)"
+        return "unknown country code"
+    if kind in (NumberParseException.TOO_SHORT_NSN, NumberParseException.TOO_SHORT_AFTER_IDD):
+        return "too short to be a phone number"
+    if kind == NumberParseException.TOO_LONG:
+        return "too long to be a phone number"
+    return "not a phone number"
+
+
+def _lost_leading_zero(
+    text: str,
+    region: str | None,
+    number: phonenumbers.PhoneNumber,
+    reason: str,
+    notes: list[str],
+) -> tuple[phonenumbers.PhoneNumber | None, str]:
+    """A digits-only cell that is invalid as read may have lost a leading 0 or 00 to Excel."""
+    if phonenumbers.is_valid_number(number):
+        return number, reason
+    repairs: list[tuple[phonenumbers.PhoneNumber, str]] = []
+    for candidate, note in (
+        ("0" + text, "leading zero restored"),
+        ("+" + text, "read as international (leading 00 or + lost)"),
+    ):
+        try:
+            repaired = phonenumbers.parse(candidate, region)
+        except NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(repaired):
+            repairs.append((repaired, note))
+    if len(repairs) == 1:
+        notes.append(repairs[0][1])
+        return repairs[0][0], ""
+    return number, reason
+
+
+def _describe(number: phonenumbers.PhoneNumber, notes: list[str]) -> PhoneResult:
+    """Validity, type, timezones and NANP state of a parsed number."""
+    kind = phonenumbers.number_type(number)
+    # number_type() is UNKNOWN exactly when is_valid_number() is false (both run the same
+    # type matcher on the region of the number), so the type lookup doubles as validation.
+    region = phonenumbers.region_code_for_number(number)
+    if kind == PhoneNumberType.UNKNOWN:
+        possible = phonenumbers.is_possible_number_with_reason(number)
+        why = {
+            phonenumbers.ValidationResult.TOO_SHORT: "too short",
+            phonenumbers.ValidationResult.TOO_LONG: "too long",
+            phonenumbers.ValidationResult.INVALID_LENGTH: "wrong length",
+            phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
+            phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "area code missing",
+        }.get(possible, "no such number range")
+        home = region or phonenumbers.region_code_for_country_code(number.country_code or 0)
+        where = f" for {home}" if home and home not in ("ZZ", "001") else ""
+        return PhoneResult(None, f"not a valid phone number{where} ({why})", region=region)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    extension = number.extension or None
+    if extension:
+        notes.append(f"extension {extension} dropped")
+    zones = _timezones(number, kind)
+    us_state = None
+    if number.country_code == 1 and region in ("US", "CA"):
+        us_state = _nanp_state(number)
+    note = "; ".join(notes) or None
+    type_name = _TYPE_NAMES.get(kind, "unknown")
+    reason = _FORBIDDEN_TYPES.get(kind)
+    return PhoneResult(e164, reason, region, type_name, extension, zones, us_state, note)
+
+
+def _timezones(number: phonenumbers.PhoneNumber, kind: int) -> tuple[str, ...]:
+    if phonenumbers.is_number_type_geographical(kind, number.country_code or 0):
+        zones = timezone.time_zones_for_geographical_number(number)
+    else:
+        zones = timezone.time_zones_for_number(number)
+    return tuple(zone for zone in zones if zone != _UNKNOWN_TZ)
+
+
+def _nanp_state(number: phonenumbers.PhoneNumber) -> str | None:
+    """US state / Canadian province of a NANP number, from its area code's geocoding."""
+    npa = str(number.national_number)[:3]
+    state = _npa_states().get(npa)
+    if state is None:  # a few area codes are only geocoded per exchange
+        state = state_from_description(geocoder.description_for_number(number, "en"))
+    return state
+
+
+@functools.cache
+def _npa_states() -> dict[str, str]:
+    """Area code → state/province code, from phonenumbers' area-code-level geocoding."""
+    table = {}
+    for prefix, names in GEOCODE_DATA.items():
+        if len(prefix) == 4 and prefix.startswith("1"):
+            state = state_from_description(names.get("en", ""))
+            if state:
+                table[prefix[1:]] = state
+    return table
+
+
+def state_from_description(description: str) -> str | None:
+    """'New York, NY' → 'NY'; 'Florida' → 'FL'; None when it is no single state/province."""
+    match = re.search(r", ([A-Z]{2})$", description)
+    if match:
+        return match.group(1)
+    return _STATE_CODES.get(description)
+
+
+# phonenumbers' English geocoding names (US states, DC, Canadian provinces) → postal codes.
+_STATE_CODES = {
+    "Alabama": "AL", "Alaska": "AK", "Arizona": "AZ", "Arkansas": "AR", "California": "CA",
+    "Colorado": "CO", "Connecticut": "CT", "Delaware": "DE", "Florida": "FL", "Georgia": "GA",
+    "Hawaii": "HI", "Idaho": "ID", "Illinois": "IL", "Indiana": "IN", "Iowa": "IA",
+    "Kansas": "KS", "Kentucky": "KY", "Louisiana": "LA", "Maine": "ME", "Maryland": "MD",
+    "Massachusetts": "MA", "Michigan": "MI", "Minnesota": "MN", "Mississippi": "MS",
+    "Missouri": "MO", "Montana": "MT", "Nebraska": "NE", "Nevada": "NV",
+    "New Hampshire": "NH", "New Jersey": "NJ", "New Mexico": "NM", "New York": "NY",
+    "North Carolina": "NC", "North Dakota": "ND", "Ohio": "OH", "Oklahoma": "OK",
+    "Oregon": "OR", "Pennsylvania": "PA", "Rhode Island": "RI", "South Carolina": "SC",
+    "South Dakota": "SD", "Tennessee": "TN", "Texas": "TX", "Utah": "UT", "Vermont": "VT",
+    "Virginia": "VA", "Washington State": "WA", "Washington": "WA", "West Virginia": "WV",
+    "Wisconsin": "WI", "Wyoming": "WY", "Washington D.C.": "DC",
+    "Alberta": "AB", "British Columbia": "BC", "British Colombia": "BC", "Manitoba": "MB",
+    "New Brunswick": "NB", "Newfoundland and Labrador": "NL", "Nova Scotia": "NS",
+    "Ontario": "ON", "Quebec": "QC", "Saskatchewan": "SK", "Prince Edward Island": "PE",
+}  # fmt: skip
+
+
+class PhoneCache:
+    """Normalise each distinct (raw, region) once; bounded so memory stays flat."""
+
+    def __init__(
+        self, *, allow_toll_free: bool = True, allow_voip: bool = True, max_entries: int = 300_000
+    ) -> None:
+        self.allow_toll_free = allow_toll_free
+        self.allow_voip = allow_voip
+        self.max_entries = max_entries
+        self._results: dict[tuple[str, str | None], PhoneResult] = {}
+
+    def __contains__(self, key: tuple[str, str | None]) -> bool:
+        return key in self._results
+
+    def get(self, raw: str, region: str | None) -> PhoneResult:
+        """The policy-applied result for one cell, computing it if not cached."""
+        key = (raw, region)
+        result = self._results.get(key)
+        if result is None:
+            result = normalise_number(raw, region)
+            self.put(key, result)
+        return apply_policy(
+            result, allow_toll_free=self.allow_toll_free, allow_voip=self.allow_voip
+        )
+
+    def put(self, key: tuple[str, str | None], result: PhoneResult) -> None:
+        """Remember a result computed elsewhere (e.g. in a worker process)."""
+        if len(self._results) >= self.max_entries:
+            # Dropping everything is crude but keeps memory bounded with no bookkeeping
+            # per hit; CRM duplicates cluster, so the cache refills with what matters.
+            self._results.clear()
+        self._results[key] = result
+
+
+def normalise_batch(keys: list[tuple[str, str | None]]) -> list[PhoneResult]:
+    """Normalise many (raw, region) pairs; the unit of work sent to a worker process."""
+    return [normalise_number(raw, region) for raw, region in keys]

@@ -1,0 +1,328 @@
+"""Planning: every input row becomes callable, or rejected/duplicate/suppressed with a reason.
+
+Rows stream from ``ingest``; phones are normalised through a cache (each distinct raw
+value once) and, for big files, by a small process pool so both cores work. The first
+row of a number or key wins; later ones point at it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from campaign.config import CampaignConfig
+from campaign.errors import ConfigError
+from campaign.hours import CallingWindow, calling_window
+from campaign.ingest import SourceRow, column_key, read_header, read_rows
+from campaign.phones import PhoneCache, PhoneResult, clean_region, normalise_batch
+
+PlanState = Literal["callable", "rejected", "duplicate", "suppressed"]
+
+_CHUNK_ROWS = 20_000
+_WORKER_BATCH = 2_000
+_POOL_THRESHOLD = 4_000  # distinct new numbers in a chunk before a pool is worth its start-up
+# A batch of (raw, region) pairs sent to a worker, and the future of its results.
+_Work = tuple[list[tuple[str, str | None]], Future[list[PhoneResult]]]
+_SUPPRESSION_COLUMNS = ("phone", "e164", "number", "phone_number", "mobile", "msisdn", "tel")
+
+
+@dataclass(slots=True)
+class PlannedRow:
+    """One input row and what the plan decided about it."""
+
+    line: int
+    row_key: str
+    raw_phone: str
+    e164: str | None
+    state: PlanState
+    reason: str | None = None
+    duplicate_of: int | None = None
+    region: str | None = None
+    timezones: tuple[str, ...] = ()
+    us_state: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    note: str | None = None
+
+
+@dataclass
+class PlanCounts:
+    """What validate prints: rows by state, rejects by reason, callable rows by place."""
+
+    rows_read: int = 0
+    callable: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    suppressed: Counter[str] = field(default_factory=Counter)
+    by_country: Counter[str] = field(default_factory=Counter)
+    by_timezone: Counter[str] = field(default_factory=Counter)
+
+    def add(self, row: PlannedRow) -> None:
+        """Count one planned row."""
+        self.rows_read += 1
+        if row.state == "callable":
+            self.callable += 1
+            self.by_country[row.region or "??"] += 1
+            self.by_timezone[_zone_label(row.timezones)] += 1
+        elif row.state == "rejected":
+            self.rejected[row.reason or "rejected"] += 1
+        elif row.state == "duplicate":
+            self.duplicates += 1
+        else:
+            self.suppressed[row.reason or "suppressed"] += 1
+
+
+@dataclass
+class PlanResult:
+    """All rows in input order, and their counts."""
+
+    rows: list[PlannedRow]
+    counts: PlanCounts
+
+    @property
+    def callable_rows(self) -> list[PlannedRow]:
+        """Rows the engine may call."""
+        return [row for row in self.rows if row.state == "callable"]
+
+
+def plan_rows(
+    config: CampaignConfig, *, opted_out: Iterable[str] = (), workers: int | None = None
+) -> PlanResult:
+    """Plan every row of the campaign's input (held in memory, in input order)."""
+    counts = PlanCounts()
+    rows = list(iter_plan(config, counts, opted_out=opted_out, workers=workers))
+    return PlanResult(rows, counts)
+
+
+def iter_plan(
+    config: CampaignConfig,
+    counts: PlanCounts,
+    *,
+    opted_out: Iterable[str] = (),
+    workers: int | None = None,
+) -> Iterator[PlannedRow]:
+    """Stream planned rows in input order, counting them into ``counts`` as they go."""
+    check_columns(config, read_header(config.input.path))
+    planner = _Planner(config, set(opted_out), load_suppression(config.suppression, config))
+    workers = min(2, os.cpu_count() or 1) if workers is None else workers
+    pool: Executor | None = None
+    try:
+        pending: tuple[list[SourceRow], list[_Work]] | None = None
+        for chunk in _chunks(read_rows(config.input.path), _CHUNK_ROWS):
+            misses = planner.misses(chunk)
+            futures = []
+            if workers > 1 and len(misses) >= _POOL_THRESHOLD:
+                pool = pool or ProcessPoolExecutor(max_workers=workers)
+                for start in range(0, len(misses), _WORKER_BATCH):
+                    batch = misses[start : start + _WORKER_BATCH]
+                    futures.append((batch, pool.submit(normalise_batch, batch)))
+            # Finish the previous chunk while the workers normalise this one.
+            if pending is not None:
+                yield from planner.finish(*pending, counts)
+            pending = (chunk, futures)
+        if pending is not None:
+            yield from planner.finish(*pending, counts)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+class _Planner:
+    """The per-run memory of a plan: phone cache, first line of each number and key."""
+
+    def __init__(
+        self, config: CampaignConfig, opted_out: set[str], suppression: dict[str, str]
+    ) -> None:
+        self.config = config
+        self.opted_out = opted_out
+        self.suppression = suppression
+        self.cache = PhoneCache(
+            allow_toll_free=config.input.allow_toll_free, allow_voip=config.input.allow_voip
+        )
+        self.phone_column = column_key(config.input.phone_column)
+        self.region_column = (
+            column_key(config.input.region_column) if config.input.region_column else None
+        )
+        self.key_column = column_key(config.input.key_column) if config.input.key_column else None
+        self.variables = [(name, column_key(name)) for name in config.input.variables]
+        self.first_line_of_key: dict[str, int] = {}
+        self.first_line_of_number: dict[str, int] = {}
+        self.windows: dict[tuple[tuple[str, ...], str | None], CallingWindow] = {}
+        self.now = datetime.now(UTC)
+
+    def _phone_key(self, row: SourceRow) -> tuple[str, str | None, str | None]:
+        """(raw phone, region to read it in, region problem)."""
+        raw = row.fields.get(self.phone_column, "")
+        region = self.config.input.default_region
+        if self.region_column:
+            cell = row.fields.get(self.region_column, "").strip()
+            if cell:
+                region = clean_region(cell)
+                if region is None:
+                    return raw, None, f"unknown region '{cell}' in column {self.region_column}"
+        return raw, region, None
+
+    def misses(self, chunk: list[SourceRow]) -> list[tuple[str, str | None]]:
+        """Distinct (raw, region) pairs of the chunk not yet in the cache."""
+        seen: set[tuple[str, str | None]] = set()
+        for row in chunk:
+            if row.error is None:
+                raw, region, problem = self._phone_key(row)
+                key = (raw, region)
+                if problem is None and key not in self.cache:
+                    seen.add(key)
+        return list(seen)
+
+    def finish(
+        self,
+        chunk: list[SourceRow],
+        futures: list[_Work],
+        counts: PlanCounts,
+    ) -> Iterator[PlannedRow]:
+        for batch, future in futures:
+            for key, result in zip(batch, future.result(), strict=True):
+                self.cache.put(key, result)
+        for row in chunk:
+            planned = self.plan(row)
+            counts.add(planned)
+            yield planned
+
+    def plan(self, row: SourceRow) -> PlannedRow:
+        """Decide one row."""
+        raw, region, problem = self._phone_key(row)
+        variables = {name: row.fields.get(key, "") for name, key in self.variables}
+        row_key = f"line:{row.line}"
+        if self.key_column:
+            row_key = row.fields.get(self.key_column, "").strip() or row_key
+        if row.error or problem:
+            reason = row.error or problem
+            return PlannedRow(row.line, row_key, raw, None, "rejected", reason, variables=variables)
+        phone = self.cache.get(raw, region)
+        planned = PlannedRow(
+            row.line,
+            row_key,
+            raw,
+            phone.e164,
+            "rejected",
+            phone.reason,
+            region=phone.region,
+            timezones=phone.timezones,
+            us_state=phone.us_state,
+            variables=variables,
+            note=phone.note,
+        )
+        if phone.e164 is None or phone.reason:
+            return planned
+        if not self.key_column:
+            planned.row_key = phone.e164
+        elif not row.fields.get(self.key_column, "").strip():
+            planned.reason = f"empty key column '{self.config.input.key_column}'"
+            return planned
+        window_problem = self._window_problem(phone)
+        if window_problem:
+            planned.reason = window_problem
+            return planned
+        if phone.e164 in self.opted_out:
+            planned.state, planned.reason = "suppressed", "opted out (state dir opt-out list)"
+            return planned
+        if phone.e164 in self.suppression:
+            planned.state = "suppressed"
+            planned.reason = f"on suppression list {self.suppression[phone.e164]}"
+            return planned
+        first = self.first_line_of_key.get(planned.row_key) or self.first_line_of_number.get(
+            phone.e164
+        )
+        if first is not None:
+            planned.state, planned.duplicate_of = "duplicate", first
+            planned.reason = f"duplicate of line {first}"
+            return planned
+        if self.key_column:  # without one the key is the number: one map is enough
+            self.first_line_of_key[planned.row_key] = row.line
+        self.first_line_of_number[phone.e164] = row.line
+        planned.state = "callable"
+        return planned
+
+    def _window_problem(self, phone: PhoneResult) -> str | None:
+        """Why this number can never be called under the calling hours, if so."""
+        key = (phone.timezones, phone.us_state)
+        window = self.windows.get(key)
+        if window is None:
+            window = calling_window(phone.timezones, phone.us_state, self.config.calling_hours)
+            self.windows[key] = window
+        if window.problem:
+            return window.problem
+        if window.next_open(self.now) is None:
+            return f"calling hours never overlap across its {len(phone.timezones)} timezones"
+        return None
+
+
+def _chunks(rows: Iterator[SourceRow], size: int) -> Iterator[list[SourceRow]]:
+    chunk: list[SourceRow] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _zone_label(timezones: Sequence[str]) -> str:
+    if len(timezones) <= 2:
+        return " + ".join(timezones) or "unknown"
+    return f"{timezones[0]} + {len(timezones) - 1} more"
+
+
+def check_columns(config: CampaignConfig, header: Sequence[str]) -> None:
+    """ConfigError if a configured column is not in the input's header (case-insensitive)."""
+    wanted: list[tuple[str, str | None]] = [
+        ("input.phone_column", config.input.phone_column),
+        ("input.region_column", config.input.region_column),
+        ("input.key_column", config.input.key_column),
+    ]
+    wanted += [(f"input.variables[{i}]", name) for i, name in enumerate(config.input.variables)]
+    for key, name in wanted:
+        if name is not None and column_key(name) not in header:
+            close = difflib.get_close_matches(column_key(name), list(header), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"column '{name}' is not in {config.input.path.name}{hint} "
+                f"(columns: {', '.join(header)})",
+                path=str(config.source_path),
+                key=key,
+            )
+
+
+def load_suppression(paths: Iterable[Path], config: CampaignConfig | None = None) -> dict[str, str]:
+    """E.164 → list name, from CSVs with a phone column or files of one number a line."""
+    region = config.input.default_region if config else None
+    cache = PhoneCache()
+    numbers: dict[str, str] = {}
+    for path in paths:
+        header = read_header(path)
+        column = next((name for name in _SUPPRESSION_COLUMNS if name in header), None)
+        cells: Iterator[str]
+        if column is not None:
+            cells = (row.fields.get(column, "") for row in read_rows(path))
+        else:
+            cells = _plain_lines(path)
+        for cell in cells:
+            result = cache.get(cell, region)
+            if result.e164:  # a list entry's type does not matter: suppressed is suppressed
+                numbers.setdefault(result.e164, path.name)
+    return numbers
+
+
+def _plain_lines(path: Path) -> Iterator[str]:
+    """Cells of a one-number-a-line list (the first line is a number too)."""
+    header = read_header(path)
+    if header:
+        yield header[0]
+    for row in read_rows(path):
+        yield next(iter(row.fields.values()), "")

@@ -1,0 +1,457 @@
+"""``campaign run`` in calls mode: lock → checkpoint → plan → pre-flight → loop → outputs.
+
+Each stage is a function of its dependencies; this module only wires them and decides
+the exit code (design.md's table). Outputs are written at the end of every run that got
+as far as the checkpoint, including runs that stop with exit 1 or 3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from campaign.clock import Clock, SystemClock, utc
+from campaign.config import CampaignConfig
+from campaign.engine import CallsEngine, EngineResult, EngineSettings
+from campaign.errors import ApiError, AuthError, CampaignError, InsufficientFundsError
+from campaign.lock import CampaignLock
+from campaign.preflight import Preflight, run_preflight
+from campaign.report import OutputPaths, RunFacts, write_outputs
+from campaign.results import call_records, progress_counts, row_results
+from campaign.run_setup import (
+    WindowBook,
+    calling_hours_text,
+    planned_rows,
+)
+from campaign.store import Store
+from campaign.store_optout import OptOutList
+
+log = logging.getLogger("campaign.runner")
+
+SEND_LOG_KEEP_S = 3600.0 + 60.0
+REQUEST_LOG_FLUSH = 25
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The command-line switches of ``campaign run``."""
+
+    until: float | None = None
+    max_duration_s: float | None = None
+    dry_run: bool = False
+    allow_low_balance: bool = False
+    fetch_sessions: bool = True
+    command: str = "campaign run"
+
+
+@dataclass
+class RunReport:
+    """What the run did, for the printed summary and the exit code."""
+
+    exit_code: int
+    lines: list[str] = field(default_factory=list)
+    outputs: OutputPaths | None = None
+    engine: EngineResult | None = None
+    preflight: Preflight | None = None
+    requests: int = 0
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+class SendLog:
+    """The client's on_send hook: call sends are written at once, requests in small batches."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.requests = 0
+        self.calls = 0
+        self._pending: list[tuple[str, float]] = []
+
+    def __call__(self, kind: str, sent_at: float) -> None:
+        self.requests += 1
+        self._pending.append((kind, sent_at))
+        # A POST /calls is about to leave: its send time must survive a kill -9, or a
+        # restart could overshoot the outbound limit the server already counts it in.
+        if kind == "call":
+            self.calls += 1
+            self.flush()
+        elif len(self._pending) >= REQUEST_LOG_FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered send times."""
+        pending, self._pending = self._pending, []
+        self.store.log_sends(pending)
+
+
+def run_campaign(
+    config: CampaignConfig, options: RunOptions, *, clock: Clock | None = None
+) -> RunReport:
+    """Run the campaign once; raises CampaignError (after writing outputs) on failure."""
+    return asyncio.run(run_campaign_async(config, options, clock=clock or SystemClock()))
+
+
+async def run_campaign_async(
+    config: CampaignConfig, options: RunOptions, *, clock: Clock
+) -> RunReport:
+    """The async body of ``run_campaign``."""
+    lock = CampaignLock(config.state_path)
+    if not options.dry_run:
+        lock.acquire()  # before the checkpoint is opened: a refused run touches nothing
+    try:
+        store = (
+            Store.snapshot(config.state_path) if options.dry_run else Store.open(config.state_path)
+        )
+        try:
+            store.claim_identity(config.campaign)
+            return await _run_with_store(config, options, store, clock)
+        finally:
+            store.close()
+    finally:
+        lock.release()
+
+
+async def _run_with_store(
+    config: CampaignConfig, options: RunOptions, store: Store, clock: Clock
+) -> RunReport:
+    started = clock.now()
+    run_id = store.start_run(started, options.command)
+    opt_outs = OptOutList(config.state_dir)
+    rows = planned_rows(config, opt_outs.numbers())
+    fingerprint = _fingerprint(config.input.path)
+    if store.get_meta("input_fingerprint") not in (None, fingerprint):
+        log.info("the input file changed since the last run; merging it into the checkpoint")
+    store.set_meta("input_fingerprint", fingerprint)
+    sync = store.sync_rows(rows, started)
+    log.info(
+        "input %s: %d rows (%d new, %d known, %d vanished since the last run)",
+        config.input.path,
+        len(rows),
+        sync.new,
+        sync.known,
+        sync.vanished,
+    )
+    if config.calling_hours == "unrestricted":
+        log.warning(
+            "calling_hours: unrestricted — recipients' local calling hours are NOT enforced"
+        )
+    windows = WindowBook(config.calling_hours)
+    send_log = SendLog(store)
+    report = RunReport(exit_code=0)
+    error: CampaignError | None = None
+    deadline = _deadline(options, started)
+    try:
+        async with _api(config, store, clock, send_log) as (client, call_times):
+            report.preflight = await _preflight(config, options, store, client, windows, clock)
+            if not options.dry_run:
+                report.engine = await _run_engine(
+                    config, options, store, client, clock, windows, opt_outs, deadline, call_times
+                )
+                error = report.engine.error
+    except CampaignError as exc:
+        error = exc
+    finally:
+        send_log.flush()
+    if not options.dry_run:
+        store.prune_send_log(clock.now() - SEND_LOG_KEEP_S)
+    report.requests = send_log.requests
+    total_requests = int(store.get_meta("requests_spent") or 0) + send_log.requests
+    store.set_meta("requests_spent", str(total_requests))
+    engine = report.engine or EngineResult()
+    report.outputs = write_run_outputs(
+        config, store, windows, clock, started=started, dry_run=options.dry_run, engine=engine
+    )
+    report.counts = progress_counts(store)
+    report.exit_code = _exit_code(error, engine)
+    report.lines = summary_lines(config, report, windows, clock.now())
+    store.end_run(run_id, clock.now(), report.exit_code, report.counts)
+    if error is not None:
+        raise _final_error(error)
+    if engine.insufficient_funds:
+        raise InsufficientFundsError(
+            "calls failed with insufficient_funds: top up the wallet, then rerun — the "
+            "affected rows keep a fresh attempt"
+        )
+    return report
+
+
+def _deadline(options: RunOptions, started: float) -> float | None:
+    bounds = [b for b in (options.until,) if b is not None]
+    if options.max_duration_s is not None:
+        bounds.append(started + options.max_duration_s)
+    return min(bounds) if bounds else None
+
+
+@contextlib.asynccontextmanager
+async def _api(
+    config: CampaignConfig, store: Store, clock: Clock, send_log: SendLog
+) -> AsyncIterator[tuple[Any, list[float]]]:
+    """The API client (and the in-process sandbox for ``base_url: sandbox``)."""
+    from campaign.api.client import AitelierClient
+    from campaign.limits import ClientLimits
+
+    now = clock.now()
+    window = max(lim.window for lim in [*config.limits.calls, *config.limits.requests])
+    request_times, call_times = store.send_times(now - window - 1.0)
+    limits = ClientLimits(config.limits.requests, config.limits.calls, clock=clock)
+    limits.seed(request_times, call_times)
+    sandbox = None
+    base_url = config.api.base_url
+    if config.is_sandbox:
+        from campaign.sandbox_host import start_for_campaign
+
+        sandbox = await start_for_campaign(config)
+        base_url = sandbox.base_url
+    try:
+        async with AitelierClient(
+            base_url,
+            config.require_api_key(),
+            limits=limits,
+            clock=clock,
+            on_send=send_log,
+        ) as client:
+            yield client, call_times
+    finally:
+        if sandbox is not None:
+            await sandbox.close()
+
+
+async def _preflight(
+    config: CampaignConfig,
+    options: RunOptions,
+    store: Store,
+    client: Any,
+    windows: WindowBook,
+    clock: Clock,
+) -> Preflight:
+    now = clock.now()
+    rows_now = rows_later = 0
+    for row in store.rows(include_vanished=False):
+        if row.progress not in ("pending", "retry_scheduled"):
+            continue
+        due_now = row.progress == "pending" or (row.next_due or 0) <= now
+        if due_now and windows.window_for(row).is_open(now):
+            rows_now += 1
+        else:
+            rows_later += 1
+    return await run_preflight(
+        client,
+        rows_now=rows_now,
+        rows_later=rows_later,
+        call_limits=list(config.limits.calls),
+        cost_estimate=config.cost_estimate,
+        allow_low_balance=options.allow_low_balance,
+        now=now,
+    )
+
+
+async def _run_engine(
+    config: CampaignConfig,
+    options: RunOptions,
+    store: Store,
+    client: Any,
+    clock: Clock,
+    windows: WindowBook,
+    opt_outs: OptOutList,
+    deadline: float | None,
+    call_times: list[float],
+) -> EngineResult:
+    from campaign.progress import RunProgress
+
+    stop = asyncio.Event()
+    settings = EngineSettings(
+        campaign=config.campaign,
+        scenario_id=config.scenario_id,
+        retry=config.retry,
+        call_limits=list(config.limits.calls),
+        request_limits=list(config.limits.requests),
+        deadline=deadline,
+        fetch_sessions=options.fetch_sessions,
+    )
+    todo = sum(
+        1
+        for r in store.rows(include_vanished=False)
+        if r.progress in ("pending", "retry_scheduled", "in_flight")
+    )
+    with _signals(stop), RunProgress(total=todo, campaign=config.campaign) as progress:
+        engine = CallsEngine(
+            store=store,
+            client=client,
+            clock=clock,
+            settings=settings,
+            window_for=windows.window_for,
+            opt_outs=opt_outs,
+            stop=stop,
+            call_times=call_times,
+            progress=progress,
+        )
+        return await engine.run()
+
+
+@contextlib.contextmanager
+def _signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop``: stop sending, finish the bookkeeping, exit 3."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, _on_signal, stop, sig)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread (tests): the stop event still works
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    log.warning("%s received: stopping after the requests in flight", sig.name)
+    stop.set()
+
+
+def write_run_outputs(
+    config: CampaignConfig,
+    store: Store,
+    windows: WindowBook,
+    clock: Clock,
+    *,
+    started: float,
+    dry_run: bool,
+    engine: EngineResult,
+) -> OutputPaths:
+    """Write results.csv, summary.json and report.html from the checkpoint."""
+    now = clock.now()
+    counts = progress_counts(store)
+    open_states = ("pending", "retry_scheduled")
+    finished = not any(counts["by_state"].get(s, 0) for s in open_states)
+    next_due = engine.next_due
+    facts = RunFacts(
+        campaign=config.campaign,
+        mode=config.mode,
+        started_at=utc(started),
+        ended_at=utc(now),
+        finished=finished,
+        dry_run=dry_run,
+        calls_placed=counts["calls_placed"],
+        requests_spent=int(store.get_meta("requests_spent") or 0),
+        calling_hours=calling_hours_text(config.calling_hours),
+        next_due=None if next_due is None else utc(next_due),
+        next_due_reason=engine.next_due_reason,
+        key_column=config.input.key_column or "e164",
+        variables=list(config.input.variables),
+        input_path=str(config.input.path),
+    )
+    return write_outputs(
+        config.output_dir,
+        row_results(store, lambda row: windows.pending_reason(row, now)),
+        call_records(store),
+        facts,
+    )
+
+
+def _exit_code(error: CampaignError | None, engine: EngineResult) -> int:
+    if error is not None:
+        return error.exit_code
+    if engine.insufficient_funds:
+        return 1
+    if engine.stopped_early and engine.work_left_now:
+        return 3
+    return 0
+
+
+def _final_error(error: CampaignError) -> CampaignError:
+    if isinstance(error, AuthError):
+        return error
+    if isinstance(error, ApiError) and error.transient:
+        return type(error)(
+            f"the API did not answer ({error}); rerun later — unconfirmed calls are re-sent "
+            "with the same idempotency keys",
+            http_status=error.http_status,
+            code=error.code,
+            request_id=error.request_id,
+        )
+    return error
+
+
+def summary_lines(
+    config: CampaignConfig, report: RunReport, windows: WindowBook, now: float
+) -> list[str]:
+    """The short summary printed at the end of a run."""
+    counts = report.counts
+    by_state = counts.get("by_state", {})
+    engine = report.engine or EngineResult()
+    states = ", ".join(f"{n} {s}" for s, n in by_state.items()) or "no rows"
+    lines = [f"{config.campaign}: {counts.get('rows_total', 0)} rows — {states}"]
+    if report.engine is not None:
+        lines.append(
+            f"this run: {engine.calls_placed} call(s) placed, {report.requests} request(s) "
+            f"sent, {counts.get('calls_in_flight', 0)} call(s) still in progress"
+        )
+    else:
+        lines.append("dry run: nothing was sent; rows that would be called show 'pending'")
+    if config.calling_hours == "unrestricted":
+        lines.append("calling hours: UNRESTRICTED (recipients' local hours not enforced)")
+    if report.exit_code == 3:
+        lines.append(f"stopped early ({engine.stop_reason}); rerun to resume")
+    if engine.next_due is not None:
+        lines.append(
+            f"next work falls due {_local(engine.next_due)} ({engine.next_due_reason}); rerun then"
+        )
+    elif report.engine is not None and not engine.work_left_now and report.exit_code == 0:
+        left = by_state.get("pending", 0) + by_state.get("retry_scheduled", 0)
+        lines.append("nothing left to do" if not left else f"{left} row(s) cannot be called")
+    if report.outputs is not None:
+        lines.append(f"report: {report.outputs.results_csv.parent}")
+    return lines
+
+
+def _local(ts: float) -> str:
+    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def rewrite_outputs(config: CampaignConfig, *, clock: Clock | None = None) -> OutputPaths:
+    """``campaign report``: rewrite the outputs from the checkpoint alone."""
+    from campaign.errors import StateError
+
+    if not config.state_path.exists():
+        raise StateError(f"no checkpoint at {config.state_path}: run the campaign first")
+    clock = clock or SystemClock()
+    store = Store.snapshot(config.state_path)
+    try:
+        runs = store.runs()
+        started = runs[-1]["started_at"] if runs else clock.now()
+        return write_run_outputs(
+            config,
+            store,
+            WindowBook(config.calling_hours),
+            clock,
+            started=float(started),
+            dry_run=False,
+            engine=EngineResult(),
+        )
+    finally:
+        store.close()
+
+
+def print_lines(lines: list[str]) -> None:
+    """Print summary lines to stdout."""
+    for line in lines:
+        sys.stdout.write(line + "\n")

@@ -1,0 +1,69 @@
+"""The checkpoint's schema as an ordered list of migrations (``PRAGMA user_version``).
+
+Append new migrations at the end; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[list[str]] = [
+    [
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE rows (
+            row_key TEXT PRIMARY KEY,
+            label TEXT NOT NULL,
+            line INTEGER NOT NULL,
+            raw_phone TEXT,
+            e164 TEXT,
+            plan_state TEXT NOT NULL,
+            reason TEXT,
+            variables TEXT NOT NULL DEFAULT '{}',
+            timezones TEXT NOT NULL DEFAULT '[]',
+            us_state TEXT,
+            region TEXT,
+            duplicate_of TEXT,
+            progress TEXT NOT NULL,
+            next_due REAL,
+            attempts_used INTEGER NOT NULL DEFAULT 0,
+            vanished INTEGER NOT NULL DEFAULT 0,
+            first_seen REAL NOT NULL,
+            last_seen REAL NOT NULL
+        )""",
+        "CREATE INDEX rows_progress ON rows(progress, next_due)",
+        """CREATE TABLE attempts (
+            idempotency_key TEXT PRIMARY KEY,
+            row_key TEXT NOT NULL REFERENCES rows(row_key),
+            number INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            body BLOB NOT NULL,
+            call_id TEXT,
+            status TEXT,
+            outcome TEXT,
+            goal_achieved INTEGER,
+            failure_reason TEXT,
+            session_id TEXT,
+            session_fetched INTEGER NOT NULL DEFAULT 0,
+            slot_values TEXT,
+            cost TEXT,
+            currency TEXT,
+            duration_s REAL,
+            error TEXT,
+            sending_at REAL NOT NULL,
+            sent_at REAL,
+            ended_at REAL,
+            call_updated_at TEXT,
+            UNIQUE (row_key, number)
+        )""",
+        "CREATE INDEX attempts_state ON attempts(state)",
+        "CREATE INDEX attempts_call ON attempts(call_id)",
+        "CREATE TABLE send_log (kind TEXT NOT NULL, t REAL NOT NULL)",
+        "CREATE INDEX send_log_t ON send_log(t)",
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            exit_code INTEGER,
+            command TEXT,
+            summary TEXT
+        )""",
+    ],
+]

@@ -1,0 +1,135 @@
+"""An in-memory stand-in for the API's call endpoints, driven by a fake clock.
+
+Only for engine unit tests (fake time, scripted outcomes, forgotten keys); behaviour
+against a real server is tested through the sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
+
+from campaign.clock import FakeClock
+from campaign.errors import AmbiguousError, IdempotencyConflictError
+from campaign.limits import ClientLimits
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+def _ts(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class FakeApi:
+    """Calls that end ``duration_s`` after creation with the outcome scripted per phone."""
+
+    clock: FakeClock
+    duration_s: float = 30.0
+    scripts: dict[str, list[tuple[str, str | None, str | None]]] = field(default_factory=dict)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    keys: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+    posts: int = 0
+    gets: int = 0
+    ambiguous_next: int = 0
+    balance: str = "100.00"
+    limits: ClientLimits | None = None
+
+    async def create_call(self, body: bytes, idempotency_key: str) -> Any:
+        self.posts += 1
+        if self.limits is not None:  # as the real client does before every POST /calls
+            await self.limits.acquire_call()
+        if idempotency_key in self.keys:
+            stored, index = self.keys[idempotency_key]
+            if stored != body:
+                raise IdempotencyConflictError("key reused", http_status=409)
+            return self._view(self.calls[index])
+        payload = json.loads(body)
+        phone = payload["phone"]
+        nth = sum(1 for c in self.calls if c["phone"] == phone)
+        script = self.scripts.get(phone, [("completed", "goal_achieved", None)])
+        status, outcome, reason = script[min(nth, len(script) - 1)]
+        now = self.clock.now()
+        call = {
+            "id": f"call_{len(self.calls) + 1}",
+            "phone": phone,
+            "metadata": payload["metadata"],
+            "created": now,
+            "final": (status, outcome, reason),
+        }
+        self.calls.append(call)
+        self.keys[idempotency_key] = (body, len(self.calls) - 1)
+        if self.ambiguous_next:
+            self.ambiguous_next -= 1
+            raise AmbiguousError("connection reset after the request was sent")
+        return self._view(call)
+
+    def forget_keys(self) -> None:
+        """The server's 24 h idempotency memory has passed."""
+        self.keys.clear()
+
+    def _view(self, call: dict[str, Any]) -> Any:
+        now = self.clock.now()
+        ended = now >= call["created"] + self.duration_s
+        status, outcome, reason = call["final"] if ended else ("queued", None, None)
+        updated = call["created"] + self.duration_s if ended else call["created"]
+        return SimpleNamespace(
+            id=call["id"],
+            status=status,
+            phone=call["phone"],
+            metadata=call["metadata"],
+            created_at=_dt(call["created"]),
+            updated_at=_dt(updated),
+            ended_at=_dt(updated) if ended else None,
+            outcome=outcome if status == "completed" else None,
+            goal_achieved=(outcome == "goal_achieved") if status == "completed" else None,
+            failure_reason=reason,
+            session_id=f"ses_{call['id']}" if status == "completed" else None,
+        )
+
+    async def list_calls(self, **params: Any) -> Any:
+        self.gets += 1
+        views = [self._view(c) for c in self.calls]
+        if "updated_since" in params:
+            floor = _ts(str(params["updated_since"]))
+            views = [v for v in views if v.updated_at.timestamp() >= floor]
+            views.sort(key=lambda v: (v.updated_at, v.id))
+        if "since" in params:
+            floor = _ts(str(params["since"]))
+            views = [v for v in views if v.created_at.timestamp() >= floor]
+            views.sort(key=lambda v: (v.created_at, v.id))
+        start = int(params.get("cursor") or 0)
+        limit = int(params.get("limit") or 50)
+        page = views[start : start + limit]
+        more = start + limit < len(views)
+        return SimpleNamespace(data=page, next_cursor=str(start + limit) if more else None)
+
+    async def get_session(self, session_id: str) -> Any:
+        self.gets += 1
+        return SimpleNamespace(
+            slot_values={"renewal": "yes"},
+            costs=SimpleNamespace(amount=Decimal("0.11"), currency="USD"),
+            duration_s=42,
+        )
+
+    async def get_wallet(self) -> Any:
+        self.gets += 1
+        return SimpleNamespace(balance=Decimal(self.balance), currency="USD")
+
+    async def get_usage(self, period: str) -> Any:
+        self.gets += 1
+        return SimpleNamespace(calls=0, amount=Decimal("0"), currency="USD")
+
+    def created_per_attempt(self) -> dict[tuple[str, str], int]:
+        """How many calls exist per (row_key, attempt): exactly-once means all 1."""
+        counts: dict[tuple[str, str], int] = {}
+        for call in self.calls:
+            key = (call["metadata"]["row_key"], call["metadata"]["attempt"])
+            counts[key] = counts.get(key, 0) + 1
+        return counts

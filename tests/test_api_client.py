@@ -1,0 +1,171 @@
+"""The client against the sandbox over real sockets: every endpoint, typed results."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from campaign.api import AitelierClient, ClientLimits, RetryPolicy, call_request_body
+from campaign.clock import FakeClock
+from campaign.errors import ConfigError, NotFoundError
+from campaign.limits import Limit
+from campaign.sandbox import DEFAULT_KEY, DEFAULT_PROJECT, SandboxConfig, start_sandbox
+
+T0 = 1_780_000_000.0
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    # One fake clock for the client and the sandbox: the client's waits move platform time.
+    return FakeClock(T0)
+
+
+@pytest.fixture
+async def client(clock: FakeClock) -> AsyncIterator[AitelierClient]:
+    config = SandboxConfig(ledger=True, time_scale=1.0, requests_per_minute="1000/min",
+                           requests_per_hour="10000/h", outbound_calls="100/min")  # fmt: skip
+    sandbox = await start_sandbox(config, clock=clock)
+    retry = RetryPolicy(rng=lambda: 0.0)
+    async with AitelierClient(sandbox.base_url, DEFAULT_KEY, clock=clock, retry=retry) as api:
+        yield api
+    await sandbox.close()
+
+
+def body_for(phone: str, row_key: str) -> bytes:
+    return call_request_body(
+        phone=phone,
+        scenario_id="scn_demo",
+        variables={"first_name": "Ana"},
+        metadata={"row_key": row_key},
+    )
+
+
+async def test_calls_create_get_list_and_iterate(client: AitelierClient, clock: FakeClock) -> None:
+    created = [
+        await client.create_call(body_for(f"+1415555010{i}", f"r{i}"), f"spring:r{i}:1")
+        for i in range(3)
+    ]
+    assert created[0].status == "queued" and created[0].metadata == {"row_key": "r0"}
+    assert created[0].variables == {"first_name": "Ana"}
+    fetched = await client.get_call(created[0].id)
+    assert fetched.id == created[0].id and fetched.phone == "+14155550100"
+    page = await client.list_calls(limit=2, since=date(2000, 1, 1))
+    assert len(page.data) == 2 and page.next_cursor
+    every = [call.id async for call in client.iter_calls(limit=1)]
+    assert sorted(every) == sorted(call.id for call in created)  # same created_at: by id
+    queued = await client.list_calls(status=["queued", "dialing"])
+    assert {call.id for call in queued.data} <= {call.id for call in created}
+
+
+async def test_a_finished_call_has_a_session_transcript_and_recording(
+    client: AitelierClient, clock: FakeClock
+) -> None:
+    call = await client.create_call(body_for("+14155550111", "s1"), "spring:s1:1")
+    for _ in range(60):
+        clock.advance(30)
+        call = await client.get_call(call.id)
+        if call.is_terminal and call.session_id:
+            break
+    if call.session_id is None:
+        pytest.skip(f"the scripted call ended {call.status} without a session")
+    assert call.session is not None and call.session.id == call.session_id
+    session = await client.get_session(call.session_id)
+    assert session.call_id == call.id and isinstance(session.costs.amount, Decimal)
+    sessions = [s.id async for s in client.iter_sessions(since=date(2000, 1, 1), limit=1)]
+    assert call.session_id in sessions
+    transcript = await client.get_transcript(call.session_id)
+    assert transcript.session_id == call.session_id
+    recording = await client.get_recording(call.session_id)
+    assert recording.url.startswith("https://") and recording.expires_at.tzinfo is not None
+
+
+async def test_batches_create_get_and_rows(client: AitelierClient) -> None:
+    csv = (
+        b"phone,row_ref,plan\n+14155550120,c-1,gold\nnot-a-phone,c-2,silver\n\n+14155550121,c-3,\n"
+    )
+    batch = await client.create_batch(
+        csv, scenario_id="scn_demo", idempotency_key="spring:batch:1", name="spring"
+    )
+    assert batch.id.startswith("bat_") and batch.name == "spring"
+    again = await client.get_batch(batch.id)
+    assert again.progress.total == 3
+    rows = [row async for row in client.iter_batch_rows(batch.id, limit=1)]
+    assert [row.row_ref for row in rows] == ["c-1", "c-2", "c-3"]
+    assert rows[1].status == "invalid" and rows[1].error is not None
+    page = await client.list_batch_rows(batch.id, limit=2)
+    assert len(page.data) == 2 and page.next_cursor
+
+
+async def test_webhooks_crud_and_fanout(client: AitelierClient) -> None:
+    created = await client.create_webhook(
+        "https://hooks.example.org/aitelier", ["call.completed"], description="ops"
+    )
+    assert created.secret and created.secret.startswith("whsec_")
+    listed = await client.list_webhooks()
+    assert [w.id for w in listed] == [created.id] and listed[0].secret is None
+    updated = await client.update_webhook(created.id, active=False, events=["call.failed"])
+    assert updated.active is False and updated.events == ("call.failed",)
+    delivered = await client.fanout_webhook(DEFAULT_PROJECT, "crm", {"event": "ping"})
+    assert delivered >= 0
+    await client.delete_webhook(created.id)
+    assert await client.list_webhooks() == []
+    with pytest.raises(NotFoundError):
+        await client.delete_webhook(created.id)
+
+
+async def test_knowledge_base(client: AitelierClient) -> None:
+    job = await client.knowledge_crawl("https://www.example.org/faq")
+    assert job.id.startswith("crawl_") and job.status == "queued"
+    uploaded = await client.upload_knowledge_file("faq.txt", b"Opening hours: 9-17\n")
+    assert uploaded.filename == "faq.txt" and uploaded.bytes == 20
+    assert [f.id for f in await client.list_knowledge_files()] == [uploaded.id]
+    await client.delete_knowledge_file(uploaded.id)
+    assert await client.list_knowledge_files() == []
+
+
+async def test_usage_wallet_invoices(client: AitelierClient) -> None:
+    wallet = await client.get_wallet()
+    assert wallet.balance == Decimal("250.00") and wallet.currency == "USD"
+    usage = await client.get_usage("2026-05")
+    assert usage.period == "2026-05" and isinstance(usage.minutes, Decimal)
+    invoices = await client.list_invoices()
+    assert all(isinstance(invoice.amount, Decimal) for invoice in invoices)
+
+
+async def test_on_send_reports_every_send_with_its_kind(clock: FakeClock) -> None:
+    sent: list[tuple[str, float]] = []
+    async with await start_sandbox(SandboxConfig(), clock=clock) as sandbox:
+        limits = ClientLimits([Limit(60, 60)], [Limit(5, 60)], clock=clock)
+        async with AitelierClient(
+            sandbox.base_url, DEFAULT_KEY, clock=clock, limits=limits,
+            on_send=lambda kind, t: sent.append((kind, t)),
+        ) as api:  # fmt: skip
+            await api.create_call(body_for("+14155550130", "o1"), "spring:o1:1")
+            await api.get_wallet()
+    assert sent == [("call", T0), ("request", T0)]
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["http://api.aitelier.org/v1", "ftp://127.0.0.1/v1", "http://10.0.0.1/v1", "api.aitelier.org"],
+)
+def test_plain_http_only_to_loopback(base_url: str) -> None:
+    with pytest.raises(ConfigError, match="https"):
+        AitelierClient(base_url, DEFAULT_KEY)
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://api.aitelier.org/v1",
+        "http://127.0.0.1:8787/v1",
+        "http://127.5.6.7/v1",
+        "http://localhost:1/v1",
+        "http://[::1]:8787/v1",
+    ],
+)
+def test_https_and_loopback_are_accepted(base_url: str) -> None:
+    assert base_url.split("://")[1].split("/")[0] in repr(AitelierClient(base_url, DEFAULT_KEY))

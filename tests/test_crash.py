@@ -1,0 +1,170 @@
+"""Crash safety, end to end: the real command, a sandbox process with ambiguous faults, kill -9.
+
+After every scenario the sandbox's ledger must show each callable row called exactly once
+per attempt, nothing else called, and no outbound window over the limit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from campaign.attempts import idempotency_key
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent / "campaign"
+KEY = "avp_test_sandbox"
+FAULTS = "POST /v1/calls=reset_after@0.15,POST /v1/calls=error_after@0.1,*=proxy_503@0.05"
+CALL_LIMIT = "30/10s"
+
+
+def _campaign_dir(tmp_path: Path, rows: int, *, extra: str = "") -> Path:
+    lines = ["customer_id,phone,first_name"]
+    lines += [f"K{i:03d},+1 212 555 {100 + i:04d},N{i}" for i in range(rows)]
+    (tmp_path / "contacts.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "crash.yaml").write_text(
+        f"""campaign: crash
+scenario_id: scn_demo
+input: {{path: contacts.csv, phone_column: phone, default_region: US,
+        key_column: customer_id, variables: [first_name]}}
+calling_hours: unrestricted
+retry: {{statuses: [no_answer, busy], max_attempts: 2, min_interval: 0s}}
+limits: {{calls: {CALL_LIMIT}, requests: [600/min, 20000/h]}}
+cost_estimate: "0.01"
+state_dir: state
+output_dir: out
+{extra}"""
+    )
+    return tmp_path / "crash.yaml"
+
+
+@pytest.fixture
+def sandbox_url(tmp_path: Path) -> Iterator[str]:
+    """A sandbox process with the ambiguous faults on and the scaled limits."""
+    proc = subprocess.Popen(
+        [str(BIN), "sandbox", "serve", "--port", "0", "--ledger", "--faults", FAULTS,
+         "--limits", f"outbound_calls={CALL_LIMIT}", "--limits", "requests_per_minute=600/min",
+         "--limits", "requests_per_hour=20000/h", "--time-scale", "0.01", "--seed", "7"],
+        stdout=subprocess.PIPE,
+        stderr=(tmp_path / "sandbox.err").open("w"),
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line.startswith("listening on "), line
+        yield line.removeprefix("listening on ")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _env(root_url: str) -> dict[str, str]:
+    return {**os.environ, "AITELIER_API_KEY": KEY, "AITELIER_BASE_URL": f"{root_url}/v1"}
+
+
+def _start(campaign: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [str(BIN), "run", str(campaign)], env=env, stdout=out, stderr=out, cwd=campaign.parent
+        )
+
+
+def _ledger(root_url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{root_url}/_sandbox/ledger", timeout=10) as response:
+        return dict(json.load(response))
+
+
+def _assert_exactly_once(root_url: str, campaign: Path, rows: int) -> dict[str, Any]:
+    ledger = _ledger(root_url)
+    calls = ledger["calls"]
+    per_attempt = Counter((c["metadata"]["row_key"], c["metadata"]["attempt"]) for c in calls)
+    twice = {k: n for k, n in per_attempt.items() if n > 1}
+    assert not twice, f"called more than once for the same attempt: {twice}"
+    keys = {f"K{i:03d}" for i in range(rows)}
+    assert {c["metadata"]["row_key"] for c in calls} == keys, "a row was lost or a stranger called"
+    for call in calls:
+        meta = call["metadata"]
+        assert meta["campaign"] == "crash"
+        assert int(meta["attempt"]) in (1, 2)
+        assert call["idempotency_key"] == idempotency_key(
+            "crash", meta["row_key"], int(meta["attempt"])
+        )
+    for key in keys:  # attempts are numbered without gaps
+        numbers = sorted(int(a) for (k, a) in per_attempt if k == key)
+        assert numbers == list(range(1, len(numbers) + 1))
+    assert ledger["max_outbound_in_window"] <= ledger["outbound_limit"]
+    return ledger
+
+
+def _kill_and_rerun(
+    campaign: Path, env: dict[str, str], rng: random.Random, kills: int, log: Path
+) -> int:
+    killed = 0
+    for _ in range(kills):
+        proc = _start(campaign, env, log)
+        time.sleep(rng.uniform(0.6, 3.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            killed += 1
+        proc.wait()
+    for _ in range(6):  # then let it finish; each rerun continues where the last stopped
+        proc = _start(campaign, env, log)
+        if proc.wait(timeout=180) == 0:
+            return killed
+    raise AssertionError(f"the campaign did not finish; see {log}")
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_kill_9_at_random_moments_never_calls_twice(
+    tmp_path: Path, sandbox_url: str, seed: int
+) -> None:
+    rows = 40
+    campaign = _campaign_dir(tmp_path, rows)
+    killed = _kill_and_rerun(
+        campaign, _env(sandbox_url), random.Random(seed), 12, tmp_path / "run.log"
+    )
+    assert killed >= 10  # at least 20 kills across the two seeds
+    _assert_exactly_once(sandbox_url, campaign, rows)
+    results = (tmp_path / "out" / "results.csv").read_text().splitlines()
+    assert len(results) == rows + 1
+    assert all(",pending," not in line for line in results[1:])
+
+
+def test_two_concurrent_runs_one_exits_75_and_nothing_is_doubled(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    rows = 12
+    campaign = _campaign_dir(tmp_path, rows)
+    env = _env(sandbox_url)
+    first = _start(campaign, env, tmp_path / "a.log")
+    time.sleep(0.05)
+    second = _start(campaign, env, tmp_path / "b.log")
+    codes = sorted([first.wait(timeout=180), second.wait(timeout=180)])
+    assert codes == [0, 75]
+    loser = (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
+    assert "another run of this campaign is in progress" in loser
+    _assert_exactly_once(sandbox_url, campaign, rows)
+
+
+def test_the_key_never_reaches_checkpoint_log_or_outputs(tmp_path: Path, sandbox_url: str) -> None:
+    campaign = _campaign_dir(tmp_path, 5)
+    proc = _start(campaign, _env(sandbox_url), tmp_path / "run.log")
+    assert proc.wait(timeout=120) == 0
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "crash.yaml"]
+    assert any(p.suffix == ".sqlite" for p in written)
+    for path in written:
+        assert KEY.encode() not in path.read_bytes(), f"the API key leaked into {path}"

@@ -1,0 +1,123 @@
+"""What the nightly log looks like, on stderr and in the log file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from campaign.logs import setup_logging
+
+KEY = "avp_live_8f3kQ2x9Zr_T-77"
+PLAIN_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (INFO|DEBUG|WARNING|ERROR) ")
+
+
+@pytest.fixture(autouse=True)
+def _reset_campaign_logger() -> Iterator[None]:
+    yield
+    logger = logging.getLogger("campaign")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def _fail_with_key() -> None:
+    try:
+        raise RuntimeError(f"request with Authorization: Bearer {KEY} failed")
+    except RuntimeError:
+        logging.getLogger("campaign.submit").exception("unexpected error")
+
+
+def test_plain_lines_carry_time_level_message_and_fields(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_file = tmp_path / "state" / "spring.log"
+    setup_logging(log_file=log_file)
+    logging.getLogger("campaign.submit").info(
+        "placed call", extra={"row": "cust-0042", "attempt": 1, "note": "two words"}
+    )
+    logging.getLogger("campaign.submit").debug("waiting 12.0 s for the calls limit")
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1
+    assert PLAIN_LINE.match(err[0])
+    assert err[0].endswith(' INFO placed call row=cust-0042 attempt=1 note="two words"')
+    in_file = log_file.read_text(encoding="utf-8").splitlines()
+    assert in_file[0] == err[0]
+    assert in_file[1].endswith("DEBUG waiting 12.0 s for the calls limit")
+
+
+def test_json_format_writes_one_object_per_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    setup_logging(log_file=tmp_path / "run.log", log_format="json")
+    logging.getLogger("campaign.collect").warning(
+        "429 from the API", extra={"retry_after": 7.0, "row": "cust-1"}
+    )
+    (line,) = capsys.readouterr().err.splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "WARNING"
+    assert entry["logger"] == "campaign.collect"
+    assert entry["message"] == "429 from the API"
+    assert entry["retry_after"] == 7.0 and entry["row"] == "cust-1"
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", entry["ts"])
+
+
+def test_tracebacks_go_to_the_file_not_to_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_file = tmp_path / "run.log"
+    setup_logging(log_file=log_file)
+    _fail_with_key()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ERROR unexpected error" in err
+    assert "Traceback" not in err
+    text = log_file.read_text(encoding="utf-8")
+    assert "Traceback (most recent call last)" in text and "RuntimeError" in text
+
+
+def test_verbose_shows_debug_and_tracebacks_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging(log_file=None, verbose=True)
+    logging.getLogger("campaign").debug("request spent", extra={"requests": 3})
+    _fail_with_key()
+    err = capsys.readouterr().err
+    assert "DEBUG request spent requests=3" in err
+    assert "Traceback (most recent call last)" in err
+
+
+@pytest.mark.parametrize("log_format", ["plain", "json"])
+def test_api_keys_never_reach_stderr_or_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], log_format: str
+) -> None:
+    log_file = tmp_path / "run.log"
+    custom = "sk-not-shaped-like-ours-1234"
+    setup_logging(
+        log_file=log_file,
+        log_format="json" if log_format == "json" else "plain",
+        verbose=True,
+        secrets=[custom],
+    )
+    log = logging.getLogger("campaign.api")
+    log.info("using key %s", KEY)
+    log.info("header", extra={"authorization": f"Bearer {KEY}"})
+    log.info("custom key %s in the environment", custom)
+    log.info("sandbox key avp_test_abc123 too")
+    _fail_with_key()
+    written = capsys.readouterr().err + log_file.read_text(encoding="utf-8")
+    assert KEY not in written and custom not in written and "avp_test_abc123" not in written
+    assert written.count("[REDACTED]") >= 2 * 5
+    assert "RuntimeError" in written  # the traceback itself is kept, only the key is gone
+
+
+def test_calling_setup_again_does_not_duplicate_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    setup_logging(log_file=tmp_path / "a.log")
+    setup_logging(log_file=tmp_path / "b.log")
+    logging.getLogger("campaign").info("once")
+    assert capsys.readouterr().err.count("once") == 1
+    assert "once" in (tmp_path / "b.log").read_text(encoding="utf-8")
+    assert "once" not in (tmp_path / "a.log").read_text(encoding="utf-8")

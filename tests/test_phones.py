@@ -1,0 +1,161 @@
+import phonenumbers
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from campaign.phones import PhoneCache, clean_region, normalise, normalise_number
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "e164"),
+    [
+        ("(212) 736-5000", "US", "+12127365000"),
+        ("1 212 736 5000", "US", "+12127365000"),
+        ("+1 212-736-5000", None, "+12127365000"),
+        ("011 44 7911 123456", "US", "+447911123456"),  # US international prefix
+        ("0044 7911 123456", None, "+447911123456"),  # 00 without a region
+        ("07911 123456", "GB", "+447911123456"),  # national trunk prefix
+        ("06 12 34 56 78", "FR", "+33612345678"),
+        ("0039 06 1234 5678", "FR", "+390612345678"),
+        ("+1\u00a0212\u00a0736\u00a05000", None, "+12127365000"),  # non-breaking spaces
+        ("\uff0b\uff11 212 736 5000", None, "+12127365000"),  # fullwidth plus and digit
+        ("٠١٠٠١٢٣٤٥٦٧", "EG", "+201001234567"),  # Arabic-Indic digits
+        ("'+33 6 12 34 56 78", None, "+33612345678"),  # Excel text-quote
+        ("tel:+33-6-12-34-56-78", None, "+33612345678"),
+    ],
+)
+def test_messy_cells_normalise_to_e164(raw: str, region: str | None, e164: str) -> None:
+    result = normalise(raw, region)
+    assert (result.e164, result.reason) == (e164, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "e164", "note"),
+    [
+        ("4.47911123456E+11", "US", "+447911123456", "Excel damage repaired"),
+        ("2127365000.0", "US", "+12127365000", "Excel damage repaired"),
+        ("6.12345678E+08", "FR", "+33612345678", "Excel damage repaired"),
+        ("447911123456", "US", "+447911123456", "leading 00 or + lost"),
+        ("612345678", "IT", "+390612345678", "leading zero restored"),
+        ("1-800-FLOWERS", "US", "+18003569377", "vanity letters"),
+        ("212 736 5000 ext. 12", "US", "+12127365000", "extension 12 dropped"),
+    ],
+)
+def test_repairs_are_noted(raw: str, region: str, e164: str, note: str) -> None:
+    result = normalise(raw, region)
+    assert result.e164 == e164
+    assert result.note is not None and note in result.note
+
+
+def test_extension_is_kept_apart() -> None:
+    result = normalise("+1 212 736 5000 x123", None)
+    assert (result.e164, result.extension) == ("+12127365000", "123")
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "reason"),
+    [
+        ("", "US", "no phone number"),
+        ("n/a", "US", "not a phone number"),
+        ("12345", "US", "too short"),
+        ("(911) 555-1234", "US", "not a valid phone number for"),
+        ("212 123 4567", "US", "not a valid phone number"),  # exchange cannot start with 1
+        ("2127365000", None, "no country code and no region"),
+        ("2.127365E+09", "US", "lost digits"),
+        ("+1 900 234 5678", None, "premium-rate"),
+        ("+44 9098 790000", None, "premium-rate"),
+        ("+33 8 92 12 34 56", None, "premium-rate"),
+        ("+44 7640 123456", None, "pager"),
+        ("+44 56 1234 5678", None, None),  # VoIP: allowed by default
+    ],
+)
+def test_rejections_say_why(raw: str, region: str | None, reason: str | None) -> None:
+    result = normalise(raw, region)
+    if reason is None:
+        assert result.reason is None
+    else:
+        assert result.reason is not None and reason in result.reason
+        assert not result.ok
+
+
+def test_toll_free_and_voip_are_configurable() -> None:
+    assert normalise("+44 800 123 4567", None).ok
+    blocked = normalise("+44 800 123 4567", None, allow_toll_free=False)
+    assert blocked.reason is not None and "toll-free" in blocked.reason
+    voip = normalise("+44 56 1234 5678", None, allow_voip=False)
+    assert voip.reason is not None and "VoIP" in voip.reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "state", "zones"),
+    [
+        ("+1 212 736 5000", "NY", ("America/New_York",)),
+        ("+1 305 555 1234", "FL", ("America/New_York",)),
+        ("+1 205 555 1234", "AL", ("America/Chicago",)),
+        ("+1 718 555 1234", "NY", ("America/New_York",)),  # only geocoded per exchange
+        ("+1 416 555 1234", "ON", ("America/Toronto",)),
+        ("+1 808 555 1234", "HI", ("Pacific/Honolulu",)),
+        ("+1 787 234 5678", None, ("America/Puerto_Rico",)),  # NANP, not US/CA
+    ],
+)
+def test_nanp_numbers_know_their_state_and_zone(
+    raw: str, state: str | None, zones: tuple[str, ...]
+) -> None:
+    result = normalise(raw, None)
+    assert (result.us_state, result.timezones) == (state, zones)
+
+
+def test_mobile_numbers_get_country_level_zones() -> None:
+    assert normalise("+33 6 12 34 56 78", None).timezones == ("Europe/Paris",)
+    assert "Atlantic/Canary" in normalise("+34 612 34 56 78", None).timezones
+
+
+def test_clean_region_accepts_common_spellings() -> None:
+    assert clean_region(" gb ") == "GB"
+    assert clean_region("UK") == "GB"
+    assert clean_region("XX") is None
+
+
+def test_cache_parses_each_raw_value_once() -> None:
+    cache = PhoneCache(max_entries=2)
+    first = cache.get("+33 6 12 34 56 78", None)
+    assert ("+33 6 12 34 56 78", None) in cache
+    assert cache.get("+33 6 12 34 56 78", None) is first
+    cache.get("+44 7911 123456", None)
+    cache.get("+1 212 736 5000", None)  # over the bound: the cache starts again
+    assert ("+33 6 12 34 56 78", None) not in cache
+
+
+def test_cache_applies_the_campaign_policy() -> None:
+    cache = PhoneCache(allow_toll_free=False)
+    assert not cache.get("+44 800 123 4567", None).ok
+
+
+digits = st.text(alphabet="0123456789", min_size=6, max_size=15)
+
+
+@settings(max_examples=200, deadline=None)
+@given(digits, st.sampled_from(["US", "GB", "FR", "DE", "IN", "BR"]))
+def test_validity_agrees_with_is_valid_number(national: str, region: str) -> None:
+    try:
+        parsed = phonenumbers.parse(national, region)
+    except phonenumbers.NumberParseException:
+        return
+    result = normalise_number(national, region)
+    if phonenumbers.is_valid_number(parsed):
+        assert result.e164 == phonenumbers.format_number(
+            parsed, phonenumbers.PhoneNumberFormat.E164
+        )
+    elif result.e164 is not None:
+        # only a noted repair (lost leading zero / lost 00) may turn an invalid cell valid
+        assert result.note is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40), st.sampled_from([None, "US", "GB"]))
+def test_any_text_gives_a_result_never_an_exception(raw: str, region: str | None) -> None:
+    result = normalise(raw, region)
+    if result.e164 is None:
+        assert result.reason
+    else:
+        assert result.e164.startswith("+") and result.e164[1:].isdigit()

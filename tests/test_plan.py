@@ -1,0 +1,111 @@
+import csv
+from pathlib import Path
+
+import pytest
+
+from campaign.config import CampaignConfig, load_campaign
+from campaign.errors import ConfigError
+from campaign.plan import PlanCounts, iter_plan, load_suppression, plan_rows
+
+CASES = Path(__file__).parent / "cases"
+CASE_FILES = sorted(CASES.glob("*.yaml"))
+
+
+def expected_rows(case: Path) -> list[dict[str, str]]:
+    with case.with_suffix(".expected.csv").open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("case", CASE_FILES, ids=[case.stem for case in CASE_FILES])
+def test_corpus_every_row_has_its_expected_outcome(case: Path) -> None:
+    result = plan_rows(load_campaign(case, env={}))
+    expected = expected_rows(case)
+    assert [row.line for row in result.rows] == [int(row["line"]) for row in expected]
+    for planned, want in zip(result.rows, expected, strict=True):
+        where = f"{case.stem} line {planned.line}"
+        assert planned.state == want["state"], where
+        assert (planned.e164 or "") == want["e164"], where
+        assert want["reason"] in (planned.reason or ""), where
+        if want["variable"]:
+            name, _, value = want["variable"].partition("=")
+            assert planned.variables[name] == value, where
+
+
+def test_corpus_covers_what_the_issue_asks_for() -> None:
+    encodings = {case.stem for case in CASE_FILES}
+    assert {"us_nanp_utf8", "eu_semicolon_bom", "excel_unicode_utf16", "cp1252_pipe"} <= encodings
+    countries: set[str] = set()
+    for case in CASE_FILES:
+        countries |= set(plan_rows(load_campaign(case, env={})).counts.by_country)
+    assert len(countries) >= 10
+
+
+def make_config(tmp_path: Path, csv_text: str, extra: str = "") -> CampaignConfig:
+    (tmp_path / "contacts.csv").write_text(csv_text, encoding="utf-8")
+    (tmp_path / "c.yaml").write_text(
+        "campaign: t\nscenario_id: s\ncalling_hours: unrestricted\n"
+        "input:\n  path: contacts.csv\n  default_region: GB\n" + extra
+    )
+    return load_campaign(tmp_path / "c.yaml", env={})
+
+
+def test_opted_out_numbers_are_suppressed(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "phone\n07911 123456\n07911 123457\n")
+    result = plan_rows(config, opted_out=["+447911123456"])
+    assert [row.state for row in result.rows] == ["suppressed", "callable"]
+    assert result.rows[0].reason == "opted out (state dir opt-out list)"
+    assert [row.row_key for row in result.callable_rows] == ["+447911123457"]
+
+
+def test_unknown_column_names_the_key_and_lists_the_header(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path, "Phone,First Name\n07911 123456,Al\n", "  variables: [frist name]\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        plan_rows(config)
+    assert str(caught.value) == (
+        f"{tmp_path / 'c.yaml'}: input.variables[0]: column 'frist name' is not in "
+        "contacts.csv; did you mean 'first name'? (columns: phone, first name)"
+    )
+    assert caught.value.exit_code == 2
+
+
+def test_suppression_list_formats(tmp_path: Path) -> None:
+    (tmp_path / "dnc.csv").write_text("name;Mobile\nA;+44 7911 123456\nB;garbage\n")
+    (tmp_path / "plain.txt").write_text("07911 123457\n\n+33 6 12 34 56 78\n")
+    numbers = load_suppression([tmp_path / "dnc.csv", tmp_path / "plain.txt"])
+    assert numbers == {"+447911123456": "dnc.csv", "+33612345678": "plain.txt"}
+    config = make_config(tmp_path, "phone\n+1 212 736 5000\n")
+    assert load_suppression([tmp_path / "plain.txt"], config)["+447911123457"] == "plain.txt"
+
+
+def test_key_column_dedupes_by_key_and_still_by_number(tmp_path: Path) -> None:
+    text = "id,phone\na,07911 123456\na,07911 123457\nb,07911 123456\nc,07911 123458\n"
+    config = make_config(tmp_path, text, "  key_column: ID\n")
+    rows = plan_rows(config).rows
+    assert [(row.row_key, row.state, row.duplicate_of) for row in rows] == [
+        ("a", "callable", None),
+        ("a", "duplicate", 2),
+        ("b", "duplicate", 2),  # another key, but the same person: never called twice
+        ("c", "callable", None),
+    ]
+
+
+def test_unknown_row_region_is_rejected_with_the_value(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path, "phone,cc\n0612345678,FR\n0612345679,Frankreich\n", "  region_column: cc\n"
+    )
+    rows = plan_rows(config).rows
+    assert rows[0].e164 == "+33612345678"
+    assert rows[1].reason == "unknown region 'Frankreich' in column cc"
+
+
+def test_big_inputs_use_the_worker_pool_and_keep_input_order(tmp_path: Path) -> None:
+    lines = ["phone"] + [f"07911 {i % 6000:06d}" for i in range(9000)]
+    config = make_config(tmp_path, "\n".join(lines) + "\n")
+    counts = PlanCounts()
+    rows = list(iter_plan(config, counts, workers=2))
+    assert [row.line for row in rows] == list(range(2, 9002))
+    assert counts.callable == 6000 and counts.duplicates == 3000
+    assert rows[6000].duplicate_of == 2
+    assert sum(counts.by_country.values()) == 6000

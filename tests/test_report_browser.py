@@ -1,0 +1,160 @@
+"""report.html in a real browser: headless Chromium driven over the DevTools protocol.
+
+The page must load from disk with no error, no network request, and show the numbers
+of summary.json. Skipped when Chromium is not installed (CI installs Debian's package).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from fixtures_report import sample_run
+
+from campaign.report import write_outputs
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--remote-debugging-port=0",
+    "--window-size=1200,900",
+]
+METRICS_JS = (
+    "JSON.stringify(Array.from(document.querySelectorAll('[data-metric]'))"
+    ".map(e => [e.dataset.metric, e.textContent]))"
+)
+SVG_SIZES_JS = (
+    "JSON.stringify(Array.from(document.querySelectorAll('svg'))"
+    ".map(s => s.getBoundingClientRect().height))"
+)
+
+
+class DevTools:
+    """Just enough of the Chrome DevTools protocol: commands, and the events seen so far."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.events: list[dict[str, Any]] = []
+        self._ids = itertools.count(1)
+
+    async def send(self, method: str, **params: Any) -> dict[str, Any]:
+        message_id = next(self._ids)
+        await self.ws.send_json({"id": message_id, "method": method, "params": params})
+        while True:
+            message = await self.ws.receive_json(timeout=30)
+            if message.get("id") == message_id:
+                if "error" in message:
+                    raise AssertionError(f"{method}: {message['error']}")
+                result: dict[str, Any] = message.get("result", {})
+                return result
+            self.events.append(message)
+
+    async def wait_for(self, method: str) -> None:
+        while not any(e.get("method") == method for e in self.events):
+            self.events.append(await self.ws.receive_json(timeout=30))
+
+    async def evaluate(self, expression: str) -> Any:
+        reply = await self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        return reply["result"]["value"]
+
+
+async def _devtools_port(profile: Path, browser: subprocess.Popen[bytes]) -> int:
+    port_file = profile / "DevToolsActivePort"
+    for _ in range(300):
+        if port_file.exists() and port_file.read_text().strip():
+            return int(port_file.read_text().split()[0])
+        if browser.poll() is not None:
+            raise AssertionError(f"chromium exited with {browser.returncode}")
+        await asyncio.sleep(0.1)
+    raise AssertionError("chromium did not open its DevTools port within 30 s")
+
+
+@pytest.fixture
+async def devtools(tmp_path: Path) -> AsyncIterator[DevTools]:
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    profile = tmp_path / "profile"
+    browser = subprocess.Popen(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        port = await _devtools_port(profile, browser)
+        async with aiohttp.ClientSession() as http:
+            async with http.put(f"http://127.0.0.1:{port}/json/new?about:blank") as reply:
+                target = await reply.json()
+            async with http.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                yield DevTools(ws)
+    finally:
+        browser.terminate()
+        try:
+            browser.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            browser.kill()
+            browser.wait()
+
+
+async def test_report_opens_in_chromium_and_shows_the_summary(
+    devtools: DevTools, tmp_path: Path
+) -> None:
+    paths = write_outputs(tmp_path / "out", *sample_run())
+    summary = json.loads(paths.summary_json.read_text(encoding="utf-8"))
+    for domain in ("Page", "Runtime", "Log", "Network"):
+        await devtools.send(f"{domain}.enable")
+    await devtools.send("Page.navigate", url=paths.report_html.resolve().as_uri())
+    await devtools.wait_for("Page.loadEventFired")
+
+    problems = [
+        e
+        for e in devtools.events
+        if e.get("method") in ("Runtime.exceptionThrown", "Network.loadingFailed")
+        or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
+    ]
+    assert problems == []
+    fetched = [
+        e["params"]["request"]["url"]
+        for e in devtools.events
+        if e.get("method") == "Network.requestWillBeSent"
+    ]
+    assert all(url.startswith("file://") for url in fetched), fetched
+
+    assert await devtools.evaluate("document.title") == (f"{summary['campaign']} — campaign report")
+    shown = json.loads(await devtools.evaluate(METRICS_JS))
+    keys = {key for key, _ in shown}
+    assert {"rows_total", "funnel.valid", "funnel.called", "funnel.answered"} <= keys
+    assert {"funnel.goal_achieved", "calls_placed", "cost.amount", "requests_spent"} <= keys
+    for key, text in shown:
+        value: Any = summary
+        for part in key.split("."):
+            value = value[part]
+        assert text == ("" if value is None else str(value)), key
+
+    # Every chart is drawn, i.e. has a height on the page.
+    heights = json.loads(await devtools.evaluate(SVG_SIZES_JS))
+    assert len(heights) == 5 and min(heights) > 20
+
+    shot = await devtools.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    png = base64.b64decode(shot["data"])
+    assert png.startswith(b"\x89PNG")
+    if os.environ.get("REPORT_SCREENSHOT"):  # for a human to look at the page
+        Path(os.environ["REPORT_SCREENSHOT"]).write_bytes(png)

@@ -1,0 +1,225 @@
+"""The calls-mode loop against an in-memory API on a fake clock: hours, retries, exactly-once."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fixtures_engine import FakeApi
+
+from campaign.attempts import call_body, idempotency_key
+from campaign.clock import FakeClock
+from campaign.config import CallingHours, RetryConfig
+from campaign.engine import CallsEngine, EngineResult, EngineSettings
+from campaign.limits import ClientLimits, parse_limit
+from campaign.run_setup import WindowBook
+from campaign.store import RowIn, Store
+from campaign.store_optout import OptOutList
+
+NY = ["America/New_York"]
+# Tuesday 2026-06-02 14:00 UTC = 10:00 in New York.
+NOON_NY = datetime(2026, 6, 2, 14, 0, tzinfo=UTC).timestamp()
+NIGHT_NY = datetime(2026, 6, 2, 7, 0, tzinfo=UTC).timestamp()  # 03:00 in New York
+
+
+def _store(tmp_path: Path, phones: list[str], now: float) -> Store:
+    store = Store.open(tmp_path / "c.sqlite")
+    store.claim_identity("c")
+    rows = [
+        RowIn(line=i + 2, row_key=p, raw_phone=p, e164=p, plan_state="callable", timezones=NY)
+        for i, p in enumerate(phones)
+    ]
+    store.sync_rows(rows, now)
+    return store
+
+
+def _engine(
+    store: Store,
+    api: FakeApi,
+    clock: FakeClock,
+    tmp_path: Path,
+    *,
+    deadline: float | None = None,
+    retry: RetryConfig | None = None,
+    hours: CallingHours | None = None,
+) -> CallsEngine:
+    settings = EngineSettings(
+        campaign="c",
+        scenario_id="scn_demo",
+        retry=retry or RetryConfig(),
+        call_limits=[parse_limit("5/min")],
+        request_limits=[parse_limit("60/min"), parse_limit("1000/h")],
+        deadline=deadline,
+    )
+    return CallsEngine(
+        store=store,
+        client=api,
+        clock=clock,
+        settings=settings,
+        window_for=WindowBook(hours).window_for,
+        opt_outs=OptOutList(tmp_path),
+        stop=asyncio.Event(),
+    )
+
+
+PHONES = [f"+1212555{n:04d}" for n in range(7)]
+
+
+async def test_every_row_is_called_once_within_the_call_limit(tmp_path: Path) -> None:
+    clock = FakeClock(NOON_NY)
+    api = FakeApi(
+        clock, limits=ClientLimits([parse_limit("60/min")], [parse_limit("5/min")], clock)
+    )
+    store = _store(tmp_path, PHONES, clock.now())
+    result = await _engine(store, api, clock, tmp_path).run()
+    assert result.error is None and not result.work_left_now
+    assert api.created_per_attempt() == {(p, "1"): 1 for p in PHONES}
+    created = sorted(c["created"] for c in api.calls)
+    assert created[5] - created[0] >= 60.0, "a 6th call inside one minute breaks 5/min"
+    assert {r.progress for r in store.rows()} == {"done"}
+    assert {a.cost for a in store.attempts()} == {"0.11"}
+
+
+async def test_closed_window_places_nothing_and_says_when_it_opens(tmp_path: Path) -> None:
+    clock = FakeClock(NIGHT_NY)
+    api = FakeApi(clock)
+    store = _store(tmp_path, PHONES[:1], clock.now())
+    result = await _engine(store, api, clock, tmp_path).run()
+    assert api.calls == []
+    assert result.next_due == datetime(2026, 6, 2, 12, 0, tzinfo=UTC).timestamp()  # 08:00 NY
+    assert result.next_due_reason == "calling window opens"
+    assert not result.work_left_now
+
+
+async def test_with_a_deadline_the_run_waits_for_the_window_then_calls(tmp_path: Path) -> None:
+    clock = FakeClock(NIGHT_NY)
+    api = FakeApi(clock)
+    store = _store(tmp_path, PHONES[:1], clock.now())
+    hours = CallingHours(start="09:00", end="20:00")
+    deadline = datetime(2026, 6, 2, 14, 0, tzinfo=UTC).timestamp()
+    await _engine(store, api, clock, tmp_path, deadline=deadline, hours=hours).run()
+    assert len(api.calls) == 1
+    placed_local = datetime.fromtimestamp(api.calls[0]["created"], tz=UTC)
+    assert placed_local.hour == 13  # 09:00 in New York, not earlier
+
+
+async def test_retry_after_min_interval_with_a_new_key(tmp_path: Path) -> None:
+    clock = FakeClock(NOON_NY)
+    phone = PHONES[0]
+    api = FakeApi(
+        clock, scripts={phone: [("no_answer", None, None), ("completed", "declined", None)]}
+    )
+    store = _store(tmp_path, [phone], clock.now())
+    retry = RetryConfig(min_interval="1h")
+    result = await _engine(store, api, clock, tmp_path, retry=retry).run()
+    assert store.row(phone).progress == "retry_scheduled"
+    assert result.next_due is not None and result.next_due_reason == "retry"
+    assert not result.work_left_now
+    clock.advance(3600)
+    await _engine(store, api, clock, tmp_path, retry=retry).run()
+    assert api.created_per_attempt() == {(phone, "1"): 1, (phone, "2"): 1}
+    assert store.row(phone).progress == "done"
+    assert store.row(phone).attempts_used == 2
+
+
+async def test_retries_stop_at_max_attempts(tmp_path: Path) -> None:
+    clock = FakeClock(NOON_NY)
+    phone = PHONES[0]
+    api = FakeApi(clock, scripts={phone: [("busy", None, None)]})
+    store = _store(tmp_path, [phone], clock.now())
+    retry = RetryConfig(min_interval="10min", max_attempts=2)
+    await _engine(store, api, clock, tmp_path, retry=retry, deadline=clock.now() + 7200).run()
+    assert len(api.calls) == 2
+    row = store.row(phone)
+    assert row.progress == "failed" and row.reason == "busy after 2 attempts"
+
+
+async def test_stop_outcome_is_never_retried_and_joins_the_opt_out_list(tmp_path: Path) -> None:
+    clock = FakeClock(NOON_NY)
+    phone = PHONES[0]
+    api = FakeApi(clock, scripts={phone: [("completed", "opted_out", None)]})
+    store = _store(tmp_path, [phone], clock.now())
+    retry = RetryConfig(statuses=["no_answer", "busy", "completed"], min_interval="1min")
+    await _engine(store, api, clock, tmp_path, retry=retry, deadline=clock.now() + 3600).run()
+    assert len(api.calls) == 1
+    assert store.row(phone).progress == "done"
+    assert OptOutList(tmp_path).numbers() == [phone]
+
+
+async def test_insufficient_funds_stops_placing_and_burns_no_row(tmp_path: Path) -> None:
+    clock = FakeClock(NOON_NY)
+    api = FakeApi(clock, scripts={p: [("failed", None, "insufficient_funds")] for p in PHONES})
+    store = _store(tmp_path, PHONES, clock.now())
+    result = await _engine(store, api, clock, tmp_path).run()
+    assert result.insufficient_funds
+    assert len(api.calls) < len(PHONES)
+    ended = [r for r in store.rows() if store.next_attempt_number(r.row_key) > 1]
+    assert ended and all(r.progress in ("pending", "in_flight") for r in ended)
+    assert all(r.attempts_used == 0 for r in ended if r.progress == "pending")
+
+
+async def test_lost_response_is_resent_with_the_same_key_and_creates_nothing_new(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(NOON_NY)
+    api = FakeApi(clock, ambiguous_next=1)
+    store = _store(tmp_path, PHONES[:2], clock.now())
+    first = await _engine(store, api, clock, tmp_path).run()
+    assert first.error is not None  # the API "did not answer": the run stops, exit 1
+    # The collector may already have found the call by its metadata; either way a rerun
+    # finishes without a second call for the same attempt.
+    await _engine(store, api, clock, tmp_path).run()
+    assert api.created_per_attempt() == {(p, "1"): 1 for p in PHONES[:2]}
+
+
+async def test_sending_older_than_server_memory_is_looked_up_before_resending(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(NOON_NY - 26 * 3600)
+    api = FakeApi(clock)
+    store = _store(tmp_path, PHONES[:2], clock.now())
+    # Both attempts were committed as sending 26 h ago; only the first reached the API.
+    for phone in PHONES[:2]:
+        body = call_body(
+            campaign="c", scenario_id="scn_demo", row_key=phone, number=1, phone=phone, variables={}
+        )
+        store.begin_attempt(phone, 1, idempotency_key("c", phone, 1), body, clock.now())
+    await api.create_call(store.attempt(idempotency_key("c", PHONES[0], 1)).body, "x")
+    api.calls[0]["metadata"] = {"campaign": "c", "row_key": PHONES[0], "attempt": "1"}
+    clock.advance(26 * 3600)
+    api.forget_keys()
+    await _engine(store, api, clock, tmp_path).run()
+    assert api.created_per_attempt() == {(PHONES[0], "1"): 1, (PHONES[1], "1"): 1}
+    assert store.row(PHONES[0]).progress == "done"
+
+
+async def test_idempotency_conflict_fails_the_attempt_and_never_rekeys(tmp_path: Path) -> None:
+    clock = FakeClock(NOON_NY)
+    api = FakeApi(clock)
+    store = _store(tmp_path, PHONES[:1], clock.now())
+    key = idempotency_key("c", PHONES[0], 1)
+    api.keys[key] = (b"something else", 0)
+    api.calls.append({"id": "call_x", "phone": "+1", "metadata": {}, "created": 0.0,
+                      "final": ("completed", None, None)})  # fmt: skip
+    result: EngineResult = await _engine(store, api, clock, tmp_path).run()
+    assert result.rejected == [PHONES[0]]
+    assert store.attempt(key).state == "failed"
+    row = store.row(PHONES[0])
+    assert row.progress == "failed" and "idempotency conflict" in (row.reason or "")
+    assert len(api.calls) == 1
+
+
+@pytest.mark.parametrize("signal_after", [0.0])
+async def test_stop_event_ends_the_run_early_with_work_left(
+    tmp_path: Path, signal_after: float
+) -> None:
+    clock = FakeClock(NOON_NY)
+    api = FakeApi(clock)
+    store = _store(tmp_path, PHONES, clock.now())
+    engine = _engine(store, api, clock, tmp_path)
+    engine.stop.set()
+    result = await engine.run()
+    assert result.stopped_early and result.work_left_now
+    assert api.calls == []

@@ -1,0 +1,182 @@
+"""The checkpoint: transitions, resume facts, file safety, the lock and the opt-out list."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from campaign.attempts import call_body, idempotency_key, metadata_matches
+from campaign.errors import LockedError, StateError
+from campaign.lock import CampaignLock
+from campaign.store import CallEnd, RowIn, Store
+from campaign.store_optout import OptOutList
+
+T0 = 1_780_000_000.0
+
+
+def _rows(*keys: str) -> list[RowIn]:
+    return [
+        RowIn(line=i + 2, row_key=k, raw_phone=k, e164=k, plan_state="callable")
+        for i, k in enumerate(keys)
+    ]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store.open(tmp_path / "state" / "c.sqlite")
+    s.claim_identity("c")
+    return s
+
+
+def test_file_is_private_and_in_wal_mode(store: Store) -> None:
+    assert store.path is not None
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_checkpoint_of_another_campaign_is_refused(store: Store) -> None:
+    with pytest.raises(StateError, match="belongs to campaign 'c'"):
+        store.claim_identity("other")
+
+
+def test_grown_input_adds_rows_and_known_rows_keep_state(store: Store) -> None:
+    store.sync_rows(_rows("+1a", "+1b"), T0)
+    key = idempotency_key("c", "+1a", 1)
+    store.begin_attempt("+1a", 1, key, b"{}", T0)
+    store.mark_sent(key, "call_1", "queued", T0)
+    summary = store.sync_rows(_rows("+1a", "+1b", "+1c"), T0 + 10)
+    assert (summary.new, summary.known, summary.vanished) == (1, 2, 0)
+    progress = {r.row_key: r.progress for r in store.rows()}
+    assert progress == {"+1a": "in_flight", "+1b": "pending", "+1c": "pending"}
+    summary = store.sync_rows(_rows("+1b"), T0 + 20)
+    assert summary.vanished == 2
+    vanished = {r.row_key for r in store.rows() if r.vanished}
+    assert vanished == {"+1a", "+1c"}
+    assert store.attempt(key).call_id == "call_1"
+    assert [r.row_key for r in store.rows_due(T0 + 30)] == ["+1b"]
+
+
+def test_unstarted_row_follows_todays_plan(store: Store) -> None:
+    store.sync_rows(_rows("+1a"), T0)
+    suppressed = RowIn(line=2, row_key="+1a", raw_phone="x", e164="+1a", plan_state="suppressed")
+    store.sync_rows([suppressed], T0 + 1)
+    assert store.row("+1a").progress == "blocked"
+    assert store.rows_due(T0 + 2) == []
+
+
+def test_attempt_lifecycle_and_retry_due(store: Store) -> None:
+    store.sync_rows(_rows("+1a"), T0)
+    key = idempotency_key("c", "+1a", 1)
+    attempt = store.begin_attempt("+1a", 1, key, b'{"phone":"+1a"}', T0)
+    assert attempt.state == "sending" and attempt.body == b'{"phone":"+1a"}'
+    assert [a.idempotency_key for a in store.attempts("sending")] == [key]
+    store.mark_sent(key, "call_1", "queued", T0 + 1)
+    store.end_attempt(
+        key,
+        CallEnd(status="no_answer", ended_at=T0 + 60),
+        row_progress="retry_scheduled",
+        next_due=T0 + 3600,
+    )
+    assert store.rows_due(T0 + 3599) == []
+    assert [r.row_key for r in store.rows_due(T0 + 3600)] == ["+1a"]
+    assert store.next_attempt_number("+1a") == 2
+    assert store.row("+1a").attempts_used == 1
+
+
+def test_void_attempt_does_not_count(store: Store) -> None:
+    store.sync_rows(_rows("+1a"), T0)
+    key = idempotency_key("c", "+1a", 1)
+    store.begin_attempt("+1a", 1, key, b"{}", T0)
+    store.end_attempt(
+        key,
+        CallEnd(status="failed", failure_reason="insufficient_funds"),
+        row_progress="pending",
+        void=True,
+    )
+    row = store.row("+1a")
+    assert (row.progress, row.attempts_used) == ("pending", 0)
+    assert store.next_attempt_number("+1a") == 2
+    assert store.attempt(key).state == "void"
+
+
+def test_same_attempt_cannot_be_begun_twice(store: Store) -> None:
+    store.sync_rows(_rows("+1a"), T0)
+    key = idempotency_key("c", "+1a", 1)
+    store.begin_attempt("+1a", 1, key, b"{}", T0)
+    with pytest.raises(Exception, match="UNIQUE"):
+        store.begin_attempt("+1a", 1, key, b"{}", T0)
+
+
+def test_send_log_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    store = Store.open(path)
+    store.log_sends([("call", T0), ("request", T0 + 1), ("request", T0 - 7200)])
+    store.close()
+    reopened = Store.open(path)
+    requests, calls = reopened.send_times(T0 - 3600)
+    assert (requests, calls) == ([T0 + 1], [T0])
+
+
+def test_snapshot_does_not_touch_the_file(store: Store) -> None:
+    store.sync_rows(_rows("+1a"), T0)
+    assert store.path is not None
+    copy = Store.snapshot(store.path)
+    copy.sync_rows(_rows("+1a", "+1b"), T0)
+    assert len(copy.rows()) == 2
+    assert len(store.rows()) == 1
+
+
+def test_key_is_pure_printable_and_bounded() -> None:
+    key = idempotency_key("spring", "cust-1", 2)
+    assert key == idempotency_key("spring", "cust-1", 2)
+    assert key != idempotency_key("spring", "cust-1", 3)
+    assert key != idempotency_key("spring2", "cust-1", 2)
+    assert 1 <= len(key) <= 255 and key.isascii() and key.isprintable()
+
+
+def test_body_is_canonical_and_carries_metadata() -> None:
+    body = call_body(
+        campaign="c", scenario_id="scn", row_key="k", number=1, phone="+1", variables={"b": 1}
+    )
+    assert body == (
+        b'{"metadata":{"attempt":"1","campaign":"c","row_key":"k"},'
+        b'"phone":"+1","scenario_id":"scn","variables":{"b":1}}'
+    )
+    assert metadata_matches({"campaign": "c", "row_key": "k", "attempt": "1"}, "c") == ("k", 1)
+    assert metadata_matches({"campaign": "other", "row_key": "k", "attempt": "1"}, "c") is None
+
+
+def test_second_lock_is_refused_and_dead_holder_does_not_block(tmp_path: Path) -> None:
+    db = tmp_path / "c.sqlite"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys,time; from pathlib import Path; from campaign.lock import CampaignLock;"
+            f"CampaignLock(Path({str(db)!r})).acquire(); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(LockedError, match="another run"):
+            CampaignLock(db).acquire()
+        assert not db.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    with CampaignLock(db):
+        pass
+
+
+def test_opt_outs_are_shared_across_campaigns(tmp_path: Path) -> None:
+    OptOutList(tmp_path).add("+14155550100", campaign="a", row_key="k", now=T0)
+    OptOutList(tmp_path).add("+14155550100", campaign="b", row_key="k", now=T0)
+    assert OptOutList(tmp_path).numbers() == ["+14155550100"]
+    assert stat.S_IMODE(os.stat(tmp_path / "opt_outs.sqlite").st_mode) == 0o600
