@@ -2,12 +2,13 @@
 
 Limits are scaled down (calls 30/10s, requests 120/10s) so that a minute of wall time covers
 several windows; every request gets 20-50 ms of injected latency. Many workers place calls
-as fast as the limiter lets them, and poll each call once (a second request per call).
+as fast as the limiter lets them and poll each call once; pollers spend every request slot
+left, so both limits are saturated and calls compete with plain requests.
 
 Prints the achieved call rate against the allowed one (target >= 0.97) and the number of
 429s the sandbox answered (target 0), plus the peaks the sandbox saw in any window.
 
-    .venv/bin/python benchmarks/limits.py [--seconds 60] [--workers 40]
+    .venv/bin/python benchmarks/limits.py [--seconds 60] [--workers 40] [--pollers 10]
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ REQUESTS = "120/10s"
 LATENCY = "*/=delay:20-50ms"
 
 
-async def run(seconds: float, workers: int) -> int:
+async def run(seconds: float, workers: int, pollers: int) -> int:
     """Run the workload; return 0 when the targets are met, 1 otherwise."""
     config = SandboxConfig(
         ledger=True,
@@ -57,8 +58,15 @@ async def run(seconds: float, workers: int) -> int:
             call = await api.create_call(body, f"bench:r{n}:1")
             await api.get_call(call.id)
 
+    async def poller(api: AitelierClient) -> None:
+        # Status polling competes with the calls for request slots.
+        while time.time() < stop_at:
+            await api.get_wallet()
+
     async with AitelierClient(sandbox.base_url, DEFAULT_KEY, limits=limits, on_send=on_send) as api:
-        await asyncio.gather(*(worker(api) for _ in range(workers)))
+        await asyncio.gather(
+            *(worker(api) for _ in range(workers)), *(poller(api) for _ in range(pollers))
+        )
     elapsed = time.time() - started
     ledger = sandbox.ledger()
     await sandbox.close()
@@ -73,7 +81,10 @@ async def run(seconds: float, workers: int) -> int:
     achieved_rate = count / (sum(gaps) / len(gaps)) if gaps else 0.0
     ratio = achieved_rate / allowed_rate
     rate_limited = ledger["rate_limited"]
-    print(f"limits: calls {CALLS}, requests {REQUESTS}; latency {LATENCY}; workers {workers}")
+    print(
+        f"limits: calls {CALLS}, requests {REQUESTS}; latency {LATENCY}; "
+        f"workers {workers}, pollers {pollers}"
+    )
     print(f"wall time {elapsed:.1f} s; calls placed {len(sends)}; requests {ledger['requests']}")
     print(f"achieved call rate {achieved_rate:.4f}/s vs allowed {allowed_rate:.4f}/s")
     print(f"ratio {ratio:.4f} (target >= 0.97)")
@@ -92,8 +103,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=40)
+    parser.add_argument("--pollers", type=int, default=10)
     args = parser.parse_args()
-    raise SystemExit(asyncio.run(run(args.seconds, args.workers)))
+    raise SystemExit(asyncio.run(run(args.seconds, args.workers, args.pollers)))
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ class EngineSettings:
     request_limits: Sequence[Limit]
     deadline: float | None = None
     fetch_sessions: bool = True
-    max_parallel_sends: int = 4
+    max_parallel_sends: int = 16
     min_poll_s: float = 1.0
     max_poll_s: float = 30.0
     limiter_margin_s: float = 0.25
@@ -199,9 +199,9 @@ class CallsEngine:
     def _open_attempts_remain(self) -> bool:
         # "sent" attempts still need their outcome (and, for the report, their session);
         # "sending" ones not in flight are resent from the queue when their window is open.
-        if self.store.attempts("sent"):
+        if self.store.count_attempts("sent"):
             return True
-        return self.settings.fetch_sessions and bool(self.store.attempts_needing_session())
+        return self.settings.fetch_sessions and self.store.count_needing_session() > 0
 
     def _queue_has_sendable(self, now: float) -> bool:
         self._refresh_queue(now, force=True)
@@ -336,18 +336,18 @@ class CallsEngine:
 
     async def _collector(self) -> None:
         while True:
-            if self.store.attempts("sent") or self._unsent_waiting():
+            if self.store.count_attempts("sent") or self._unsent_waiting():
                 await self.poll()
-            elif self.settings.fetch_sessions and self.store.attempts_needing_session():
+            elif self.settings.fetch_sessions and self.store.count_needing_session():
                 self.result.sessions += await fetch_sessions(self.store, self.client)
             await self.clock.sleep(self._poll_interval())
 
     def _unsent_waiting(self) -> bool:
-        return any(a.idempotency_key not in self._in_flight for a in self.store.attempts("sending"))
+        return self.store.count_attempts("sending") > len(self._in_flight)
 
     async def poll(self) -> None:
         """One poll of changed calls, then the sessions the report needs."""
-        oldest = min((a.sending_at for a in self.store.attempts("sending", "sent")), default=None)
+        oldest = self.store.oldest_open_attempt()
         now = self.clock.now()
         result = await poll_once(
             self.store,
@@ -375,6 +375,7 @@ class CallsEngine:
     def _compute_next_due(self, now: float) -> None:
         next_due: float | None = None
         reason: str | None = None
+        unsent = {a.row_key for a in self.store.attempts("sending")}
         for row in self.store.rows(include_vanished=False):
             if row.progress == "retry_scheduled" and row.next_due is not None:
                 due = row.next_due
@@ -383,7 +384,7 @@ class CallsEngine:
                     due = window.next_open(max(due, now)) or due
                 why = "retry"
             elif row.progress == "pending" or (
-                row.progress == "in_flight" and self._has_unsent(row.row_key)
+                row.progress == "in_flight" and row.row_key in unsent
             ):
                 window = self.window_for(row)
                 if window.is_open(now):
@@ -399,14 +400,11 @@ class CallsEngine:
         self.result.next_due = next_due
         self.result.next_due_reason = reason
 
-    def _has_unsent(self, row_key: str) -> bool:
-        return any(a.row_key == row_key for a in self.store.attempts("sending"))
-
     def _finish(self) -> None:
         now = self.clock.now()
         self._compute_next_due(now)
         self._refresh_queue(now, force=True)
-        self.result.work_left_now = bool(self._queue) or bool(self.store.attempts("sent"))
+        self.result.work_left_now = bool(self._queue) or self.store.count_attempts("sent") > 0
 
 
 def _fmt(moment: float) -> str:

@@ -60,8 +60,7 @@ def detect_format(path: Path) -> CsvFormat:
     sample = _read_sample(path)
     encoding = detect_encoding(sample)
     with _open_text(path, encoding) as stream:
-        lines = _physical_lines(stream)
-        delimiter, header, header_line = _read_header_lines(path, lines, sample, encoding)
+        delimiter, header, header_line = _read_header_lines(path, stream, sample, encoding)
     return CsvFormat(encoding, delimiter, header, header_line)
 
 
@@ -70,13 +69,13 @@ def read_rows(path: Path) -> Iterator[SourceRow]:
     fmt = detect_format(path)
     width = len(fmt.header)
     with _open_text(path, fmt.encoding) as stream:
-        lines = _physical_lines(stream)
         for _ in range(fmt.header_line):
-            next(lines, None)
-        counter = _LineCounter(lines, fmt.header_line)
-        reader = csv.reader(counter, delimiter=fmt.delimiter, strict=False)
+            stream.readline()
+        reader = csv.reader(stream, delimiter=fmt.delimiter, strict=False)
         while True:
-            start = counter.count + 1
+            # line_num counts the physical lines the reader has consumed, quoted
+            # newlines included, so the next record starts on the line after them.
+            start = fmt.header_line + reader.line_num + 1
             try:
                 cells = next(reader)
             except StopIteration:
@@ -84,7 +83,7 @@ def read_rows(path: Path) -> Iterator[SourceRow]:
             except csv.Error as exc:
                 yield SourceRow(start, {}, f"cannot parse this line ({exc})")
                 continue
-            if not any(cell.strip() for cell in cells):
+            if not any(cells) or "".join(cells).isspace():
                 continue  # blank lines (or lines of empty cells) are not rows
             yield _to_row(start, cells, fmt.header, width)
 
@@ -102,23 +101,7 @@ def _to_row(line: int, cells: list[str], header: list[str], width: int) -> Sourc
     elif len(cells) < width:
         # ragged rows: trailing columns an exporter left off are empty, not an error
         cells = cells + [""] * (width - len(cells))
-    return SourceRow(line, dict(zip(header, cells, strict=True)))
-
-
-class _LineCounter:
-    """Counts physical lines as the csv reader consumes them (quoted newlines included)."""
-
-    def __init__(self, lines: Iterator[str], already: int) -> None:
-        self.lines = lines
-        self.count = already
-
-    def __iter__(self) -> _LineCounter:
-        return self
-
-    def __next__(self) -> str:
-        line = next(self.lines)
-        self.count += 1
-        return line
+    return SourceRow(line, dict(zip(header, cells)))  # noqa: B905 (lengths equal here)
 
 
 def _read_sample(path: Path) -> bytes:
@@ -174,12 +157,6 @@ def _open_text(path: Path, encoding: str) -> io.TextIOWrapper:
     # newline="" keeps \r\n inside quoted cells intact for the csv module; undecodable
     # bytes become U+FFFD so one bad byte costs one cell, not the file.
     return io.TextIOWrapper(handle, encoding=encoding, errors="replace", newline="")
-
-
-def _physical_lines(stream: io.TextIOWrapper) -> Iterator[str]:
-    """Lines of the file without NUL characters (the csv module refuses them)."""
-    for line in stream:
-        yield line.replace("\0", "") if "\0" in line else line
 
 
 def _read_header_lines(

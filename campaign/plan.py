@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -19,17 +19,19 @@ from typing import Literal
 
 from campaign.config import CampaignConfig
 from campaign.errors import ConfigError
-from campaign.hours import CallingWindow, calling_window
+from campaign.hours import calling_window
 from campaign.ingest import SourceRow, column_key, read_header, read_rows
-from campaign.phones import PhoneCache, PhoneResult, clean_region, normalise_batch
+from campaign.phones import PhoneCache, PhoneFields, PhoneResult, clean_region, normalise_batch
 
 PlanState = Literal["callable", "rejected", "duplicate", "suppressed"]
 
 _CHUNK_ROWS = 20_000
+_CHUNKS_AHEAD = 2
 _WORKER_BATCH = 2_000
 _POOL_THRESHOLD = 4_000  # distinct new numbers in a chunk before a pool is worth its start-up
+_PhoneKey = tuple[str, str | None, str | None]  # raw phone, region, why the region is unusable
 # A batch of (raw, region) pairs sent to a worker, and the future of its results.
-_Work = tuple[list[tuple[str, str | None]], Future[list[PhoneResult]]]
+_Work = tuple[list[tuple[str, str | None]], Future[list[PhoneFields]]]
 _SUPPRESSION_COLUMNS = ("phone", "e164", "number", "phone_number", "mobile", "msisdn", "tel")
 
 
@@ -112,22 +114,24 @@ def iter_plan(
     planner = _Planner(config, set(opted_out), load_suppression(config.suppression, config))
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
     pool: Executor | None = None
+    pending: deque[tuple[list[SourceRow], list[_PhoneKey], list[_Work]]] = deque()
     try:
-        pending: tuple[list[SourceRow], list[_Work]] | None = None
         for chunk in _chunks(read_rows(config.input.path), _CHUNK_ROWS):
-            misses = planner.misses(chunk)
+            phone_keys = [planner.phone_key(row) for row in chunk]
+            misses = planner.misses(phone_keys)
             futures = []
             if workers > 1 and len(misses) >= _POOL_THRESHOLD:
                 pool = pool or ProcessPoolExecutor(max_workers=workers)
                 for start in range(0, len(misses), _WORKER_BATCH):
                     batch = misses[start : start + _WORKER_BATCH]
                     futures.append((batch, pool.submit(normalise_batch, batch)))
-            # Finish the previous chunk while the workers normalise this one.
-            if pending is not None:
-                yield from planner.finish(*pending, counts)
-            pending = (chunk, futures)
-        if pending is not None:
-            yield from planner.finish(*pending, counts)
+                planner.in_flight.update(misses)
+            pending.append((chunk, phone_keys, futures))
+            # Keep the workers a few chunks ahead of the rows being planned here.
+            while len(pending) > _CHUNKS_AHEAD:
+                yield from planner.finish(*pending.popleft(), counts)
+        while pending:
+            yield from planner.finish(*pending.popleft(), counts)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -153,49 +157,55 @@ class _Planner:
         self.variables = [(name, column_key(name)) for name in config.input.variables]
         self.first_line_of_key: dict[str, int] = {}
         self.first_line_of_number: dict[str, int] = {}
-        self.windows: dict[tuple[tuple[str, ...], str | None], CallingWindow] = {}
+        self.region_cells: dict[str, str | None] = {}
+        self.in_flight: set[tuple[str, str | None]] = set()  # sent to a worker, not back yet
+        self.window_problems: dict[tuple[tuple[str, ...], str | None], str | None] = {}
         self.now = datetime.now(UTC)
 
-    def _phone_key(self, row: SourceRow) -> tuple[str, str | None, str | None]:
-        """(raw phone, region to read it in, region problem)."""
+    def phone_key(self, row: SourceRow) -> _PhoneKey:
+        """(raw phone, region to read it in, region problem) of one row."""
         raw = row.fields.get(self.phone_column, "")
         region = self.config.input.default_region
         if self.region_column:
-            cell = row.fields.get(self.region_column, "").strip()
+            cell = row.fields.get(self.region_column, "")
             if cell:
-                region = clean_region(cell)
-                if region is None:
+                if cell not in self.region_cells:
+                    self.region_cells[cell] = clean_region(cell)
+                region = self.region_cells[cell]
+                if region is None and cell.strip():
+                    cell = cell.strip()
                     return raw, None, f"unknown region '{cell}' in column {self.region_column}"
+                region = region or self.config.input.default_region
         return raw, region, None
 
-    def misses(self, chunk: list[SourceRow]) -> list[tuple[str, str | None]]:
-        """Distinct (raw, region) pairs of the chunk not yet in the cache."""
+    def misses(self, phone_keys: list[_PhoneKey]) -> list[tuple[str, str | None]]:
+        """Distinct (raw, region) pairs not yet in the cache nor sent to a worker."""
         seen: set[tuple[str, str | None]] = set()
-        for row in chunk:
-            if row.error is None:
-                raw, region, problem = self._phone_key(row)
-                key = (raw, region)
-                if problem is None and key not in self.cache:
-                    seen.add(key)
+        for raw, region, problem in phone_keys:
+            key = (raw, region)
+            if problem is None and key not in self.cache and key not in self.in_flight:
+                seen.add(key)
         return list(seen)
 
     def finish(
         self,
         chunk: list[SourceRow],
+        phone_keys: list[_PhoneKey],
         futures: list[_Work],
         counts: PlanCounts,
     ) -> Iterator[PlannedRow]:
         for batch, future in futures:
-            for key, result in zip(batch, future.result(), strict=True):
-                self.cache.put(key, result)
-        for row in chunk:
-            planned = self.plan(row)
+            for key, fields in zip(batch, future.result(), strict=True):
+                self.cache.put(key, PhoneResult(*fields))
+                self.in_flight.discard(key)
+        for row, phone_key in zip(chunk, phone_keys, strict=True):
+            planned = self.plan(row, phone_key)
             counts.add(planned)
             yield planned
 
-    def plan(self, row: SourceRow) -> PlannedRow:
+    def plan(self, row: SourceRow, phone_key: _PhoneKey) -> PlannedRow:
         """Decide one row."""
-        raw, region, problem = self._phone_key(row)
+        raw, region, problem = phone_key
         variables = {name: row.fields.get(key, "") for name, key in self.variables}
         row_key = f"line:{row.line}"
         if self.key_column:
@@ -251,15 +261,13 @@ class _Planner:
     def _window_problem(self, phone: PhoneResult) -> str | None:
         """Why this number can never be called under the calling hours, if so."""
         key = (phone.timezones, phone.us_state)
-        window = self.windows.get(key)
-        if window is None:
+        if key not in self.window_problems:
             window = calling_window(phone.timezones, phone.us_state, self.config.calling_hours)
-            self.windows[key] = window
-        if window.problem:
-            return window.problem
-        if window.next_open(self.now) is None:
-            return f"calling hours never overlap across its {len(phone.timezones)} timezones"
-        return None
+            problem = window.problem
+            if problem is None and window.next_open(self.now) is None:
+                problem = f"calling hours never overlap across its {len(phone.timezones)} timezones"
+            self.window_problems[key] = problem
+        return self.window_problems[key]
 
 
 def _chunks(rows: Iterator[SourceRow], size: int) -> Iterator[list[SourceRow]]:

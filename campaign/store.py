@@ -350,6 +350,26 @@ class Store:
             params = tuple(states)
         return [_attempt(r) for r in self._query(sql + " ORDER BY sending_at, number", params)]
 
+    def count_attempts(self, *states: AttemptState) -> int:
+        """How many attempts are in the given states (cheap; no bodies loaded)."""
+        sql = f"SELECT COUNT(*) FROM attempts WHERE state IN ({','.join('?' * len(states))})"
+        return int(self._conn.execute(sql, states).fetchone()[0])
+
+    def oldest_open_attempt(self) -> float | None:
+        """The earliest sending_at of attempts still *sending* or *sent*."""
+        row = self._conn.execute(
+            "SELECT MIN(sending_at) FROM attempts WHERE state IN ('sending', 'sent')"
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def count_needing_session(self) -> int:
+        """How many ended attempts still need their session facts."""
+        sql = (
+            "SELECT COUNT(*) FROM attempts WHERE state='ended' AND session_id IS NOT NULL "
+            "AND session_fetched=0"
+        )
+        return int(self._conn.execute(sql).fetchone()[0])
+
     def next_attempt_number(self, row_key: str) -> int:
         """The number of the row's next attempt (void attempts keep their number)."""
         row = self._conn.execute(

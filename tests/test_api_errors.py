@@ -297,7 +297,7 @@ async def test_limited_client_never_trips_the_server(sandboxed: Sandboxed) -> No
     assert ledger["rate_limited"] == 0 and len(ledger["calls"]) == 7
     assert ledger["max_outbound_in_window"] <= 3
     # Full use of the allowance: 3 calls, 3 more one window (+margin) later, then the 7th.
-    assert clock.now() == pytest.approx(T0 + 2 * 60.25)
+    assert clock.now() == pytest.approx(T0 + 2 * 60.25, abs=1e-6)
 
 
 async def test_a_retried_call_takes_a_new_call_slot_a_replay_gives_it_back(
@@ -313,7 +313,7 @@ async def test_a_retried_call_takes_a_new_call_slot_a_replay_gives_it_back(
     resumed_at = clock.now()
     replay = await api.create_call(call_body(), "k-slot")
     assert replay.id == first.id and len(sandbox.ledger()["calls"]) == 1
-    assert await limits.acquire_call() == pytest.approx(resumed_at + 60.25)
+    assert await limits.acquire_call() == pytest.approx(resumed_at + 60.25, abs=1e-6)
 
 
 async def test_headers_from_another_client_on_the_key_prevent_a_429(sandboxed: Sandboxed) -> None:

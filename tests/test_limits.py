@@ -4,19 +4,56 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from campaign.clock import FakeClock, utc
+from campaign.clock import Clock, FakeClock, utc
 from campaign.limits import ClientLimits, Limit, SlidingWindowLog
 
 T0 = 1_780_000_000.0
 MARGIN = 0.25
 
 
-def limiter(requests: list[Limit], calls: list[Limit], clock: FakeClock) -> ClientLimits:
+class SteppingClock:
+    """A fake clock whose concurrent sleepers wake at their own instants, in time order.
+
+    (``FakeClock.sleep`` moves time by each sleeper's amount in turn, which is fine for
+    one waiter; several waiters need a scheduler.)
+    """
+
+    def __init__(self, start: float) -> None:
+        self._now = start
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sleepers.append((self._now + max(0.0, seconds), wake))
+        await wake
+
+    async def drive(self, *tasks: asyncio.Task[Any]) -> None:
+        """Run ``tasks`` to completion, jumping time to the next wake-up whenever all wait."""
+        while not all(task.done() for task in tasks):
+            for _ in range(5):
+                await asyncio.sleep(0)
+            if not self._sleepers:
+                continue
+            self._now = max(self._now, min(at for at, _ in self._sleepers))
+            due = [(at, wake) for at, wake in self._sleepers if at <= self._now]
+            self._sleepers = [(at, wake) for at, wake in self._sleepers if at > self._now]
+            for _, wake in due:
+                wake.set_result(None)
+
+
+def limiter(requests: list[Limit], calls: list[Limit], clock: Clock) -> ClientLimits:
     return ClientLimits(requests, calls, clock=clock, margin_s=MARGIN)
 
 
@@ -25,7 +62,7 @@ async def test_full_allowance_at_once_then_exactly_one_window_plus_margin() -> N
     limits = limiter([], [Limit(5, 60.0)], clock)
     sends = [await limits.acquire_call() for _ in range(6)]
     assert sends[:5] == [T0] * 5
-    assert sends[5] == pytest.approx(T0 + 60.0 + MARGIN)
+    assert sends[5] == pytest.approx(T0 + 60.0 + MARGIN, abs=1e-6)
 
 
 async def test_the_strictest_of_several_limits_wins() -> None:
@@ -33,8 +70,8 @@ async def test_the_strictest_of_several_limits_wins() -> None:
     limits = limiter([Limit(3, 10.0), Limit(4, 60.0)], [], clock)
     sends = [await limits.acquire_request() for _ in range(5)]
     assert sends[:3] == [T0] * 3
-    assert sends[3] == pytest.approx(T0 + 10.25)  # the 3/10s window
-    assert sends[4] == pytest.approx(T0 + 60.25)  # the 4/min window
+    assert sends[3] == pytest.approx(T0 + 10.25, abs=1e-6)  # the 3/10s window
+    assert sends[4] == pytest.approx(T0 + 60.25, abs=1e-6)  # the 4/min window
 
 
 async def test_a_call_takes_a_call_slot_and_a_request_slot() -> None:
@@ -43,7 +80,7 @@ async def test_a_call_takes_a_call_slot_and_a_request_slot() -> None:
     assert await limits.acquire_call() == T0
     assert await limits.acquire_request() == T0  # second request slot
     # The next call waits for both: its call slot and a request slot free at T0+10.25.
-    assert await limits.acquire_call() == pytest.approx(T0 + 10.25)
+    assert await limits.acquire_call() == pytest.approx(T0 + 10.25, abs=1e-6)
 
 
 async def test_requests_do_not_wait_for_call_slots() -> None:
@@ -58,14 +95,14 @@ async def test_seeded_sends_of_a_crashed_run_still_count() -> None:
     limits = limiter([Limit(60, 60.0)], [Limit(5, 60.0)], clock)
     limits.seed(request_times=[], call_times=[T0 - 50 + i for i in range(5)])
     # The dead run's five calls left at T0-50..T0-46: the next may go at T0-50+60.25.
-    assert await limits.acquire_call() == pytest.approx(T0 + 10.25)
+    assert await limits.acquire_call() == pytest.approx(T0 + 10.25, abs=1e-6)
 
 
 async def test_seeded_call_times_also_count_as_requests() -> None:
     clock = FakeClock(T0)
     limits = limiter([Limit(2, 60.0)], [Limit(5, 60.0)], clock)
     limits.seed(request_times=[T0 - 1], call_times=[T0 - 2])
-    assert await limits.acquire_request() == pytest.approx(T0 - 2 + 60.25)
+    assert await limits.acquire_request() == pytest.approx(T0 - 2 + 60.25, abs=1e-6)
 
 
 async def test_old_seeds_outside_the_window_are_ignored() -> None:
@@ -82,7 +119,7 @@ async def test_server_headers_saying_less_is_left_hold_sends_until_reset() -> No
     # Another client on the key used the rest: 1 left, next slot frees at T0+5.
     limits.observe_headers(1, utc(T0 + 5), sent_at=sent)
     assert await limits.acquire_request() == T0
-    assert await limits.acquire_request() == pytest.approx(T0 + 5)
+    assert await limits.acquire_request() == pytest.approx(T0 + 5, abs=1e-6)
 
 
 async def test_headers_with_more_left_than_our_own_count_change_nothing() -> None:
@@ -91,7 +128,31 @@ async def test_headers_with_more_left_than_our_own_count_change_nothing() -> Non
     sent = await limits.acquire_request()
     limits.observe_headers(59, utc(T0 + 1), sent_at=sent)
     await limits.acquire_request()
-    assert await limits.acquire_request() == pytest.approx(T0 + 60.25)
+    assert await limits.acquire_request() == pytest.approx(T0 + 60.25, abs=1e-6)
+
+
+async def test_headers_our_own_sends_explain_hold_nothing_back() -> None:
+    clock = SteppingClock(T0)
+    limits = limiter([Limit(2, 10.0)], [], clock)
+    await limits.acquire_request()
+    sent = await limits.acquire_request()
+    # The server's "0 left" is our own two requests: the log alone decides.
+    limits.observe_headers(0, utc(T0 + 10), sent_at=sent, limit=2)
+    tasks = [asyncio.create_task(limits.acquire_request()) for _ in range(2)]
+    await clock.drive(*tasks)
+    assert [task.result() for task in tasks] == [T0 + 10.25, T0 + 10.25]
+
+
+async def test_unexplained_headers_release_one_send_per_reset() -> None:
+    clock = SteppingClock(T0)
+    limits = limiter([Limit(60, 60.0)], [], clock)
+    sent = await limits.acquire_request()
+    limits.observe_headers(0, utc(T0 + 10), sent_at=sent, limit=60)  # someone else's traffic
+    tasks = [asyncio.create_task(limits.acquire_request()) for _ in range(2)]
+    await clock.drive(*tasks)
+    first, second = sorted(task.result() for task in tasks)
+    assert first == pytest.approx(T0 + 10, abs=1e-6)
+    assert second > first  # the second waits for fresh headers (or a whole header window)
 
 
 async def test_a_reset_far_in_the_future_waits_at_most_one_header_window() -> None:
@@ -111,11 +172,30 @@ async def test_a_replay_gives_its_call_slot_back() -> None:
 
 
 async def test_many_coroutines_at_once_never_share_a_slot() -> None:
-    clock = FakeClock(T0)
+    clock = SteppingClock(T0)
     limits = limiter([Limit(4, 10.0)], [Limit(3, 10.0)], clock)
-    sends = await asyncio.gather(*(limits.acquire_call() for _ in range(20)))
-    ordered = sorted(sends)
+    tasks = [asyncio.create_task(limits.acquire_call()) for _ in range(20)]
+    await clock.drive(*tasks)
+    ordered = sorted(task.result() for task in tasks)
+    assert ordered[:3] == [T0] * 3 and ordered[-1] == pytest.approx(T0 + 6 * 10.25, abs=1e-6)
     assert all(b - a >= 10.25 - 1e-9 for a, b in zip(ordered, ordered[3:], strict=False))
+
+
+async def test_a_waiting_call_gets_the_next_request_slot_before_plain_requests() -> None:
+    clock = SteppingClock(T0)
+    limits = limiter([Limit(2, 10.0)], [Limit(1, 5.0)], clock)
+    await limits.acquire_call()
+    clock.advance(1)
+    await limits.acquire_request()  # request slots free again at T0+10.25 and T0+11.25
+    clock.advance(5)  # the call slot is free again; the call waits only for a request slot
+    requests = [asyncio.create_task(limits.acquire_request()) for _ in range(3)]
+    await asyncio.sleep(0)
+    call = asyncio.create_task(limits.acquire_call())
+    await clock.drive(call, *requests)
+    assert call.result() == pytest.approx(T0 + 10.25, abs=1e-6)
+    assert sorted(task.result() for task in requests) == pytest.approx(
+        [T0 + 11.25, T0 + 20.5, T0 + 21.5], abs=1e-6
+    )
 
 
 async def test_no_limits_means_no_waiting() -> None:
@@ -162,7 +242,7 @@ def server_overflows(arrivals: list[float], limit: Limit) -> bool:
 
 
 async def run_ops(
-    limits: ClientLimits, clock: FakeClock, ops: list[tuple[str, float, bool]]
+    limits: ClientLimits, clock: SteppingClock, ops: list[tuple[str, float, bool]]
 ) -> list[tuple[str, float]]:
     """Acquire per ``ops``: pause, then launch; awaited at once or together with the next."""
     sends: list[tuple[str, float]] = []
@@ -176,9 +256,11 @@ async def run_ops(
         clock.advance(pause)
         pending.append(asyncio.create_task(one(kind)))
         if not concurrent:
-            sends.extend(await asyncio.gather(*pending))
+            await clock.drive(*pending)
+            sends.extend(task.result() for task in pending)
             pending = []
-    sends.extend(await asyncio.gather(*pending))
+    await clock.drive(*pending)
+    sends.extend(task.result() for task in pending)
     return sends
 
 
@@ -201,9 +283,9 @@ def test_no_acquisition_sequence_overfills_any_window_at_the_server(
 ) -> None:
     async def run() -> list[tuple[str, float]]:
         # An earlier process sends, dies; a new one starts seeded with its send times.
-        dead_clock = FakeClock(T0)
+        dead_clock = SteppingClock(T0)
         dead = await run_ops(limiter(requests, calls, dead_clock), dead_clock, before_crash)
-        clock = FakeClock(dead_clock.now() + crash_gap)
+        clock = SteppingClock(dead_clock.now() + crash_gap)
         limits = limiter(requests, calls, clock)
         limits.seed(
             [t for kind, t in dead if kind == "request"], [t for kind, t in dead if kind == "call"]
@@ -232,4 +314,4 @@ def test_a_saturating_sender_gets_count_per_window_plus_margin(limit: Limit, rou
     # Full use: each round of `count` sends starts exactly one window (+margin) after the last.
     for r in range(rounds):
         block = sends[r * limit.count : (r + 1) * limit.count]
-        assert block == pytest.approx([T0 + r * (limit.window + MARGIN)] * limit.count)
+        assert block == pytest.approx([T0 + r * (limit.window + MARGIN)] * limit.count, abs=1e-6)

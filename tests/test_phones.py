@@ -159,3 +159,28 @@ def test_any_text_gives_a_result_never_an_exception(raw: str, region: str | None
         assert result.reason
     else:
         assert result.e164.startswith("+") and result.e164[1:].isdigit()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["1", "44", "7", "39", "47", "61", "262", "590", "599", "212", "800", "870"]),
+    st.text(alphabet="0123456789", min_size=4, max_size=12),
+)
+def test_validity_is_exactly_is_valid_number_for_shared_country_codes(
+    country_code: str, national: str
+) -> None:
+    raw = f"+{country_code}{national}"
+    try:
+        parsed = phonenumbers.parse(raw, None)
+    except phonenumbers.NumberParseException:
+        return
+    result = normalise_number(raw, None)
+    assert (result.e164 is not None) == phonenumbers.is_valid_number(parsed)
+    if result.e164 is not None:
+        assert result.region == phonenumbers.region_code_for_number(parsed)
+        assert result.number_type == _type_name(phonenumbers.number_type(parsed))
+
+
+def _type_name(kind: int) -> str:
+    names = vars(phonenumbers.PhoneNumberType)
+    return next(name.lower() for name, value in names.items() if value == kind and name.isupper())

@@ -132,7 +132,8 @@ async def test_rows_pagination_and_its_cursor(
     csv = b"phone\n" + b"".join(f"+1415555{i:04d}\n".encode() for i in range(7))
     _, batch = await _upload(sandbox_http, sandbox, csv)
     _, other = await _upload(sandbox_http, sandbox, csv, key="other")
-    seen, cursor = [], ""
+    seen: list[int] = []
+    cursor = ""
     while True:
         page = await _get(sandbox_http, sandbox, f"/batches/{batch['id']}/rows?limit=3{cursor}")
         seen.extend(r["row"] for r in page["data"])

@@ -85,7 +85,7 @@ async def test_bad_json_wrong_types_and_unknown_fields_are_400_naming_the_field(
         ([1, 2], None),
         (call_body(phone="4155550100"), "phone"),
         (call_body(phone="+14155550100\n"), "phone"),
-        (call_body(phone=14155550100), "phone"),
+        ({"phone": 14155550100, "scenario_id": "scn_demo"}, "phone"),
         (call_body(scenario_id=""), "scenario_id"),
         (call_body(variables={"a": {"nested": 1}}), "variables"),
         (call_body(variables={"big": "x" * 9000}), "variables"),
@@ -189,3 +189,11 @@ async def test_api_version_header_is_echoed_and_request_id_is_everywhere(
         assert resp.status == 200
         assert resp.headers["X-AVP-API-Version"] == "v1.preview-2026-05-13"
         assert resp.headers["X-Request-Id"].startswith("req_")
+
+
+async def test_unknown_query_parameters_are_400_where_the_endpoint_has_a_query(
+    sandbox: RunningSandbox, sandbox_http: aiohttp.ClientSession
+) -> None:
+    async with sandbox_http.get(f"{sandbox.base_url}/calls?colour=red", headers=SANDBOX_AUTH) as r:
+        assert r.status == 400
+        assert (await r.json())["error"]["field"] == "colour"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import aiohttp
 from fixtures_sandbox import SANDBOX_AUTH, StartSandbox, call_body, outbound_headers
+from multidict import CIMultiDict
 
 from campaign.sandbox import RunningSandbox, SandboxConfig, SandboxFakeClock, parse_faults
 
@@ -16,11 +18,11 @@ async def _post_call(
     server: RunningSandbox,
     key: str,
     payload: bytes | dict[str, object],
-) -> tuple[int, dict[str, object], aiohttp.typedefs.LooseHeaders]:
+) -> tuple[int, Any, CIMultiDict[str]]:
     headers = {**outbound_headers(key), "Content-Type": "application/json"}
     data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     async with http.post(f"{server.base_url}/calls", data=data, headers=headers) as resp:
-        return resp.status, await resp.json(), resp.headers
+        return resp.status, await resp.json(), CIMultiDict(resp.headers)
 
 
 async def test_same_key_same_body_replays_the_original_with_a_new_request_id(
@@ -33,9 +35,9 @@ async def test_same_key_same_body_replays_the_original_with_a_new_request_id(
     status2, body2, headers2 = await _post_call(sandbox_http, sandbox, "same", reordered)
     assert (status, status2) == (201, 201)
     assert body2 == body  # the original body, request_id and status included
-    assert headers2["Idempotent-Replayed"] == "true"  # type: ignore[index]
-    assert "Idempotent-Replayed" not in headers  # type: ignore[operator]
-    assert headers2["X-Request-Id"] != headers["X-Request-Id"]  # type: ignore[index]
+    assert headers2["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in headers
+    assert headers2["X-Request-Id"] != headers["X-Request-Id"]
     assert len(sandbox.ledger()["calls"]) == 1
 
 
@@ -45,7 +47,7 @@ async def test_same_key_other_body_or_endpoint_is_409_conflict(
     await _post_call(sandbox_http, sandbox, "k", call_body())
     status, body, _ = await _post_call(sandbox_http, sandbox, "k", call_body("+14155550101"))
     assert status == 409
-    assert body["error"]["code"] == "idempotency_conflict"  # type: ignore[index]
+    assert body["error"]["code"] == "idempotency_conflict"
     headers = {**SANDBOX_AUTH, "Idempotency-Key": "k"}
     hook = {"url": "https://example.com/h", "events": ["call.completed"]}
     async with sandbox_http.post(f"{sandbox.base_url}/webhooks", json=hook, headers=headers) as r:
@@ -56,16 +58,18 @@ async def test_same_key_other_body_or_endpoint_is_409_conflict(
 async def test_same_request_while_executing_is_409_request_in_progress(
     start_sandbox_with: StartSandbox, sandbox_http: aiohttp.ClientSession
 ) -> None:
-    config = SandboxConfig(ledger=True, faults=parse_faults("POST /v1/calls=delay:300ms;max=1"))
+    config = SandboxConfig(ledger=True, faults=parse_faults("POST /v1/calls=delay:500ms;max=1"))
     server = await start_sandbox_with(config)
     slow = asyncio.create_task(_post_call(sandbox_http, server, "slow", call_body()))
-    await asyncio.sleep(0.1)
+    async with asyncio.timeout(10):  # wait until the server has counted the first request
+        while server.ledger()["requests"] == 0:
+            await asyncio.sleep(0.005)
     status, body, _ = await _post_call(sandbox_http, server, "slow", call_body())
     other_status, other, _ = await _post_call(
         sandbox_http, server, "slow", call_body("+14155550199")
     )
-    assert (status, body["error"]["code"]) == (409, "request_in_progress")  # type: ignore[index]
-    assert (other_status, other["error"]["code"]) == (409, "idempotency_conflict")  # type: ignore[index]
+    assert (status, body["error"]["code"]) == (409, "request_in_progress")
+    assert (other_status, other["error"]["code"]) == (409, "idempotency_conflict")
     assert (await slow)[0] == 201
     assert (await _post_call(sandbox_http, server, "slow", call_body()))[0] == 201
     assert len(server.ledger()["calls"]) == 1
@@ -79,12 +83,12 @@ async def test_validation_errors_are_remembered_but_429_is_not(
     status, bad, _ = await _post_call(sandbox_http, server, "bad", call_body(phone="x"))
     _, replay, headers = await _post_call(sandbox_http, server, "bad", call_body(phone="x"))
     assert status == 400 and replay == bad
-    assert headers["Idempotent-Replayed"] == "true"  # type: ignore[index]
+    assert headers["Idempotent-Replayed"] == "true"
     assert (await _post_call(sandbox_http, server, "first", call_body()))[0] == 201
     assert (await _post_call(sandbox_http, server, "second", call_body("+1415555011")))[0] == 429
     clock.advance(60)
     status, _, headers = await _post_call(sandbox_http, server, "second", call_body("+1415555011"))
-    assert status == 201 and "Idempotent-Replayed" not in headers  # type: ignore[operator]
+    assert status == 201 and "Idempotent-Replayed" not in headers
 
 
 async def test_replays_do_not_count_toward_the_outbound_limit(
@@ -116,7 +120,7 @@ async def test_keys_are_forgotten_after_24_hours(
 async def test_multipart_comparison_ignores_filenames(
     sandbox: RunningSandbox, sandbox_http: aiohttp.ClientSession
 ) -> None:
-    async def upload(filename: str, csv: bytes) -> tuple[int, dict[str, object], bool]:
+    async def upload(filename: str, csv: bytes) -> tuple[int, Any, bool]:
         form = aiohttp.FormData()
         form.add_field("scenario_id", "scn_demo")
         form.add_field("file", csv, filename=filename, content_type="text/csv")

@@ -5,10 +5,13 @@ from __future__ import annotations
 import aiohttp
 import pytest
 from fixtures_sandbox import SANDBOX_AUTH, StartSandbox, call_body, outbound_headers
+from hypothesis import given
+from hypothesis import strategies as st
 
 from campaign.sandbox import RunningSandbox, SandboxConfig, SandboxFakeClock
 from campaign.sandbox.clock import parse_instant
 from campaign.sandbox.config import SandboxConfigError, SandboxLimit, parse_sandbox_limit
+from campaign.sandbox.windows import SlidingWindow
 
 
 async def _call(
@@ -133,3 +136,27 @@ async def test_short_windows_work(
     assert [(await _call(sandbox_http, server, i)).status for i in range(3)] == [201, 201, 429]
     clock.advance(10)
     assert (await _call(sandbox_http, server, 2)).status == 201
+
+
+@given(
+    gaps=st.lists(st.floats(min_value=0, max_value=30, allow_nan=False), max_size=60),
+    limit=st.integers(min_value=1, max_value=6),
+    window=st.sampled_from([1.5, 10.0, 60.0]),
+)
+def test_sliding_window_never_admits_over_the_limit(
+    gaps: list[float], limit: int, window: float
+) -> None:
+    sliding = SlidingWindow(limit, window)
+    admitted: list[float] = []
+    now = 0.0
+    for gap in gaps:
+        now += gap
+        room_at = sliding.next_room_at(now)
+        if sliding.has_room(now):
+            assert room_at == now
+            sliding.record(now)
+            admitted.append(now)
+        else:
+            assert room_at > now and sliding.has_room(room_at)
+        counted = [a for a in admitted if now - a < window]
+        assert sliding.count(now) == len(counted) <= limit

@@ -27,11 +27,13 @@ async def test_a_restarted_sandbox_finds_yesterdays_calls_and_keys(
 ) -> None:
     clock = SandboxFakeClock()
     config = SandboxConfig(ledger=True, state_file=tmp_path / "state.json")
-    async with await start_sandbox(config, clock) as first:
-        async with sandbox_http.post(
+    async with (
+        await start_sandbox(config, clock) as first,
+        sandbox_http.post(
             f"{first.base_url}/calls", json=call_body(), headers=outbound_headers("k")
-        ) as resp:
-            original = await resp.json()
+        ) as resp,
+    ):
+        original = await resp.json()
     clock.advance(3600)
     async with await start_sandbox(config, clock) as second:
         async with sandbox_http.post(

@@ -13,12 +13,14 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
 from campaign.sandbox import DEFAULT_KEY, SandboxConfig, SandboxSystemClock, start_sandbox
+from campaign.sandbox.validate import API_VERSION
 
 SPEC = Path(__file__).resolve().parents[2] / "shared" / "api" / "openapi.yaml"
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "15"))
@@ -27,6 +29,21 @@ if not SPEC.exists():
     pytest.skip(f"the API spec is not at {SPEC}", allow_module_level=True)
 
 schema = schemathesis.openapi.from_path(SPEC)
+
+
+@schema.hook
+def filter_case(context: schemathesis.HookContext, case: schemathesis.Case[Any]) -> bool:
+    """Skip a malformed X-AVP-API-Version on operations that document no 400.
+
+    The spec gives that header a pattern but lists no 4xx such an operation could answer
+    (C14: 400 only where there is a query, body or Idempotency-Key), so no answer conforms;
+    the sandbox ignores the header there and answers 400 everywhere else.
+    """
+    headers: dict[str, Any] = dict(case.headers or {})
+    version = headers.get("X-AVP-API-Version")
+    if version is None or API_VERSION.fullmatch(str(version)):
+        return True
+    return "400" in case.operation.definition.raw.get("responses", {})
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +83,17 @@ def sandbox_base_url() -> Iterator[str]:
     derandomize=True,
 )
 def test_sandbox_conforms_to_the_openapi_contract(
-    case: schemathesis.Case, sandbox_base_url: str
+    case: schemathesis.Case[Any], sandbox_base_url: str
 ) -> None:
     case.call_and_validate(
-        base_url=sandbox_base_url, headers={"Authorization": f"Bearer {DEFAULT_KEY}"}
+        base_url=sandbox_base_url,
+        headers={"Authorization": f"Bearer {DEFAULT_KEY}"},
+        # contract.md §0 (binding over generic HTTP practice): an unknown route, including a
+        # known path with an undeclared method, answers 404 not_found, not 405.
+        # A schema cannot tell a live cursor from a made-up one, nor a CSV with a phone
+        # column from one without (C21): schema-valid requests rightly get 400 there.
+        excluded_checks=[
+            schemathesis.checks.unsupported_method,
+            schemathesis.checks.positive_data_acceptance,
+        ],
     )

@@ -284,12 +284,14 @@ class Transport:
         reset_text = raw.headers.get("X-RateLimit-Reset")
         if remaining_text is None or reset_text is None:
             return
+        limit_text = raw.headers.get("X-RateLimit-Limit")
         try:
             remaining = int(remaining_text)
             reset = parse_timestamp(reset_text)
+            limit = int(limit_text) if limit_text is not None else None
         except ValueError:
             log.debug("ignoring unreadable X-RateLimit headers")
             return
         # Reset is on the server's clock; a skewed clock only shifts the wait, and the limiter
         # never waits longer than one header window on its account.
-        self.limits.observe_headers(remaining, reset, sent_at=sent_at)
+        self.limits.observe_headers(remaining, reset, sent_at=sent_at, limit=limit)

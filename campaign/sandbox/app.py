@@ -59,10 +59,12 @@ class Sandbox:
         headers = {"X-Request-Id": request_id}
         version = request.headers.get("X-AVP-API-Version")
         if version is not None and API_VERSION.fullmatch(version):
-            headers["X-AVP-API-Version"] = version
+            headers["X-AVP-API-Version"] = version  # accepted and echoed; changes nothing
         if request.path.startswith("/_sandbox/"):
             return self._admin(request, headers)
         decision = self.faults.decide(request.method, request.path)
+        if decision.action is not None:
+            log.info("injecting %s into %s %s", decision.action, request.method, request.path)
         if decision.action == "proxy_503":
             return web.Response(status=503, text=PROXY_503_HTML, content_type="text/html")
         key = self._api_key(request)
@@ -77,7 +79,10 @@ class Sandbox:
         try:
             reply = await self._admitted(request, key, request_id, headers, decision, full)
         finally:
-            self._save()
+            # GETs change only what time derives again on load (and request windows), so
+            # only state-changing requests pay for a save; close() saves everything.
+            if request.method != "GET":
+                self._save()
         if decision.action == "reset_after" and request.transport is not None:
             request.transport.abort()
         return reply
@@ -107,6 +112,7 @@ class Sandbox:
             if route.scope not in self.config.keys[key].scopes:
                 raise ApiProblem("permission_denied", f"the API key lacks scope {route.scope}")
             idempotency_key = self._idempotency_key(request, route)
+            self._check_version_header(request, route)
         except ApiProblem as problem:
             return self._problem(problem, request_id, headers, minute, now)
         target = (route, params, project_id, idempotency_key)
@@ -173,6 +179,14 @@ class Sandbox:
 
     def _run(self, route: Route, ctx: Ctx, request_id: str) -> Reply:
         try:
+            allowed = route.query_parameters
+            unknown = [name for name in ctx.query if allowed is not None and name not in allowed]
+            if unknown:
+                raise ApiProblem(
+                    "invalid_argument",
+                    f"unknown query parameter {unknown[0]!r}",
+                    field=unknown[0] or None,
+                )
             return route.handler(ctx)
         except ApiProblem as problem:
             extra = {}
@@ -189,7 +203,7 @@ class Sandbox:
     def _api_key(self, request: web.Request) -> str | None:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme != "Bearer" or token not in self.config.keys:
+        if scheme.lower() != "bearer" or token not in self.config.keys:  # scheme: RFC 9110
             return None
         return token
 
@@ -231,6 +245,18 @@ class Sandbox:
                 field="Idempotency-Key",
             )
         return value
+
+    def _check_version_header(self, request: web.Request, route: Route) -> None:
+        # Checked with the other request headers, before the idempotency lookup, so a replay
+        # cannot hide it. Where the spec documents no 400 (plain GETs) there is no status
+        # code for it, so the header is ignored there (and not echoed).
+        version = request.headers.get("X-AVP-API-Version")
+        if version is not None and not API_VERSION.fullmatch(version) and route.documents_400:
+            raise ApiProblem(
+                "invalid_argument",
+                "X-AVP-API-Version must look like v1.preview-YYYY-MM-DD",
+                field="X-AVP-API-Version",
+            )
 
     def _body_identity(self, ctx: Ctx, route: Route) -> str:
         """The body as §3 compares it: canonical JSON, or names and bytes of the parts."""
@@ -340,7 +366,8 @@ def create_app(
     sandbox = Sandbox(config or SandboxConfig(), clock or SandboxSystemClock())
     app = web.Application(client_max_size=MAX_BODY)
     app[SANDBOX_KEY] = sandbox
-    app.router.add_route("*", "/{tail:.*}", sandbox.handle)
+    # [\s\S]: even a path with an encoded newline reaches the dispatcher (and gets a JSON 404)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", sandbox.handle)
 
     async def lifecycle(app: web.Application) -> Any:
         await sandbox.sender.start()

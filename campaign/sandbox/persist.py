@@ -27,7 +27,8 @@ def load_state(
 def save_state(path: Path, world: World, memory: IdempotencyMemory) -> None:
     """Write the state to a temp file in the same directory, then rename over the old one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = json.dumps({"world": world.to_plain(), "idempotency": memory.to_plain()})
+    state = {"world": world.to_plain(), "idempotency": memory.to_plain()}
+    payload = json.dumps(state, separators=(",", ":"))
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as temp:

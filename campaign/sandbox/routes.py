@@ -16,6 +16,12 @@ TRANSCRIPT = "sessions:read:transcript"
 WEBHOOKS = "webhooks:manage"
 KNOWLEDGE = "knowledge:manage"
 _SEGMENT = "[^/]+"
+QUERY_PARAMETERS = {
+    "list_calls": frozenset({"status", "since", "updated_since", "batch_id", "limit", "cursor"}),
+    "list_batch_rows": frozenset({"limit", "cursor"}),
+    "list_sessions": frozenset({"goal_achieved", "since", "scenario_id", "limit", "cursor"}),
+    "get_usage": frozenset({"period"}),
+}
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,16 @@ class Route:
     handler: Handler
     key_required: bool = False
     multipart: bool = False
+
+    @property
+    def documents_400(self) -> bool:
+        """Whether the spec lists 400 here: there is a query, a body or an Idempotency-Key."""
+        return self.method != "GET" or self.handler.__name__ in QUERY_PARAMETERS
+
+    @property
+    def query_parameters(self) -> frozenset[str] | None:
+        """The query parameters this endpoint defines (None: it defines none, query ignored)."""
+        return QUERY_PARAMETERS.get(self.handler.__name__)
 
 
 def _route(method: str, template: str, scope: str, handler: Handler, **flags: bool) -> Route:

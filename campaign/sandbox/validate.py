@@ -60,7 +60,7 @@ def _object(data: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
         raise invalid("body must be a JSON object")
     for name in data:
         if name not in allowed:
-            raise invalid(f"unknown field {name!r}", field=name)
+            raise invalid(f"unknown field {name!r}", field=name or None)
     return {name: value for name, value in data.items() if value is not None}
 
 

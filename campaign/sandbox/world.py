@@ -9,6 +9,7 @@ project's outbound window has room. So a FakeClock test moves time and asks.
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -61,8 +62,10 @@ class World:
         self.stats = {"requests": 0, "rate_limited": 0, "max_outbound": 0, "max_rpm": 0}
         self.stats["max_rph"] = 0
         self.on_event: EventSink | None = None
-        self._active_calls: set[str] = set()
+        # (due time, call id) of each unfinished call's next step; stale entries are skipped
+        self._call_events: list[tuple[float, str]] = []
         self._active_batches: set[str] = set()
+        self._open_batch_calls: dict[str, int] = {}  # batch id -> its unfinished calls
 
     # ----- limits -----------------------------------------------------------------------
 
@@ -154,9 +157,16 @@ class World:
             slot_values=plan.slot_values,
         )
         self.calls[call.id] = call
-        self._active_calls.add(call.id)
+        self._schedule(call)
+        if call.batch_id is not None:
+            self._open_batch_calls[call.batch_id] = self._open_batch_calls.get(call.batch_id, 0) + 1
         self._count_outbound(project_id, now)
         return call
+
+    def _schedule(self, call: CallRecord) -> None:
+        when = self._call_due(call)
+        if when is not None:
+            heapq.heappush(self._call_events, (when, call.id))
 
     def create_batch(
         self, project_id: str, fields: dict[str, Any], rows: list[BatchRow], now: float
@@ -199,20 +209,29 @@ class World:
         """Apply every lifecycle event due at or before ``now``, in time order."""
         while True:
             due: tuple[float, int, str] | None = None
-            for call_id in self._active_calls:
-                when = self._call_due(self.calls[call_id])
-                if when is not None and when <= now and (due is None or (when, 0, call_id) < due):
+            while self._call_events:
+                when, call_id = self._call_events[0]
+                if self._call_due(self.calls[call_id]) == when:
                     due = (when, 0, call_id)
+                    break
+                heapq.heappop(self._call_events)  # stale: the call moved on
+            if due is not None and due[0] > now:
+                due = None
             for batch_id in self._active_batches:
-                when = self._batch_due(self.batches[batch_id])
-                if when is not None and when <= now and (due is None or (when, 1, batch_id) < due):
-                    due = (when, 1, batch_id)
+                batch_when = self._batch_due(self.batches[batch_id])
+                if batch_when is None or batch_when > now:
+                    continue
+                if due is None or (batch_when, 1, batch_id) < due:
+                    due = (batch_when, 1, batch_id)
             if due is None:
                 break
             when, kind, ident = due
             self.cursor = max(self.cursor, when)
             if kind == 0:
-                self._step_call(self.calls[ident], when)
+                heapq.heappop(self._call_events)
+                call = self.calls[ident]
+                self._step_call(call, when)
+                self._schedule(call)
             else:
                 self._step_batch(self.batches[ident], when)
         self.cursor = max(self.cursor, now)
@@ -258,7 +277,8 @@ class World:
             self._finish_call(call, when)
 
     def _finish_call(self, call: CallRecord, when: float) -> None:
-        self._active_calls.discard(call.id)
+        if call.batch_id is not None:
+            self._open_batch_calls[call.batch_id] -= 1
         if call.status in ("completed", "failed") and self.on_event is not None:
             self.on_event(call.project_id, f"call.{call.status}", call.id)
         if call.batch_id is not None:
@@ -301,7 +321,7 @@ class World:
     def _maybe_complete(self, batch: BatchRecord, when: float) -> None:
         if batch.status != "running" or self._pending_row(batch) is not None:
             return
-        if all(r.call_id is None or self.calls[r.call_id].terminal for r in batch.rows):
+        if self._open_batch_calls.get(batch.id, 0) == 0:
             batch.status, batch.completed_at, batch.updated_at = "completed", when, when
             self._active_batches.discard(batch.id)
             if self.on_event is not None:
@@ -336,7 +356,10 @@ class World:
             if call.session_id:
                 world.sessions[call.session_id] = call.id
             if not call.terminal:
-                world._active_calls.add(call.id)
+                world._schedule(call)
+                if call.batch_id is not None:
+                    opened = world._open_batch_calls.get(call.batch_id, 0) + 1
+                    world._open_batch_calls[call.batch_id] = opened
         for plain in raw.get("batches", []):
             batch = batch_from_plain(plain)
             world.batches[batch.id] = batch
