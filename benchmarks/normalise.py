@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import resource
 import subprocess
@@ -119,10 +120,12 @@ def our_path(data: Path) -> None:
     )
     config = load_campaign(campaign_file, env={})
     counts = PlanCounts()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in iter_plan(config, counts):
         pass
     seconds = time.perf_counter() - start
+    main_cpu = time.process_time() - cpu_start
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(
@@ -135,9 +138,32 @@ def our_path(data: Path) -> None:
                 "rejected": sum(counts.rejected.values()),
                 "peak_rss_mb": own,
                 "worker_peak_rss_mb": workers,
+                "main_cpu": main_cpu,
+                "worker_cpu": children.ru_utime + children.ru_stime,
             }
         )
     )
+
+
+def _spin(count: int) -> int:
+    total = 0
+    for index in range(count):
+        total += index * index
+    return total
+
+
+def machine_parallelism(count: int = 5_000_000) -> float:
+    """How many cores two CPU-bound processes really get here (2.0 on two idle cores)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    start = time.perf_counter()
+    _spin(count)
+    one = time.perf_counter() - start
+    with ProcessPoolExecutor(2) as pool:
+        start = time.perf_counter()
+        list(pool.map(_spin, [count, count]))
+        two = time.perf_counter() - start
+    return 2 * one / two
 
 
 def main() -> int:
@@ -180,7 +206,17 @@ def main() -> int:
         f"{ours['callable']:,} callable, {ours['duplicates']:,} duplicates, "
         f"{ours['rejected']:,} rejected)"
     )
+    cpu = ours["main_cpu"] + ours["worker_cpu"]
+    print(
+        f"(b) CPU: {ours['main_cpu']:.1f} s main + {ours['worker_cpu']:.1f} s workers = "
+        f"{cpu / ours['rows'] * 1e6:.1f} µs/row (bare: {bare_seconds / len(cells) * 1e6:.1f}); "
+        f"cores it got: {cpu / ours['seconds']:.2f}; load average now {os.getloadavg()[0]:.2f}"
+    )
     print(f"ratio (b)/(a): {ratio:.2f}  (target >= 1.5)")
+    print(
+        f"machine parallelism: {machine_parallelism():.2f} cores for two CPU-bound processes "
+        "(the ceiling of any two-process speed-up on this box right now)"
+    )
     print(
         f"peak RSS: {ours['peak_rss_mb']:.0f} MB main process, "
         f"{ours['worker_peak_rss_mb']:.0f} MB largest worker  (target <= 600 MB)"

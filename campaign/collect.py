@@ -2,8 +2,8 @@
 
 One list request covers up to 100 changed calls, so the request cost per row stays near
 one POST plus (optionally) one session fetch. The watermark is the newest ``updated_at``
-the server showed us (inclusive, server time, so our clock's skew does not matter); it is
-stored after each page together with what the page taught us.
+the server showed us, less a second of overlap (inclusive, server time, so our clock's
+skew does not matter); it is stored after each poll, once what it taught us is recorded.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ TERMINAL_STATUSES = frozenset({"completed", "no_answer", "busy", "voicemail", "f
 PAGE_LIMIT = 100
 WATERMARK_KEY = "collect_watermark"
 SESSION_FETCH_PARALLEL = 8
+WATERMARK_OVERLAP_S = 1.0
 
 
 class RetryPolicy(Protocol):
@@ -189,25 +190,31 @@ async def poll_once(
             params["cursor"] = cursor
         page = await client.list_calls(**params)
         result.pages += 1
-        for call in page.data:
-            apply_call(
-                store,
-                call,
-                campaign=campaign,
-                retry=retry,
-                opt_outs=opt_outs,
-                now=now,
-                result=result,
-            )
-            if getattr(call, "updated_at", None) is not None:
-                seen = rfc3339(call.updated_at)
-                if (timestamp(seen) or 0.0) > (timestamp(newest) or 0.0):
-                    newest = seen
+        with store.batch():
+            for call in page.data:
+                apply_call(
+                    store,
+                    call,
+                    campaign=campaign,
+                    retry=retry,
+                    opt_outs=opt_outs,
+                    now=now,
+                    result=result,
+                )
+                if getattr(call, "updated_at", None) is not None:
+                    seen = rfc3339(call.updated_at)
+                    if (timestamp(seen) or 0.0) > (timestamp(newest) or 0.0):
+                        newest = seen
         cursor = page.next_cursor
         if not cursor:
             break
-    if newest != watermark or store.get_meta(WATERMARK_KEY) is None:
-        store.set_meta(WATERMARK_KEY, newest)
+    # Step back a little: an update committed late with an earlier updated_at (another
+    # server node, a slow transaction) is then still seen; seeing a call twice is harmless.
+    floor = rfc3339((timestamp(newest) or 0.0) - WATERMARK_OVERLAP_S)
+    if (timestamp(floor) or 0.0) > (timestamp(watermark) or 0.0) or store.get_meta(
+        WATERMARK_KEY
+    ) is None:
+        store.set_meta(WATERMARK_KEY, floor if newest != watermark else watermark)
     return result
 
 
@@ -232,14 +239,15 @@ async def fetch_sessions(
     for start in range(0, len(waiting), parallel):
         chunk = waiting[start : start + parallel]
         sessions = await asyncio.gather(*(client.get_session(a.session_id or "") for a in chunk))
-        for attempt, session in zip(chunk, sessions, strict=True):
-            costs = getattr(session, "costs", None)
-            amount = getattr(costs, "amount", None) if costs is not None else None
-            store.record_session(
-                attempt.idempotency_key,
-                slot_values=getattr(session, "slot_values", None),
-                cost=None if amount is None else str(amount),
-                currency=getattr(costs, "currency", None) if costs is not None else None,
-                duration_s=getattr(session, "duration_s", None),
-            )
+        with store.batch():
+            for attempt, session in zip(chunk, sessions, strict=True):
+                costs = getattr(session, "costs", None)
+                amount = getattr(costs, "amount", None) if costs is not None else None
+                store.record_session(
+                    attempt.idempotency_key,
+                    slot_values=getattr(session, "slot_values", None),
+                    cost=None if amount is None else str(amount),
+                    currency=getattr(costs, "currency", None) if costs is not None else None,
+                    duration_s=getattr(session, "duration_s", None),
+                )
     return len(waiting)

@@ -35,6 +35,8 @@ from campaign.limits import Limit, parse_limit
 DEFAULT_BASE_URL = "https://api.aitelier.org/v1"
 DEFAULT_KEY_ENV = "AITELIER_API_KEY"
 SANDBOX_API_KEY = "avp_test_sandbox"
+# Final call statuses of the API (contract §5) after which another attempt makes sense.
+RETRYABLE_STATUSES = ("no_answer", "busy", "voicemail", "failed", "canceled")
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|min|h|d)?\s*$")
@@ -172,6 +174,19 @@ class RetryConfig(_Model):
     min_interval_s: Duration = Field(4 * 3600.0, alias="min_interval")
     stop_outcomes: list[str] = Field(default_factory=lambda: ["opted_out", "wrong_person"])
 
+    @field_validator("statuses")
+    @classmethod
+    def _retryable(cls, statuses: list[str]) -> list[str]:
+        for status in statuses:
+            if status not in RETRYABLE_STATUSES:
+                close = difflib.get_close_matches(status, RETRYABLE_STATUSES, n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise ValueError(
+                    f"'{status}' is not a final call status that can be retried; {hint}"
+                    f"use some of {', '.join(RETRYABLE_STATUSES)}"
+                )
+        return statuses
+
 
 class LimitsConfig(_Model):
     """Client-side limits; defaults are the API's documented ones."""
@@ -191,6 +206,13 @@ class ApiConfig(_Model):
 
     base_url: str = DEFAULT_BASE_URL
     key_env: str = DEFAULT_KEY_ENV
+
+    @field_validator("key_env")
+    @classmethod
+    def _variable_name(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
+            raise ValueError("must be the name of an environment variable, not the key itself")
+        return value
 
     @field_validator("base_url")
     @classmethod
@@ -393,7 +415,8 @@ def _config_error(exc: ValidationError, where: str) -> ConfigError:
         )
     message = str(error["msg"]).removeprefix("Value error, ")
     got = repr(error.get("input"))
-    if got not in message:
+    # never echo api.key_env: someone may have pasted the key itself there
+    if got not in message and key != "api.key_env":
         message = f"{message} (got {got})"
     return ConfigError(message, path=where, key=key)
 

@@ -29,7 +29,8 @@ log = logging.getLogger("campaign.engine")
 # How far back the collector looks on a fresh checkpoint: server and local clocks may
 # disagree by this much.
 CLOCK_SKEW_S = 300.0
-TICK_S = 0.05
+TICK_S = 0.02
+CATCH_UP_SLOTS = 3
 QUEUE_REFRESH_S = 1.0
 STOP_GRACE_S = 15.0
 
@@ -122,6 +123,14 @@ class CallsEngine:
         self._call_logs = [
             SlidingWindowLog(lim, settings.limiter_margin_s) for lim in settings.call_limits
         ]
+        # Calls are spread evenly at the tightest limit's pace instead of in bursts: a
+        # burst queues up at the server, and a queue that drains faster in the next window
+        # than in the last one would put more calls in one server window than allowed.
+        self._spacing = max(
+            ((lim.window + settings.limiter_margin_s) / lim.count for lim in settings.call_limits),
+            default=0.0,
+        )
+        self._next_slot = float("-inf")
         for t in call_times:
             self.note_call_sent(t)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
@@ -130,9 +139,12 @@ class CallsEngine:
         self._halt_sending = False
 
     def note_call_sent(self, t: float) -> None:
-        """Count a POST /calls send against the pre-check."""
+        """Count a POST /calls send against the pre-check and the pacing."""
         for call_log in self._call_logs:
             call_log.record(t)
+        # Keep to the schedule without drifting behind it (the loop wakes in ticks), but
+        # never catch up by more than a few slots after an idle spell.
+        self._next_slot = max(self._next_slot, t - CATCH_UP_SLOTS * self._spacing) + self._spacing
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -235,12 +247,19 @@ class CallsEngine:
             window = self.window_for(row)
             if window.is_open(now):
                 candidates.append((float("-inf"), row.line, "resend", attempt))
+        in_flight = self._rows_in_flight()
+        # Rows share a handful of windows: ask each window once per refresh.
+        asked: dict[int, tuple[bool, float | None]] = {}
         for row in self.store.rows_due(now):
-            if row.row_key in self._rows_in_flight():
+            if row.row_key in in_flight:
                 continue
             window = self.window_for(row)
-            if window.is_open(now):
-                closes = window.closes_at(now)
+            answer = asked.get(id(window))
+            if answer is None:
+                is_open = window.is_open(now)
+                answer = asked[id(window)] = (is_open, window.closes_at(now) if is_open else None)
+            if answer[0]:
+                closes = answer[1]
                 candidates.append(
                     (closes if closes is not None else float("inf"), row.line, "new", row)
                 )
@@ -251,6 +270,8 @@ class CallsEngine:
         return {task.get_name() for task in self._in_flight.values()}
 
     def _call_slot_free(self, now: float) -> bool:
+        if now < self._next_slot:
+            return False
         return all(call_log.earliest(now) <= now for call_log in self._call_logs)
 
     def _start_sends(self, now: float) -> None:

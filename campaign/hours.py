@@ -36,28 +36,38 @@ def _week(
 _SAT, _SUN = 5, 6
 
 
-# Stricter state telemarketing hours (recipient-local). Sources, checked for this table:
-#   FL  Fla. Stat. 501.616(6)(a) (as amended 2021): 8 a.m.–8 p.m.
-#   OK  Okla. Stat. tit. 15 §775C.4 (Telephone Solicitation Act 2022): 8 a.m.–8 p.m.
-#   AL  Ala. Code §8-19A-14: 8 a.m.–8 p.m., none on Sundays (or state holidays)
-#   LA  La. R.S. 45:844.17: 8 a.m.–8 p.m., none on Sundays (or legal holidays)
-#   MS  Miss. Code §77-3-725: 8 a.m.–8 p.m., none on Sundays
-#   MD  Md. Com. Law §14-4503 (Stop the Spam Calls Act 2023): 8 a.m.–8 p.m.
-#   WA  RCW 80.36.390(4): 8 a.m.–8 p.m.
-#   CT  Conn. Gen. Stat. §42-288a (2023): 9 a.m.–8 p.m.
-#   TX  Tex. Bus. & Com. Code §301.051: 9 a.m.–9 p.m. Mon–Sat, noon–9 p.m. Sunday
-#   RI  R.I. Gen. Laws §5-61-3.5: 9 a.m.–6 p.m. weekdays, 10 a.m.–5 p.m. Saturday, no Sunday
-#   UT  Utah Code §13-25a-103: 8 a.m.–9 p.m., none on Sundays (or legal holidays)
-# State holidays are not modelled: the engine's operators own holiday calendars.
+# Stricter state telemarketing hours (recipient-local), narrowing the federal 08:00-21:00.
+# Sources: statutes where cited; otherwise the state tables that compliance vendors keep
+# (dropcowboy.com/state-compliance, Nov 2025; clickpointsoftware.com state calling hours,
+# Jul 2025). Laws change: have compliance review this table before relying on it.
+#   FL  Fla. Stat. 501.616(6)(a) (2021 amendment): 8 a.m.-8 p.m.
+#   OK  Okla. Stat. tit. 15 §775C.4 (HB 3168, 2022): 8 a.m.-8 p.m.
+#   WA  RCW 80.36.390 (HB 1497, 2022): 8 a.m.-8 p.m.
+#   LA  La. PSC General Order R-29617 §V(A)(2): 8 a.m.-8 p.m., none on Sundays
+#   AL, MS  8 a.m.-8 p.m., none on Sundays (vendor tables)
+#   MD, MA  8 a.m.-8 p.m.;  CT, NV  9 a.m.-8 p.m.;  MI, MN, NM  9 a.m.-9 p.m.;
+#   KY  10 a.m.-9 p.m.  (vendor tables)
+#   TX  Tex. Bus. & Com. Code §301.051: 9 a.m.-9 p.m. Mon-Sat, noon-9 p.m. Sunday
+#   RI  R.I. Gen. Laws §5-61-3.6 with §5-61-2(9): 9 a.m.-6 p.m. weekdays, 10 a.m.-5 p.m.
+#       Saturday, none on Sundays
+#   UT  Utah Code §13-25a-103: 8 a.m.-9 p.m., none on Sundays
+# State holidays (on which AL, LA, MS, RI, UT and others forbid calls) are not modelled:
+# the operators of a campaign own its holiday calendar.
 STATE_RULES: dict[str, dict[int, DayWindow]] = {
     "FL": _week(time(8), time(20)),
     "OK": _week(time(8), time(20)),
-    "AL": _week(time(8), time(20), {_SUN: None}),
+    "WA": _week(time(8), time(20)),
     "LA": _week(time(8), time(20), {_SUN: None}),
+    "AL": _week(time(8), time(20), {_SUN: None}),
     "MS": _week(time(8), time(20), {_SUN: None}),
     "MD": _week(time(8), time(20)),
-    "WA": _week(time(8), time(20)),
+    "MA": _week(time(8), time(20)),
     "CT": _week(time(9), time(20)),
+    "NV": _week(time(9), time(20)),
+    "MI": _week(time(9), time(21)),
+    "MN": _week(time(9), time(21)),
+    "NM": _week(time(9), time(21)),
+    "KY": _week(time(10), time(21)),
     "TX": _week(time(9), time(21), {_SUN: (time(12), time(21))}),
     "RI": _week(time(9), time(18), {_SAT: (time(10), time(17)), _SUN: None}),
     "UT": _week(time(8), time(21), {_SUN: None}),

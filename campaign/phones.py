@@ -14,11 +14,11 @@ import unicodedata
 from dataclasses import dataclass, replace
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberType, geocoder, timezone
+from phonenumbers import NumberParseException, PhoneNumberType, geocoder
 from phonenumbers.geodata import GEOCODE_DATA
 from phonenumbers.phonemetadata import PhoneMetadata
 from phonenumbers.phonenumberutil import _number_type_helper
-from phonenumbers.tzdata import TIMEZONE_DATA
+from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
 
 # Number types nobody should be dialled on by an outbound campaign: they cost the caller
 # (premium rate, shared cost), are not people (pager, voicemail access) or route to
@@ -39,6 +39,7 @@ _EXCEL_SCIENTIFIC = re.compile(r"^\+?(\d)(?:\.(\d+))?[eE]\+?(\d{1,2})$")
 _EXCEL_DECIMAL = re.compile(r"^(\+?\d+)\.0+$")
 _IGNORED = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad'\"=]")  # invisible, quotes
 _VANITY = re.compile(r"[A-Za-z].*[A-Za-z].*[A-Za-z]")
+_NANP_REGIONS = frozenset(phonenumbers.COUNTRY_CODE_TO_REGION_CODE[1])
 _ALIAS_REGIONS = {"UK": "GB", "EL": "GR"}
 _UNKNOWN_TZ = "Etc/Unknown"
 
@@ -171,6 +172,8 @@ def _clean_text(raw: str) -> tuple[str, list[str]]:
 
 def _repair_excel(text: str) -> tuple[str, str | None, str | None]:
     """Undo Excel's number formatting: ``4.47911123456E+11`` and a trailing ``.0``."""
+    if "." not in text and "E" not in text and "e" not in text:  # most cells: neither form
+        return text, None, None
     match = _EXCEL_SCIENTIFIC.match(text)
     if match:
         head, tail, exponent = match.group(1), match.group(2) or "", int(match.group(3))
@@ -193,11 +196,15 @@ def _strip_extension_words(text: str) -> str:
 def _parse(text: str, region: str | None, notes: list[str]) -> _Parsed | str:
     """Parse with the row's region; international prefixes 00/011 also without a region."""
     candidates = [(text, "")]
-    compact = re.sub(r"[\s().\-/]", "", text)
+    compact = re.sub(r"[\s().\-/]", "", text) if text.startswith(("0", "(0")) else ""
     for prefix in ("00", "011"):
         if compact.startswith(prefix) and not compact.startswith(prefix + "0"):
             note = f"{prefix} read as the international prefix"
             candidates.append(("+" + compact[len(prefix) :], note))
+    if len(candidates) > 1 and compact.startswith("00") and region in _NANP_REGIONS:
+        # No NANP number starts with 0, and judging one is the dearest check there is
+        # (every NANP region is tried in turn), so read 00 as international first.
+        candidates.reverse()
     reason = "not a phone number"
     first: _Parsed | None = None
     for candidate, note in candidates:
@@ -265,7 +272,7 @@ def _describe(parsed: _Parsed, notes: list[str]) -> PhoneResult:
     extension = number.extension or None
     if extension:
         notes.append(f"extension {extension} dropped")
-    zones = _timezones(number, kind)
+    zones = _timezones(number, kind, e164)
     us_state = None
     if number.country_code == 1 and region in ("US", "CA"):
         us_state = _nanp_state(number)
@@ -275,11 +282,17 @@ def _describe(parsed: _Parsed, notes: list[str]) -> PhoneResult:
     return PhoneResult(e164, reason, region, type_name, extension, zones, us_state, note)
 
 
-def _timezones(number: phonenumbers.PhoneNumber, kind: int) -> tuple[str, ...]:
-    if phonenumbers.is_number_type_geographical(kind, number.country_code or 0):
-        zones = timezone.time_zones_for_geographical_number(number)
-        return tuple(zone for zone in zones if zone != _UNKNOWN_TZ)
-    return _country_zones(number.country_code or 0)
+def _timezones(number: phonenumbers.PhoneNumber, kind: int, e164: str) -> tuple[str, ...]:
+    """phonenumbers.timezone's answer, without recomputing the type and the E.164 form."""
+    if not phonenumbers.is_number_type_geographical(kind, number.country_code or 0):
+        return _country_zones(number.country_code or 0)
+    digits = e164[1:]
+    # the same longest-prefix lookup as timezone.time_zones_for_geographical_number()
+    for length in range(min(TIMEZONE_LONGEST_PREFIX, len(digits)), 0, -1):
+        zones = TIMEZONE_DATA.get(digits[:length])
+        if zones is not None:
+            return tuple(zone for zone in zones if zone != _UNKNOWN_TZ)
+    return ()
 
 
 @functools.cache

@@ -8,6 +8,7 @@ row of a number or key wins; later ones point at it.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from campaign.config import CampaignConfig
-from campaign.errors import ConfigError
+from campaign.errors import ConfigError, InputError
 from campaign.hours import calling_window
 from campaign.ingest import SourceRow, column_key, read_header, read_rows
 from campaign.phones import PhoneCache, PhoneFields, PhoneResult, clean_region, normalise_batch
@@ -32,7 +33,7 @@ _POOL_THRESHOLD = 4_000  # distinct new numbers in a chunk before a pool is wort
 _PhoneKey = tuple[str, str | None, str | None]  # raw phone, region, why the region is unusable
 # A batch of (raw, region) pairs sent to a worker, and the future of its results.
 _Work = tuple[list[tuple[str, str | None]], Future[list[PhoneFields]]]
-_SUPPRESSION_COLUMNS = ("phone", "e164", "number", "phone_number", "mobile", "msisdn", "tel")
+_SUPPRESSION_WORDS = ("phone", "e164", "e.164", "mobile", "msisdn", "tel", "number", "cell")
 
 
 @dataclass(slots=True)
@@ -206,10 +207,13 @@ class _Planner:
     def plan(self, row: SourceRow, phone_key: _PhoneKey) -> PlannedRow:
         """Decide one row."""
         raw, region, problem = phone_key
-        variables = {name: row.fields.get(key, "") for name, key in self.variables}
-        row_key = f"line:{row.line}"
+        fields = row.fields
+        variables = {name: fields.get(key, "") for name, key in self.variables}
+        # rows without a number (or key) still need a stable identity in results and state
+        row_key = ""
         if self.key_column:
-            row_key = row.fields.get(self.key_column, "").strip() or row_key
+            row_key = fields.get(self.key_column, "").strip()
+        row_key = row_key or f"line:{row.line}"
         if row.error or problem:
             reason = row.error or problem
             return PlannedRow(row.line, row_key, raw, None, "rejected", reason, variables=variables)
@@ -281,7 +285,8 @@ def _chunks(rows: Iterator[SourceRow], size: int) -> Iterator[list[SourceRow]]:
         yield chunk
 
 
-def _zone_label(timezones: Sequence[str]) -> str:
+@functools.lru_cache(maxsize=4096)
+def _zone_label(timezones: tuple[str, ...]) -> str:
     if len(timezones) <= 2:
         return " + ".join(timezones) or "unknown"
     return f"{timezones[0]} + {len(timezones) - 1} more"
@@ -301,7 +306,7 @@ def check_columns(config: CampaignConfig, header: Sequence[str]) -> None:
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ConfigError(
                 f"column '{name}' is not in {config.input.path.name}{hint} "
-                f"(columns: {', '.join(header)})",
+                f"(columns: {_column_list(header)})",
                 path=str(config.source_path),
                 key=key,
             )
@@ -314,17 +319,40 @@ def load_suppression(paths: Iterable[Path], config: CampaignConfig | None = None
     numbers: dict[str, str] = {}
     for path in paths:
         header = read_header(path)
-        column = next((name for name in _SUPPRESSION_COLUMNS if name in header), None)
         cells: Iterator[str]
-        if column is not None:
-            cells = (row.fields.get(column, "") for row in read_rows(path))
-        else:
+        if sum(char.isdigit() for char in header[0]) >= 6:  # no header: a number a line
             cells = _plain_lines(path)
+        else:
+            column = _suppression_column(header)
+            if column is None:
+                raise InputError(
+                    "no phone column in this suppression list; name one 'phone' "
+                    f"(columns: {_column_list(header)})",
+                    path=str(path),
+                    line=1,
+                )
+            cells = (row.fields.get(column, "") for row in read_rows(path))
         for cell in cells:
             result = cache.get(cell, region)
             if result.e164:  # a list entry's type does not matter: suppressed is suppressed
                 numbers.setdefault(result.e164, path.name)
     return numbers
+
+
+def _suppression_column(header: Sequence[str]) -> str | None:
+    """The column of a suppression CSV that holds the numbers (by its name)."""
+    for word in _SUPPRESSION_WORDS:
+        for name in header:
+            if word in name:
+                return name
+    return None
+
+
+def _column_list(header: Sequence[str], limit: int = 20) -> str:
+    """Header names for an error message, kept short when the header is junk."""
+    names = [name if len(name) <= 40 else name[:37] + "..." for name in header[:limit]]
+    more = f", … ({len(header) - limit} more)" if len(header) > limit else ""
+    return ", ".join(names) + more
 
 
 def _plain_lines(path: Path) -> Iterator[str]:

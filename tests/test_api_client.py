@@ -169,3 +169,12 @@ def test_plain_http_only_to_loopback(base_url: str) -> None:
 )
 def test_https_and_loopback_are_accepted(base_url: str) -> None:
     assert base_url.split("://")[1].split("/")[0] in repr(AitelierClient(base_url, DEFAULT_KEY))
+
+
+@pytest.mark.parametrize("key", ["", " padded", "x" * 256, "line\nbreak", "ключ"])
+async def test_a_malformed_idempotency_key_is_refused_before_sending(
+    client: AitelierClient, key: str
+) -> None:
+    with pytest.raises(ValueError, match="Idempotency-Key"):
+        await client.create_call(body_for("+14155550140", "bad"), key)
+    assert (await client.list_calls()).data == ()

@@ -3,6 +3,7 @@ secret. The sandbox ledger proves that no retry ever created a second call."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import traceback
@@ -26,6 +27,7 @@ from campaign.errors import (
     PayloadTooLargeError,
     PermissionDeniedError,
     RateLimitedError,
+    RequestInProgressError,
     TransportError,
     UnauthenticatedError,
     UnavailableError,
@@ -280,6 +282,21 @@ async def test_a_slow_execution_then_timeout_is_retried_through_request_in_progr
     sandbox, api = await sandboxed(config, retry=QUICK_RETRY, request_timeout_s=0.15)
     call = await api.create_call(call_body(), "k-slow")
     assert [c["id"] for c in ledger_calls(sandbox.ledger(), "k-slow")] == [call.id]
+
+
+async def test_409_request_in_progress_while_the_first_still_executes(
+    sandboxed: Sandboxed,
+) -> None:
+    config = SandboxConfig(ledger=True, faults=parse_faults("POST /v1/calls=delay:1000ms;max=1"))
+    sandbox, api = await sandboxed(config)
+    first = asyncio.create_task(api.create_call(call_body(), "k-busy"))
+    await asyncio.sleep(0.3)  # the first is now held inside the server for a second
+    async with AitelierClient(sandbox.base_url, DEFAULT_KEY, retry=NO_RETRY) as impatient:
+        with pytest.raises(RequestInProgressError) as caught:
+            await impatient.create_call(call_body(), "k-busy")
+    assert caught.value.transient and caught.value.http_status == 409
+    call = await first
+    assert [c["id"] for c in ledger_calls(sandbox.ledger(), "k-busy")] == [call.id]
 
 
 # ---- the limiter with the client ---------------------------------------------------------

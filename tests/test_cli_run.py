@@ -138,3 +138,17 @@ def test_status_without_a_checkpoint_says_so(tmp_path: Path) -> None:
     result = _run("status", str(path))
     assert result.exit_code == 1
     assert "has not run yet" in result.output
+
+
+def test_max_duration_stops_with_exit_3_and_a_rerun_resumes(tmp_path: Path) -> None:
+    path = _write(tmp_path, ROWS[:3])
+    text = path.read_text().replace("calls: 100/10s", "calls: 2/4s")
+    path.write_text(text)
+    first = _run("run", str(path), "--max-duration", "2s")
+    assert first.exit_code == 3, first.output
+    assert "stopped early (reached the time limit); rerun to resume" in first.output
+    states = [r["state"] for r in _results(tmp_path)]
+    assert "pending" in states and "this run: 3 call(s)" not in first.output
+    second = _run("run", str(path))
+    assert second.exit_code == 0, second.output
+    assert "pending" not in {r["state"] for r in _results(tmp_path)}

@@ -136,12 +136,23 @@ def test_missing_key_is_only_an_error_when_required(campaign_dir: Path) -> None:
         ("priority: 0\n", "priority: Input should be greater than 0"),
         ("cost_estimate: cheap\n", "cost_estimate: 'cheap' is not an amount"),
         ("api: {base_url: 'ftp://x'}\n", "api.base_url: 'ftp://x' is not an http(s) URL"),
+        (
+            "retry: {statuses: [no-answer]}\n",
+            "retry.statuses: 'no-answer' is not a final call status that can be retried; "
+            "did you mean 'no_answer'?",
+        ),
+        ("api: {key_env: 'avp_live 123'}\n", "api.key_env: must be the name of an environment"),
     ],
 )
 def test_errors_name_the_key_and_the_fix(campaign_dir: Path, extra: str, message: str) -> None:
     text = load_error(campaign_dir, extra)
     assert text.startswith(str(campaign_dir / "pipelines" / "spring.yaml") + ": ")
     assert message in text
+
+
+def test_a_key_pasted_into_key_env_is_not_echoed(campaign_dir: Path) -> None:
+    message = load_error(campaign_dir, "api: {key_env: 'avp_live_s3cr3t-key'}\n")
+    assert "avp_live_s3cr3t-key" not in message
 
 
 def test_bad_values_in_required_keys(campaign_dir: Path) -> None:

@@ -168,3 +168,20 @@ def test_the_key_never_reaches_checkpoint_log_or_outputs(tmp_path: Path, sandbox
     assert any(p.suffix == ".sqlite" for p in written)
     for path in written:
         assert KEY.encode() not in path.read_bytes(), f"the API key leaked into {path}"
+
+
+def test_sigterm_stops_sending_writes_outputs_and_exits_3(tmp_path: Path, sandbox_url: str) -> None:
+    rows = 30
+    campaign = _campaign_dir(tmp_path, rows)
+    env = _env(sandbox_url)
+    proc = _start(campaign, env, tmp_path / "run.log")
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 3
+    log = (tmp_path / "run.log").read_text()
+    assert "stopped early" in log and "rerun to resume" in log
+    placed = len(_ledger(sandbox_url)["calls"])
+    assert 0 < placed < rows
+    assert (tmp_path / "out" / "results.csv").exists()
+    assert _start(campaign, env, tmp_path / "run.log").wait(timeout=120) == 0
+    _assert_exactly_once(sandbox_url, campaign, rows)

@@ -28,6 +28,9 @@ def local(zone: str, *args: int) -> datetime:
         (["America/Chicago"], "TX", local("America/Chicago", 2026, 6, 7, 11, 0), False),
         (["America/Chicago"], "TX", local("America/Chicago", 2026, 6, 7, 12, 0), True),
         (["America/New_York"], "RI", local("America/New_York", 2026, 6, 6, 9, 30), False),
+        (["America/New_York"], "KY", local("America/New_York", 2026, 6, 3, 9, 30), False),
+        (["America/Detroit"], "MI", local("America/Detroit", 2026, 6, 3, 8, 30), False),
+        (["America/Detroit"], "MI", local("America/Detroit", 2026, 6, 3, 20, 30), True),
         # DST days: the window follows local clock time, not a fixed UTC offset
         (["America/New_York"], "NY", local("America/New_York", 2026, 3, 8, 8, 0), True),
         (["America/New_York"], "NY", local("America/New_York", 2026, 11, 1, 20, 30), True),

@@ -2,6 +2,7 @@ import phonenumbers
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from phonenumbers import timezone
 
 from campaign.phones import PhoneCache, clean_region, normalise, normalise_number
 
@@ -179,6 +180,8 @@ def test_validity_is_exactly_is_valid_number_for_shared_country_codes(
     if result.e164 is not None:
         assert result.region == phonenumbers.region_code_for_number(parsed)
         assert result.number_type == _type_name(phonenumbers.number_type(parsed))
+        zones = timezone.time_zones_for_number(parsed)
+        assert result.timezones == tuple(zone for zone in zones if zone != "Etc/Unknown")
 
 
 def _type_name(kind: int) -> str:

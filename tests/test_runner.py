@@ -141,7 +141,7 @@ async def test_stop_outcome_is_never_retried_and_joins_the_opt_out_list(tmp_path
     phone = PHONES[0]
     api = FakeApi(clock, scripts={phone: [("completed", "opted_out", None)]})
     store = _store(tmp_path, [phone], clock.now())
-    retry = RetryConfig(statuses=["no_answer", "busy", "completed"], min_interval="1min")
+    retry = RetryConfig(min_interval="1min")
     await _engine(store, api, clock, tmp_path, retry=retry, deadline=clock.now() + 3600).run()
     assert len(api.calls) == 1
     assert store.row(phone).progress == "done"

@@ -168,3 +168,18 @@ async def test_admin_routes_cancel_or_fail_a_batch(
     rows = (await _get(sandbox_http, sandbox, f"/batches/{first['id']}/rows"))["data"]
     assert {r["status"] for r in rows[5:]} == {"canceled"}
     assert first["progress"]["pending"] == 0
+
+
+async def test_not_before_holds_every_row(
+    sandbox: RunningSandbox, sandbox_http: aiohttp.ClientSession, sandbox_clock: SandboxFakeClock
+) -> None:
+    csv = b"phone\n+14155550100\n+14155550101\n"
+    _, batch = await _upload(sandbox_http, sandbox, csv, not_before="2026-05-28T21:00:00Z")
+    sandbox_clock.set(1_780_001_900)  # 20:58:20Z
+    held = await _get(sandbox_http, sandbox, f"/batches/{batch['id']}")
+    assert (held["status"], held["progress"]["pending"]) == ("running", 2)
+    sandbox_clock.set(1_780_002_000 + 1)  # 21:00:01Z
+    dialing = await _get(sandbox_http, sandbox, f"/batches/{batch['id']}")
+    assert dialing["progress"]["pending"] == 0
+    status, body = await _upload(sandbox_http, sandbox, csv, key="bad", not_before="tomorrow")
+    assert (status, body["error"]["field"]) == (400, "not_before")

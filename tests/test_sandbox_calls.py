@@ -117,7 +117,7 @@ async def test_not_before_holds_the_call_but_counts_it_at_creation(
 ) -> None:
     call = await _create(sandbox_http, sandbox, "nb", not_before="2026-05-28T21:00:00Z")
     assert call["not_before"] == "2026-05-28T21:00:00Z"
-    sandbox_clock.set(1_780_002_000)  # 20:53:20Z: still held
+    sandbox_clock.set(1_780_001_900)  # 20:58:20Z: still held
     assert (await _get(sandbox_http, sandbox, f"/calls/{call['id']}"))["status"] == "queued"
     sandbox_clock.set(1_780_002_400 + 3600)
     assert (await _get(sandbox_http, sandbox, f"/calls/{call['id']}"))["status"] != "queued"

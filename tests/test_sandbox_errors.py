@@ -197,3 +197,41 @@ async def test_unknown_query_parameters_are_400_where_the_endpoint_has_a_query(
     async with sandbox_http.get(f"{sandbox.base_url}/calls?colour=red", headers=SANDBOX_AUTH) as r:
         assert r.status == 400
         assert (await r.json())["error"]["field"] == "colour"
+
+
+async def test_ledger_and_admin_routes_are_off_unless_enabled(
+    start_sandbox_with: StartSandbox, sandbox_http: aiohttp.ClientSession
+) -> None:
+    server = await start_sandbox_with(SandboxConfig())
+    async with sandbox_http.get(f"{server.root_url}/_sandbox/ledger") as resp:
+        assert resp.status == 404
+
+
+async def test_sessions_need_their_scopes_and_stay_inside_the_project(
+    start_sandbox_with: StartSandbox, sandbox_http: aiohttp.ClientSession
+) -> None:
+    config = _multi_project_config()
+    config.scripted_outcomes = {"+14155550100": ["completed:goal_achieved"]}
+    clock = SandboxFakeClock()
+    server = await start_sandbox_with(config, clock)
+    async with sandbox_http.post(
+        f"{server.base_url}/calls", json=call_body(), headers=outbound_headers("s", "avp_test_a")
+    ) as resp:
+        call_id = (await resp.json())["id"]
+    clock.advance(600)
+    auth_a = {"Authorization": "Bearer avp_test_a"}
+    async with sandbox_http.get(f"{server.base_url}/calls/{call_id}", headers=auth_a) as resp:
+        session_id = (await resp.json())["session_id"]
+    assert session_id is not None
+    cases = [
+        ("avp_test_a", "", 200),
+        ("avp_test_b", "", 404),
+        ("avp_test_reader", "", 200),
+        ("avp_test_reader", "/transcript", 403),
+        ("avp_test_b", "/transcript", 404),
+    ]
+    for key, suffix, expected in cases:
+        auth = {"Authorization": f"Bearer {key}"}
+        url = f"{server.base_url}/sessions/{session_id}{suffix}"
+        async with sandbox_http.get(url, headers=auth) as resp:
+            assert resp.status == expected, (key, suffix)

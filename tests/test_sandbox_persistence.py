@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sys
 from pathlib import Path
 
@@ -102,3 +103,13 @@ async def test_serve_runs_as_a_process_and_prints_its_url(
         _, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
     assert process.returncode == 0
     assert b"avp_test_sandbox" not in stderr
+
+
+def test_serve_on_a_taken_port_says_so() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(sandbox_group, ["serve", "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output

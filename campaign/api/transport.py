@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ FormFactory = Callable[[], aiohttp.FormData]
 
 # Statuses after which POST /calls certainly created nothing new (executed-and-refused,
 # or refused before execution for a reason other than the outbound limit).
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?")
 _NO_CALL_CREATED = frozenset({400, 401, 403, 404, 409, 413, 422})
 
 
@@ -134,6 +136,11 @@ class Transport:
     ) -> Reply:
         """Send until success, a terminal error, the attempt limit or the deadline."""
         where = f"{method} {path}"
+        if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise ValueError(
+                f"{where}: Idempotency-Key must be 1-255 printable ASCII characters "
+                "without leading or trailing spaces"
+            )
         if idempotency_key is None and method != "GET":
             # Fixed before the loop, so that every retry is recognised as the same request.
             idempotency_key = f"auto-{uuid.uuid4()}"

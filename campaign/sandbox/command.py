@@ -73,7 +73,12 @@ def build_config(
 )
 @click.option("--time-scale", type=float, default=None, help="0.01 = calls run 100x faster.")
 @click.option("--ledger", is_flag=True, help="Serve GET /_sandbox/ledger and admin routes.")
-@click.option("--state-file", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Keep the world (calls, keys, windows) in this JSON file across restarts.",
+)
 @click.option("--seed", type=int, default=None, help="Seed of the fault dice.")
 def serve(
     host: str,
@@ -100,7 +105,10 @@ def serve(
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
-    asyncio.run(_serve(config, host, port))
+    try:
+        asyncio.run(_serve(config, host, port))
+    except OSError as exc:  # e.g. the port is taken
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 async def _serve(config: SandboxConfig, host: str, port: int) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from multidict import MultiMapping
 
 from campaign.sandbox.config import SandboxConfig
 from campaign.sandbox.problems import invalid
@@ -23,7 +25,7 @@ class Ctx:
     method: str
     path: str
     params: dict[str, str]
-    query: Mapping[str, str]
+    query: MultiMapping[str]
     body: bytes
     content_type: str
     now: float

@@ -36,7 +36,7 @@ import fnmatch
 import random
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 FaultKind = Literal["error_before", "error_after", "reset_after", "proxy_503", "delay", "ambiguous"]
 KINDS: tuple[str, ...] = ("error_before", "error_after", "reset_after", "proxy_503", "delay")
@@ -109,7 +109,7 @@ def _parse_rule(text: str) -> list[FaultRule]:
     elif arg:
         raise FaultSpecError(f"fault rule {text!r}: only delay takes an argument")
     probability = _parse_probability("@" + prob_text if prob_text else "", text)
-    rule = FaultRule(kind, method, path, probability, every, max_times, delay_ms)  # type: ignore[arg-type]
+    rule = FaultRule(cast(FaultKind, kind), method, path, probability, every, max_times, delay_ms)
     return [rule]
 
 

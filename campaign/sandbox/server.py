@@ -60,7 +60,11 @@ async def start_sandbox(
         runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()  # stops the webhook sender started by setup()
+        raise
     addresses = runner.addresses
     bound_port = int(addresses[0][1]) if addresses else port
     return RunningSandbox(runner, app, host, bound_port)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
 from typing import Any
+
+from multidict import MultiMapping
 
 from campaign.sandbox.clock import parse_date_or_instant, parse_instant
 from campaign.sandbox.problems import ApiProblem, invalid
@@ -173,15 +174,15 @@ def validate_crawl(data: Any) -> str:
 # ----- query parameters ---------------------------------------------------------------
 
 
-def query_value(query: Mapping[str, Any], name: str) -> str | None:
+def query_value(query: MultiMapping[str], name: str) -> str | None:
     """A query parameter given at most once; 400 when repeated."""
-    values: list[str] = query.getall(name, [])  # type: ignore[attr-defined]
+    values = query.getall(name, [])
     if len(values) > 1:
         raise invalid(f"{name} may be given only once", field=name)
     return values[0] if values else None
 
 
-def query_limit(query: Mapping[str, Any], maximum: int, default: int) -> int:
+def query_limit(query: MultiMapping[str], maximum: int, default: int) -> int:
     """``limit`` in 1..maximum."""
     text = query_value(query, "limit")
     if text is None:
@@ -191,7 +192,7 @@ def query_limit(query: Mapping[str, Any], maximum: int, default: int) -> int:
     return int(text)
 
 
-def query_since(query: Mapping[str, Any], name: str, date_allowed: bool = True) -> float | None:
+def query_since(query: MultiMapping[str], name: str, date_allowed: bool = True) -> float | None:
     """A date-or-instant (or instant-only) filter."""
     text = query_value(query, name)
     if text is None:
@@ -202,7 +203,7 @@ def query_since(query: Mapping[str, Any], name: str, date_allowed: bool = True) 
     return parsed
 
 
-def query_statuses(query: Mapping[str, Any]) -> list[str] | None:
+def query_statuses(query: MultiMapping[str]) -> list[str] | None:
     """The comma-separated ``status`` filter of GET /calls."""
     text = query_value(query, "status")
     if text is None:

@@ -45,7 +45,13 @@ class SlidingWindow:
         if count < self.limit:
             return now
         # The (count - limit + 1)-th oldest must leave the window first.
-        return self._arrivals[self._expired(now) + count - self.limit] + self.window_s
+        oldest = self._arrivals[self._expired(now) + count - self.limit]
+        room_at = oldest + self.window_s
+        # Float rounding can leave (oldest + W) - oldest just below W: step to the first
+        # instant at which the oldest arrival really no longer counts.
+        while room_at - oldest < self.window_s:
+            room_at = math.nextafter(room_at, math.inf)
+        return room_at
 
     def retry_after(self, now: float) -> int:
         """Integer seconds (>= 1) until one more event would be admitted."""

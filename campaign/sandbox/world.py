@@ -190,6 +190,10 @@ class World:
 
     def end_batch(self, batch: BatchRecord, status: str, now: float) -> None:
         """End a batch as ``canceled`` or ``failed``: undialed rows and queued calls cancel."""
+        # The status changes first, so the calls canceled below cannot "complete" the batch.
+        batch.status = status
+        batch.completed_at = batch.updated_at = now
+        self._active_batches.discard(batch.id)
         for row in batch.rows:
             if row.status == "pending":
                 row.status = "canceled"
@@ -199,9 +203,6 @@ class World:
                     call.status = "canceled"
                     call.ended_at = call.updated_at = now
                     self._finish_call(call, now)
-        batch.status = status
-        batch.completed_at = batch.updated_at = now
-        self._active_batches.discard(batch.id)
 
     # ----- lifecycle --------------------------------------------------------------------
 
@@ -311,9 +312,10 @@ class World:
         row = self._pending_row(batch)
         if row is None or row.phone is None:
             return
-        fields = {"phone": row.phone, "scenario_id": batch.scenario_id}
-        fields["variables"] = row.variables  # type: ignore[assignment]
-        fields["caller_id"] = batch.caller_id  # type: ignore[assignment]
+        if not self.outbound_window(batch.project_id).has_room(when):
+            return  # never dial over the limit, whatever the arithmetic said
+        fields: dict[str, Any] = {"phone": row.phone, "scenario_id": batch.scenario_id}
+        fields.update(variables=row.variables, caller_id=batch.caller_id)
         call = self.create_call(batch.project_id, fields, when, None, (batch.id, row.row))
         row.call_id, row.status = call.id, "queued"
         batch.next_row += 1

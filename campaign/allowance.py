@@ -1,0 +1,366 @@
+"""One rate-limit allowance shared by every campaign on an API key, fairly divided.
+
+The outbound and request limits belong to the project and the key, not to one campaign.
+``SharedAllowance`` is a drop-in for ``ClientLimits`` whose sliding windows hold the sends of
+every process using the same state dir, base URL and key: each decision is one short
+``BEGIN IMMEDIATE`` transaction over a small SQLite file (``allowance_store``), so there is
+no daemon to start and nothing to clean up after ``kill -9``.
+
+Safety is ``ClientLimits``'s proof applied to the merged log: a send is admitted at ``t``
+only while fewer than ``count`` sends *of any participant* lie in ``(t - window - margin,
+t]``. All participants read the same host clock, and the transaction serialises the
+check-and-record, so the proof holds across processes exactly as within one.
+
+Fairness is start-time fair queueing over call sends. Each participant carries a virtual
+time that grows by ``1 / priority`` per call it sends; when a call slot is free, a waiting
+participant yields it to any live rival that is also ready to send and has a smaller
+virtual time. A campaign with nothing to send does not wait, so it holds no share
+(work-conserving); one that comes back after a pause restarts level with the others
+instead of cashing in the slots it did not ask for. A killed run's registration stops
+counting after ``ttl_s`` (at once, when its pid is gone on this host); its recorded sends
+keep counting in the windows, because the server counts them too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from campaign.allowance_store import AllowanceDb, Participant
+from campaign.clock import Clock
+from campaign.limits import (
+    DEFAULT_MARGIN_S,
+    HEADER_WINDOW_S,
+    ClientLimits,
+    Limit,
+    SlidingWindowLog,
+)
+
+log = logging.getLogger("campaign.allowance")
+
+DEFAULT_TTL_S = 5.0
+# How soon a participant that yielded a free slot to a rival looks again.
+DEFAULT_POLL_S = 0.05
+# A rival that said it was ready this long ago and still has not sent is stuck (a busy event
+# loop, a paused process): stop yielding to it.
+RIVAL_GRACE_S = 1.0
+# A pause in asking for calls longer than this (no work, not just one request's latency)
+# forfeits the credit of the slots not asked for.
+REJOIN_AFTER_S = 1.0
+
+
+def allowance_path(state_dir: Path, base_url: str, api_key: str) -> Path:
+    """The allowance file of one API base URL and key; the name holds no part of the key."""
+    key_fingerprint = hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:16]
+    digest = hashlib.sha256(f"{base_url}\n{key_fingerprint}".encode()).hexdigest()[:16]
+    return state_dir / f"allowance-{digest}.sqlite"
+
+
+class SharedAllowance(ClientLimits):
+    """``ClientLimits`` over windows shared by every campaign on one key, across processes."""
+
+    def __init__(
+        self,
+        path: Path,
+        campaign: str,
+        requests: Sequence[Limit],
+        calls: Sequence[Limit],
+        *,
+        priority: float = 1.0,
+        clock: Clock | None = None,
+        margin_s: float = DEFAULT_MARGIN_S,
+        ttl_s: float = DEFAULT_TTL_S,
+        poll_s: float = DEFAULT_POLL_S,
+        rejoin_s: float = REJOIN_AFTER_S,
+    ) -> None:
+        super().__init__(requests, calls, clock=clock, margin_s=margin_s)
+        if priority <= 0:
+            raise ValueError("priority must be positive")
+        self.path = path
+        self.campaign = campaign
+        self.priority = priority
+        self.ttl_s = ttl_s
+        self.poll_s = poll_s
+        self.rejoin_s = rejoin_s
+        self._declared_requests = tuple(dict.fromkeys(requests))
+        self._declared_calls = tuple(dict.fromkeys(calls))
+        self._waiting = 0  # this instance's coroutines inside acquire_call
+        self._idle_since: float | None = None  # None: never asked for a call yet
+        self._warned: set[frozenset[str]] = set()
+        self._db = AllowanceDb(path)
+        with self._db.transaction():
+            now = self._clock.now()
+            others = self._snapshot(now)
+            start = min((p.vtime for p in others), default=0.0)
+            self._db.register(
+                campaign, priority, self._declared_requests, self._declared_calls, now, start
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"SharedAllowance(campaign={self.campaign!r}, path={str(self.path)!r}, "
+            f"priority={self.priority:g}, margin_s={self.margin_s})"
+        )
+
+    def __enter__(self) -> SharedAllowance:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Leave the allowance: stop holding a share at once (recorded sends keep counting)."""
+        with self._db.transaction():
+            self._db.update(self.campaign, state="gone", waiting=0, ready_at=None)
+        self._db.close()
+
+    def idle(self) -> None:
+        """Say that this campaign has nothing callable now (its share goes to the others)."""
+        with self._db.transaction():
+            self._db.update(
+                self.campaign, state="idle", heartbeat=self._clock.now(), waiting=self._waiting
+            )
+
+    def heartbeat(self) -> None:
+        """Keep the registration alive while the campaign works without sending."""
+        with self._db.transaction():
+            self._db.update(self.campaign, heartbeat=self._clock.now())
+
+    def seed(self, request_times: Iterable[float], call_times: Iterable[float]) -> None:
+        """Count an earlier run's sends, unless the shared file already has them."""
+        with self._db.transaction():
+            for times, call in ((call_times, True), (request_times, False)):
+                for at in times:
+                    if not self._db.has_send(self.campaign, at):
+                        self._db.record_send(self.campaign, at, call)
+            self._snapshot(self._clock.now())
+
+    async def acquire_request(self) -> float:
+        """Wait until one request may be sent by this campaign; return the send time recorded."""
+        while True:
+            with self._db.transaction():
+                now = self._clock.now()
+                others = self._snapshot(now)
+                me = self._me(now)
+                self._calls_due = _waiting_calls(me, others)
+                # Same rule as ClientLimits, with every participant's waiting calls reserved.
+                expected = self._expected_call_times(now)
+                reserved = sum(1 for t in expected if t <= now)
+                at = max(
+                    (log.earliest(now, 1 + reserved) for log in self._request_logs), default=now
+                )
+                at = max(at, self._header_earliest(now))
+                if at <= now:
+                    at = self._first_call_delayed(now, expected[reserved:], reserved)
+                if at <= now:
+                    self._record_shared(now, call=False)
+                    self._db.update(self.campaign, heartbeat=now)
+                    return now
+                self._db.update(self.campaign, heartbeat=now)
+            await self._clock.sleep(min(at - now, self.ttl_s / 3))
+
+    async def acquire_call(self) -> float:
+        """Wait for this campaign's fair turn at a call slot (and a request slot)."""
+        self._waiting += 1
+        sent = False
+        try:
+            while True:
+                with self._db.transaction():
+                    now = self._clock.now()
+                    others = self._snapshot(now)
+                    vtime = self._join_vtime(self._me(now), others, now)
+                    call_at = max((log.earliest(now) for log in self._call_logs), default=now)
+                    request_at = max((log.earliest(now) for log in self._request_logs), default=now)
+                    ready_at = max(call_at, request_at, self._header_earliest(now))
+                    at = ready_at
+                    if at <= now:
+                        if _rival(others, vtime, self.campaign, now, self.rejoin_s) is None:
+                            self._record_shared(now, call=True)
+                            self._waiting -= 1
+                            sent = True
+                            self._db.update(
+                                self.campaign,
+                                vtime=vtime + 1.0 / self.priority,
+                                waiting=self._waiting,
+                                ready_at=now if self._waiting else None,
+                                call_due=call_at if self._waiting else None,
+                                heartbeat=now,
+                                last_call=now,
+                                state="active",
+                            )
+                            if not self._waiting:
+                                self._idle_since = now
+                            return now
+                        at = now + self.poll_s
+                    self._db.update(
+                        self.campaign,
+                        vtime=vtime,
+                        waiting=self._waiting,
+                        ready_at=ready_at,
+                        call_due=call_at,
+                        heartbeat=now,
+                        state="active",
+                    )
+                await self._clock.sleep(min(at - now, self.ttl_s / 3))
+        finally:
+            if not sent:
+                self._waiting -= 1
+                self._leave_waiting()
+
+    def release_call(self, sent_at: float) -> None:
+        """Give back the call slot (and the fair-share charge) of a send that was a replay."""
+        super().release_call(sent_at)
+        with self._db.transaction():
+            if self._db.uncount_call(self.campaign, sent_at):
+                me = self._me(self._clock.now())
+                self._db.update(
+                    self.campaign,
+                    vtime=me.vtime - 1.0 / self.priority,
+                    calls_sent=max(0, me.calls_sent - 1),
+                )
+
+    def participants(self) -> list[Participant]:
+        """Every campaign registered on this allowance, live or not."""
+        with self._db.transaction():
+            return self._db.participants()
+
+    def _leave_waiting(self) -> None:
+        now = self._clock.now()
+        if not self._waiting:
+            self._idle_since = now
+        try:
+            with self._db.transaction():
+                self._db.update(
+                    self.campaign,
+                    waiting=self._waiting,
+                    ready_at=None if not self._waiting else now,
+                    heartbeat=now,
+                )
+        except Exception:  # a cancelled run closing down: liveness expiry covers this
+            log.debug("could not record leaving the call queue", exc_info=True)
+
+    def _join_vtime(self, me: Participant, others: list[Participant], now: float) -> float:
+        """The virtual time to compete with; a returning campaign keeps at most one window's
+        share of credit for the slots it did not ask for."""
+        if self._idle_since is not None and now - self._idle_since <= self.rejoin_s:
+            self._idle_since = None
+            return me.vtime
+        if self._idle_since is None and me.waiting > 0:
+            return me.vtime
+        self._idle_since = None
+        waiting = [p for p in others if p.waiting > 0]
+        if not waiting:
+            return me.vtime
+        # The credit cap also absorbs start-up skew: campaigns started by one cron line
+        # reach their first call a few milliseconds apart, and the first must not keep
+        # the whole opening burst.
+        window_count = min((log.limit.count for log in self._call_logs), default=1)
+        active = [p for p in others if p.state == "active"]
+        credit = window_count / (self.priority + sum(p.priority for p in active))
+        return max(me.vtime, min(p.vtime for p in waiting) - credit)
+
+    def _me(self, now: float) -> Participant:
+        for participant in self._db.participants():
+            if participant.name == self.campaign:
+                return participant
+        # The file was removed under us: join again.
+        self._db.register(
+            self.campaign, self.priority, self._declared_requests, self._declared_calls, now, 0.0
+        )
+        return self._me(now)
+
+    def _snapshot(self, now: float) -> list[Participant]:
+        """Load the shared windows into the logs; return the other live participants."""
+        others = [
+            p
+            for p in self._db.participants()
+            if p.name != self.campaign and p.is_live(now, self.ttl_s)
+        ]
+        requests, calls = self._effective_limits(others)
+        self._request_logs = [SlidingWindowLog(limit, self.margin_s) for limit in requests]
+        self._call_logs = [SlidingWindowLog(limit, self.margin_s) for limit in calls]
+        self._sends = SlidingWindowLog(Limit(1, HEADER_WINDOW_S), self.margin_s)
+        longest = max((log.span for log in [*self._request_logs, *self._call_logs]), default=0.0)
+        # Keep an hour (the longest documented window) even if the live ones are shorter: a
+        # campaign with a 1000/h limit may join at any moment.
+        horizon = now - max(longest, 3600.0 + self.margin_s) - HEADER_WINDOW_S
+        self._db.prune(horizon)
+        for at, call in self._db.sends_since(now - longest - HEADER_WINDOW_S):
+            for request_log in self._request_logs:
+                request_log.record(at)
+            if call:
+                for call_log in self._call_logs:
+                    call_log.record(at)
+            self._sends.record(at)
+        return others
+
+    def _effective_limits(self, others: list[Participant]) -> tuple[list[Limit], list[Limit]]:
+        """Every limit any live participant declared: the strictest reading of them all."""
+        requests = dict.fromkeys(self._declared_requests)
+        calls = dict.fromkeys(self._declared_calls)
+        differing = []
+        for other in others:
+            if set(other.requests) != set(self._declared_requests) or set(other.calls) != set(
+                self._declared_calls
+            ):
+                differing.append(other.name)
+            requests.update(dict.fromkeys(other.requests))
+            calls.update(dict.fromkeys(other.calls))
+        if differing and frozenset(differing) not in self._warned:
+            self._warned.add(frozenset(differing))
+            log.warning(
+                "campaigns sharing one allowance declare different limits (%s and %s); "
+                "holding all of them: requests %s, calls %s",
+                self.campaign,
+                ", ".join(sorted(differing)),
+                ", ".join(str(lim) for lim in requests),
+                ", ".join(str(lim) for lim in calls),
+            )
+        return list(requests), list(calls)
+
+    def _record_shared(self, now: float, *, call: bool) -> None:
+        self._db.record_send(self.campaign, now, call)
+        self._db.count_sent(self.campaign, call)
+        self._record(now, [*self._request_logs, *self._call_logs] if call else self._request_logs)
+
+
+def _rival(
+    others: list[Participant], vtime: float, name: str, now: float, rejoin_s: float
+) -> Participant | None:
+    """A live participant whose turn comes before ours and who can take this slot, if any.
+
+    That is one ready to send now, or one that sent a call a moment ago and is about to ask
+    again (its response is in flight): slots free in bursts, and a burst must not go to
+    whoever happens to be waiting at that instant.
+    """
+    for other in others:
+        if (other.vtime, other.name) >= (vtime, name):
+            continue
+        if other.waiting > 0:
+            if other.ready_at is not None and now - RIVAL_GRACE_S <= other.ready_at <= now:
+                return other
+        elif (
+            other.state == "active"
+            and other.last_call is not None
+            and now - rejoin_s <= other.last_call
+        ):
+            return other
+    return None
+
+
+def _waiting_calls(me: Participant, others: list[Participant]) -> dict[object, float]:
+    """Each waiting call of every live participant -> when its call slot frees."""
+    dues: dict[object, float] = {}
+    for participant in [me, *others]:
+        if participant.waiting > 0 and participant.call_due is not None:
+            for index in range(participant.waiting):
+                dues[(participant.name, index)] = participant.call_due
+    return dues

@@ -1,0 +1,162 @@
+"""Three campaign processes on one key and one sandbox project share one allowance.
+
+Each process runs this file as a driver: an ``AitelierClient`` over a ``SharedAllowance``
+in a common state dir, placing calls as fast as its share allows. The sandbox (scaled
+limits, injected latency) is the judge: its ledger holds every call it created, with the
+campaign in the metadata and the arrival time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import sys
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from campaign.allowance import SharedAllowance, allowance_path
+from campaign.api import AitelierClient, call_request_body
+from campaign.limits import parse_limit
+from campaign.sandbox import DEFAULT_KEY, SandboxConfig, parse_faults, start_sandbox
+
+CALLS = "60/10s"
+REQUESTS = "240/10s"
+LATENCY = "*/=delay:20-50ms"
+MARGIN_S = 0.25
+WORKERS = 12
+
+
+async def drive(
+    base_url: str, state_dir: Path, name: str, priority: float, start_at: float, stop_at: float
+) -> None:
+    """Place calls for campaign ``name`` from ``start_at`` until ``stop_at``."""
+    allowance = SharedAllowance(
+        allowance_path(state_dir, base_url, DEFAULT_KEY),
+        name,
+        [parse_limit(REQUESTS)],
+        [parse_limit(CALLS)],
+        priority=priority,
+        margin_s=MARGIN_S,
+    )
+    rows = itertools.count()
+    digit = sum(map(ord, name)) % 10
+
+    async def worker(api: AitelierClient) -> None:
+        while time.time() < stop_at:
+            n = next(rows)
+            body = call_request_body(
+                phone=f"+1415{digit}{n:06d}",
+                scenario_id="scn_demo",
+                metadata={"campaign": name, "row_key": f"r{n}"},
+            )
+            await api.create_call(body, f"{name}:r{n}:1")
+
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    async with AitelierClient(base_url, DEFAULT_KEY, limits=allowance) as api:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, stop_at - time.time())):
+                await asyncio.gather(*(worker(api) for _ in range(WORKERS)))
+    allowance.close()
+
+
+def arrivals(ledger: dict[str, Any]) -> list[tuple[str, float]]:
+    """(campaign, server arrival time) of every call the sandbox created."""
+    return [
+        (
+            call["metadata"]["campaign"],
+            datetime.fromisoformat(call["created_at"].replace("Z", "+00:00")).timestamp(),
+        )
+        for call in ledger["calls"]
+    ]
+
+
+async def test_three_processes_share_the_allowance_fairly_and_take_over_a_killed_ones_share(
+    tmp_path: Path,
+) -> None:
+    config = SandboxConfig(
+        ledger=True,
+        outbound_calls=CALLS,
+        requests_per_minute=REQUESTS,
+        requests_per_hour="100000/h",
+        faults=parse_faults(LATENCY),
+        fault_seed=11,
+        wallet_balance="1000000.00",
+    )
+    sandbox = await start_sandbox(config)
+    call_limit = parse_limit(CALLS)
+    span = call_limit.window + MARGIN_S
+    priorities = {"spring": 1.0, "winback": 1.0, "survey": 2.0}
+    start_at = time.time() + 4.0  # time for three interpreters to start
+    kill_at = start_at + 16.0
+    stop_at = kill_at + 2 * span + 1.0
+    processes = {
+        name: await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            sandbox.base_url,
+            str(tmp_path),
+            name,
+            str(priority),
+            str(start_at),
+            str(stop_at),
+        )
+        for name, priority in priorities.items()
+    }
+    try:
+        await asyncio.sleep(kill_at - time.time())
+        processes["survey"].kill()
+        await processes["survey"].wait()
+        for name in ("spring", "winback"):
+            assert await asyncio.wait_for(processes[name].wait(), timeout=30) == 0
+        ledger = sandbox.ledger()
+    finally:
+        for process in processes.values():
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        await sandbox.close()
+
+    print("FIG", ledger["rate_limited"], ledger["max_outbound_in_window"], ledger["max_requests_in_window"]); before = Counter(n for n, t in arrivals(ledger) if t < kill_at); win = Counter(n for n, t in arrivals(ledger) if kill_at + span <= t < kill_at + 2 * span); print("FIG", before, win)
+    assert ledger["rate_limited"] == 0
+    assert ledger["max_outbound_in_window"] <= call_limit.count
+    assert ledger["max_requests_in_window"]["per_minute"] <= parse_limit(REQUESTS).count
+    keys = [call["idempotency_key"] for call in ledger["calls"]]
+    assert len(keys) == len(set(keys))  # every row once
+
+    sends = arrivals(ledger)
+    # While all three run, each gets its priority's share of the calls (±10%).
+    before_kill = Counter(name for name, t in sends if t < kill_at)
+    total = sum(before_kill.values())
+    assert total >= call_limit.count * 16.0 / span  # the allowance is used in full
+    for name, priority in priorities.items():
+        expected = priority / sum(priorities.values())
+        assert abs(before_kill[name] / total - expected) <= 0.1 * expected, before_kill
+    # One window after the kill, the other two share the whole allowance between them.
+    window = Counter(name for name, t in sends if kill_at + span <= t < kill_at + 2 * span)
+    assert window["survey"] == 0
+    assert window["spring"] + window["winback"] >= 0.95 * call_limit.count, window
+    assert abs(window["spring"] - window["winback"]) <= 0.1 * call_limit.count, window
+
+
+def main() -> None:
+    """Driver entry point: ``python test_multi_campaign.py URL STATE_DIR NAME PRIORITY T0 T1``."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("base_url")
+    parser.add_argument("state_dir", type=Path)
+    parser.add_argument("name")
+    parser.add_argument("priority", type=float)
+    parser.add_argument("start_at", type=float)
+    parser.add_argument("stop_at", type=float)
+    args = parser.parse_args()
+    asyncio.run(
+        drive(args.base_url, args.state_dir, args.name, args.priority, args.start_at, args.stop_at)
+    )
+
+
+if __name__ == "__main__":
+    main()
