@@ -20,6 +20,10 @@ from pathlib import Path
 
 from campaign.limits import Limit
 
+# Kinds of entries in ``sends``: a plain request, a POST /calls (a request and a call), and
+# the giving back of the call slot of an earlier entry at the same time (a replay).
+REQUEST, CALL, RELEASE = 0, 1, -1
+
 # How long a writer waits for another process's transaction before giving up (ms); the
 # transactions themselves last about a millisecond.
 BUSY_TIMEOUT_MS = 30_000
@@ -43,9 +47,10 @@ CREATE TABLE IF NOT EXISTS participants (
     state TEXT NOT NULL DEFAULT 'active'
 );
 CREATE TABLE IF NOT EXISTS sends (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
     participant TEXT NOT NULL,
-    call INTEGER NOT NULL
+    kind INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sends_at ON sends (at);
 """
@@ -219,34 +224,41 @@ class AllowanceDb:
             )
         return result
 
-    def sends_since(self, since: float) -> list[tuple[float, bool]]:
-        """(time, is_call) of every send after ``since``, oldest first."""
+    def sends_after(self, last_id: int, since: float) -> list[tuple[int, float, int]]:
+        """(id, time, kind) of the entries added after ``last_id`` and timed after ``since``.
+
+        The table is append-only (a replay's call is given back by a ``RELEASE`` entry, not
+        an update), so a reader that remembers the last id it saw needs only what is new.
+        """
         rows = self._conn.execute(
-            "SELECT at, call FROM sends WHERE at > ? ORDER BY at", (since,)
+            "SELECT id, at, kind FROM sends WHERE id > ? AND at > ? ORDER BY id",
+            (last_id, since),
         ).fetchall()
-        return [(float(at), bool(call)) for at, call in rows]
+        return [(int(row_id), float(at), int(kind)) for row_id, at, kind in rows]
 
     def has_send(self, name: str, at: float) -> bool:
         """Whether ``name`` already recorded a send at exactly ``at``."""
         row = self._conn.execute(
-            "SELECT 1 FROM sends WHERE participant = ? AND at = ? LIMIT 1", (name, at)
+            "SELECT 1 FROM sends WHERE participant = ? AND at = ? AND kind != ? LIMIT 1",
+            (name, at, RELEASE),
         ).fetchone()
         return row is not None
 
-    def record_send(self, name: str, at: float, call: bool) -> None:
-        """Count one send of ``name`` at ``at`` against the shared windows."""
-        self._conn.execute(
-            "INSERT INTO sends (at, participant, call) VALUES (?, ?, ?)", (at, name, int(call))
-        )
-
-    def uncount_call(self, name: str, at: float) -> bool:
-        """Turn one call send of ``name`` at ``at`` into a plain request; whether one was found."""
+    def record_send(self, name: str, at: float, kind: int) -> int:
+        """Add one entry (``REQUEST``, ``CALL`` or ``RELEASE``) of ``name``; return its id."""
         cursor = self._conn.execute(
-            "UPDATE sends SET call = 0 WHERE rowid = (SELECT rowid FROM sends"
-            " WHERE participant = ? AND at = ? AND call = 1 LIMIT 1)",
-            (name, at),
+            "INSERT INTO sends (at, participant, kind) VALUES (?, ?, ?)", (at, name, kind)
         )
-        return cursor.rowcount > 0
+        return int(cursor.lastrowid or 0)
+
+    def calls_since(self, since: float) -> dict[str, int]:
+        """Calls each participant sent after ``since`` (replays given back not counted)."""
+        rows = self._conn.execute(
+            "SELECT participant, SUM(CASE kind WHEN ? THEN 1 WHEN ? THEN -1 ELSE 0 END)"
+            " FROM sends WHERE at > ? GROUP BY participant",
+            (CALL, RELEASE, since),
+        ).fetchall()
+        return {name: int(count) for name, count in rows}
 
     def update(self, name: str, **fields: float | int | str | None) -> None:
         """Set some columns of ``name``'s row (column names come from this package only)."""
@@ -265,6 +277,7 @@ class AllowanceDb:
             (int(call), name),
         )
 
-    def prune(self, before: float) -> None:
-        """Forget the sends that can no longer count against any window."""
+    def prune(self, before: float, forget_before: float) -> None:
+        """Forget sends that can no longer count, and participants gone since long ago."""
         self._conn.execute("DELETE FROM sends WHERE at <= ?", (before,))
+        self._conn.execute("DELETE FROM participants WHERE heartbeat < ?", (forget_before,))

@@ -121,7 +121,6 @@ async def test_three_processes_share_the_allowance_fairly_and_take_over_a_killed
                 await process.wait()
         await sandbox.close()
 
-    print("FIG", ledger["rate_limited"], ledger["max_outbound_in_window"], ledger["max_requests_in_window"]); before = Counter(n for n, t in arrivals(ledger) if t < kill_at); win = Counter(n for n, t in arrivals(ledger) if kill_at + span <= t < kill_at + 2 * span); print("FIG", before, win)
     assert ledger["rate_limited"] == 0
     assert ledger["max_outbound_in_window"] <= call_limit.count
     assert ledger["max_requests_in_window"]["per_minute"] <= parse_limit(REQUESTS).count
