@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from campaign.allowance_store import AllowanceDb, Participant
+from campaign.allowance_store import CALL, RELEASE, REQUEST, AllowanceDb, Participant
 from campaign.clock import Clock
 from campaign.limits import (
     DEFAULT_MARGIN_S,
@@ -47,6 +47,10 @@ DEFAULT_POLL_S = 0.05
 # A rival that said it was ready this long ago and still has not sent is stuck (a busy event
 # loop, a paused process): stop yielding to it.
 RIVAL_GRACE_S = 1.0
+# How often the file is cleared of sends that can no longer count.
+PRUNE_EVERY_S = 10.0
+# Participants not heard of for this long are dropped from the file (and from status).
+FORGET_AFTER_S = 7 * 86400.0
 # A pause in asking for calls longer than this (no work, not just one request's latency)
 # forfeits the credit of the slots not asked for.
 REJOIN_AFTER_S = 1.0
@@ -90,6 +94,9 @@ class SharedAllowance(ClientLimits):
         self._waiting = 0  # this instance's coroutines inside acquire_call
         self._idle_since: float | None = None  # None: never asked for a call yet
         self._warned: set[frozenset[str]] = set()
+        self._limits_in_force: tuple[list[Limit], list[Limit]] = ([], [])
+        self._last_id = 0  # the last entry of the shared file counted in the logs
+        self._pruned_at = float("-inf")
         self._db = AllowanceDb(path)
         with self._db.transaction():
             now = self._clock.now()
@@ -137,11 +144,13 @@ class SharedAllowance(ClientLimits):
     def seed(self, request_times: Iterable[float], call_times: Iterable[float]) -> None:
         """Count an earlier run's sends, unless the shared file already has them."""
         with self._db.transaction():
-            for times, call in ((call_times, True), (request_times, False)):
+            now = self._clock.now()
+            self._snapshot(now)
+            horizon = now - self._longest_span() - HEADER_WINDOW_S
+            for times, kind in ((call_times, CALL), (request_times, REQUEST)):
                 for at in times:
-                    if not self._db.has_send(self.campaign, at):
-                        self._db.record_send(self.campaign, at, call)
-            self._snapshot(self._clock.now())
+                    if at > horizon and not self._db.has_send(self.campaign, at):
+                        self._append(at, kind)
 
     async def acquire_request(self) -> float:
         """Wait until one request may be sent by this campaign; return the send time recorded."""
@@ -217,15 +226,16 @@ class SharedAllowance(ClientLimits):
 
     def release_call(self, sent_at: float) -> None:
         """Give back the call slot (and the fair-share charge) of a send that was a replay."""
-        super().release_call(sent_at)
         with self._db.transaction():
-            if self._db.uncount_call(self.campaign, sent_at):
-                me = self._me(self._clock.now())
-                self._db.update(
-                    self.campaign,
-                    vtime=me.vtime - 1.0 / self.priority,
-                    calls_sent=max(0, me.calls_sent - 1),
-                )
+            now = self._clock.now()
+            self._snapshot(now)
+            self._append(sent_at, RELEASE)
+            me = self._me(now)
+            self._db.update(
+                self.campaign,
+                vtime=me.vtime - 1.0 / self.priority,
+                calls_sent=max(0, me.calls_sent - 1),
+            )
 
     def participants(self) -> list[Participant]:
         """Every campaign registered on this allowance, live or not."""
@@ -278,29 +288,60 @@ class SharedAllowance(ClientLimits):
         return self._me(now)
 
     def _snapshot(self, now: float) -> list[Participant]:
-        """Load the shared windows into the logs; return the other live participants."""
+        """Bring the logs up to date with the shared file; return the other live participants.
+
+        Only the entries added since the last snapshot are read (the file is append-only);
+        the logs are rebuilt from the file when the set of limits in force changes.
+        """
         others = [
             p
             for p in self._db.participants()
             if p.name != self.campaign and p.is_live(now, self.ttl_s)
         ]
         requests, calls = self._effective_limits(others)
-        self._request_logs = [SlidingWindowLog(limit, self.margin_s) for limit in requests]
-        self._call_logs = [SlidingWindowLog(limit, self.margin_s) for limit in calls]
-        self._sends = SlidingWindowLog(Limit(1, HEADER_WINDOW_S), self.margin_s)
-        longest = max((log.span for log in [*self._request_logs, *self._call_logs]), default=0.0)
-        # Keep an hour (the longest documented window) even if the live ones are shorter: a
-        # campaign with a 1000/h limit may join at any moment.
-        horizon = now - max(longest, 3600.0 + self.margin_s) - HEADER_WINDOW_S
-        self._db.prune(horizon)
-        for at, call in self._db.sends_since(now - longest - HEADER_WINDOW_S):
-            for request_log in self._request_logs:
-                request_log.record(at)
-            if call:
-                for call_log in self._call_logs:
-                    call_log.record(at)
-            self._sends.record(at)
+        if (requests, calls) != self._limits_in_force:
+            self._limits_in_force = (requests, calls)
+            self._request_logs = [SlidingWindowLog(limit, self.margin_s) for limit in requests]
+            self._call_logs = [SlidingWindowLog(limit, self.margin_s) for limit in calls]
+            self._sends = SlidingWindowLog(Limit(1, HEADER_WINDOW_S), self.margin_s)
+            self._last_id = 0
+        longest = self._longest_span()
+        if now - self._pruned_at >= PRUNE_EVERY_S:
+            self._pruned_at = now
+            # Keep an hour (the longest documented window) even if the live limits are
+            # shorter: a campaign with a 1000/h limit may join at any moment.
+            self._db.prune(
+                now - max(longest, 3600.0 + self.margin_s) - HEADER_WINDOW_S,
+                now - FORGET_AFTER_S,
+            )
+        for row_id, at, kind in self._db.sends_after(
+            self._last_id, now - longest - HEADER_WINDOW_S
+        ):
+            self._apply(row_id, at, kind)
+        self._prune(now)
         return others
+
+    def _longest_span(self) -> float:
+        return max((log.span for log in [*self._request_logs, *self._call_logs]), default=0.0)
+
+    def _apply(self, row_id: int, at: float, kind: int) -> None:
+        """Count one entry of the shared file in the in-memory logs."""
+        self._last_id = max(self._last_id, row_id)
+        if kind == RELEASE:
+            for call_log in self._call_logs:
+                call_log.discard(at)
+            return
+        for request_log in self._request_logs:
+            request_log.record(at)
+        if kind == CALL:
+            for call_log in self._call_logs:
+                call_log.record(at)
+        self._sends.record(at)
+
+    def _append(self, at: float, kind: int) -> None:
+        """Add an entry to the shared file and the logs (inside a transaction, after a
+        snapshot, so no other process's entry can come in between)."""
+        self._apply(self._db.record_send(self.campaign, at, kind), at, kind)
 
     def _effective_limits(self, others: list[Participant]) -> tuple[list[Limit], list[Limit]]:
         """Every limit any live participant declared: the strictest reading of them all."""
@@ -327,9 +368,8 @@ class SharedAllowance(ClientLimits):
         return list(requests), list(calls)
 
     def _record_shared(self, now: float, *, call: bool) -> None:
-        self._db.record_send(self.campaign, now, call)
+        self._append(now, CALL if call else REQUEST)
         self._db.count_sent(self.campaign, call)
-        self._record(now, [*self._request_logs, *self._call_logs] if call else self._request_logs)
 
 
 def _rival(

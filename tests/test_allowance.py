@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from campaign.allowance import RIVAL_GRACE_S, SharedAllowance, allowance_path
-from campaign.allowance_store import AllowanceDb
+from campaign.allowance_status import allowance_members
+from campaign.allowance_store import CALL, AllowanceDb
 from campaign.clock import Clock, SystemClock
 from campaign.limits import Limit
 
@@ -279,7 +280,7 @@ async def test_a_killed_runs_sends_keep_counting(tmp_path: Path) -> None:
         db.register("killed", 1.0, REQUESTS, CALLS, T0 - 30.0, 0.0)
         db.update("killed", pid=dead_pid())
         for k in range(5):
-            db.record_send("killed", T0 - 30.0 + k, True)
+            db.record_send("killed", T0 - 30.0 + k, CALL)
     db.close()
     me = shared(path, "me", clock)
     task = asyncio.create_task(me.acquire_call())
@@ -435,3 +436,24 @@ def test_campaigns_in_several_threads_never_exceed_a_window(tmp_path: Path) -> N
     assert len(sent) == 48
     assert max_in_window([t for call, t in sent if call], 0.3) <= 4
     assert max_in_window([t for _, t in sent], 0.3) <= 6
+
+
+async def test_status_lists_every_campaign_on_the_allowance(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    path = tmp_path / "a.sqlite"
+    assert allowance_members(path, clock.now()) == []
+    plant_waiting_rival(path, "killed", clock.now(), pid=dead_pid())
+    calling = shared(path, "spring", clock, priority=2.0)
+    resting = shared(path, "survey", clock)
+    left = shared(path, "winback", clock)
+    await calling.acquire_call()
+    resting.idle()
+    left.close()
+    members = {m.campaign: m for m in allowance_members(path, clock.now())}
+    assert {name: m.state for name, m in members.items()} == {
+        "killed": "expired",
+        "spring": "calling",
+        "survey": "idle",
+        "winback": "left",
+    }
+    assert members["spring"].calls_in_window == 1 and members["spring"].priority == 2.0

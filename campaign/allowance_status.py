@@ -1,0 +1,69 @@
+"""Who is on a shared allowance: the view ``campaign status`` prints (read-only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from campaign.allowance import DEFAULT_TTL_S
+from campaign.allowance_store import AllowanceDb, Participant
+
+
+@dataclass(frozen=True)
+class AllowanceMember:
+    """One campaign on an allowance, as ``campaign status`` shows it."""
+
+    campaign: str
+    priority: float
+    # calling (waiting for or taking call slots) | active | idle | left | expired (killed)
+    state: str
+    pid: int
+    host: str
+    last_seen: float
+    calls_in_window: int
+    calls_sent: int
+    requests_sent: int
+
+
+def allowance_members(
+    path: Path, now: float, *, window_s: float = 60.0, ttl_s: float = DEFAULT_TTL_S
+) -> list[AllowanceMember]:
+    """Every campaign seen on the allowance file in the last hour, without joining it."""
+    if not path.exists():
+        return []
+    db = AllowanceDb(path)
+    try:
+        with db.transaction():
+            participants = db.participants()
+            recent_calls = db.calls_since(now - window_s)
+    finally:
+        db.close()
+    members = []
+    for p in participants:
+        if p.heartbeat < now - 3600.0:
+            continue
+        state = _member_state(p, now, window_s, ttl_s)
+        members.append(
+            AllowanceMember(
+                campaign=p.name,
+                priority=p.priority,
+                state=state,
+                pid=p.pid,
+                host=p.host,
+                last_seen=p.heartbeat,
+                calls_in_window=recent_calls.get(p.name, 0),
+                calls_sent=p.calls_sent,
+                requests_sent=p.requests_sent,
+            )
+        )
+    return members
+
+
+def _member_state(p: Participant, now: float, window_s: float, ttl_s: float) -> str:
+    if not p.is_live(now, ttl_s):
+        return "left" if p.state == "gone" else "expired"
+    if p.waiting > 0:
+        return "calling"
+    if p.state == "active" and p.last_call is not None and p.last_call >= now - window_s:
+        return "calling"
+    return p.state
