@@ -14,21 +14,29 @@ check-and-record, so the proof holds across processes exactly as within one.
 Fairness is start-time fair queueing over call sends. Each participant carries a virtual
 time that grows by ``1 / priority`` per call it sends; when a call slot is free, a waiting
 participant yields it to any live rival that is also ready to send and has a smaller
-virtual time. A campaign with nothing to send does not wait, so it holds no share
-(work-conserving); one that comes back after a pause restarts level with the others
-instead of cashing in the slots it did not ask for. A killed run's registration stops
-counting after ``ttl_s`` (at once, when its pid is gone on this host); its recorded sends
-keep counting in the windows, because the server counts them too.
+virtual time (``allowance_rules.rival``). A campaign with nothing to send does not ask, so
+it holds no share (work-conserving); one that comes back after a pause keeps at most one
+window's share of credit instead of cashing in all the slots it did not ask for. A killed
+run's registration stops counting after ``ttl_s`` (at once, when its pid is gone on this
+host); its recorded sends keep counting in the windows, because the server counts them too.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from campaign.allowance_rules import (
+    DEFAULT_POLL_S,
+    DEFAULT_TTL_S,
+    REJOIN_AFTER_S,
+    allowance_path,
+    rival,
+    waiting_calls,
+)
 from campaign.allowance_store import CALL, RELEASE, REQUEST, AllowanceDb, Participant
 from campaign.clock import Clock
 from campaign.limits import (
@@ -39,28 +47,14 @@ from campaign.limits import (
     SlidingWindowLog,
 )
 
+__all__ = ["DEFAULT_TTL_S", "SharedAllowance", "allowance_path"]
+
 log = logging.getLogger("campaign.allowance")
 
-DEFAULT_TTL_S = 5.0
-# How soon a participant that yielded a free slot to a rival looks again.
-DEFAULT_POLL_S = 0.05
-# A rival that said it was ready this long ago and still has not sent is stuck (a busy event
-# loop, a paused process): stop yielding to it.
-RIVAL_GRACE_S = 1.0
 # How often the file is cleared of sends that can no longer count.
 PRUNE_EVERY_S = 10.0
 # Participants not heard of for this long are dropped from the file (and from status).
 FORGET_AFTER_S = 7 * 86400.0
-# A pause in asking for calls longer than this (no work, not just one request's latency)
-# forfeits the credit of the slots not asked for.
-REJOIN_AFTER_S = 1.0
-
-
-def allowance_path(state_dir: Path, base_url: str, api_key: str) -> Path:
-    """The allowance file of one API base URL and key; the name holds no part of the key."""
-    key_fingerprint = hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:16]
-    digest = hashlib.sha256(f"{base_url}\n{key_fingerprint}".encode()).hexdigest()[:16]
-    return state_dir / f"allowance-{digest}.sqlite"
 
 
 class SharedAllowance(ClientLimits):
@@ -92,11 +86,12 @@ class SharedAllowance(ClientLimits):
         self._declared_requests = tuple(dict.fromkeys(requests))
         self._declared_calls = tuple(dict.fromkeys(calls))
         self._waiting = 0  # this instance's coroutines inside acquire_call
-        self._idle_since: float | None = None  # None: never asked for a call yet
+        self._recheck_at = float("-inf")  # call_ready() answers "no" without a look until then
         self._warned: set[frozenset[str]] = set()
         self._limits_in_force: tuple[list[Limit], list[Limit]] = ([], [])
         self._last_id = 0  # the last entry of the shared file counted in the logs
         self._pruned_at = float("-inf")
+        self._closed = False
         self._db = AllowanceDb(path)
         with self._db.transaction():
             now = self._clock.now()
@@ -125,9 +120,14 @@ class SharedAllowance(ClientLimits):
 
     def close(self) -> None:
         """Leave the allowance: stop holding a share at once (recorded sends keep counting)."""
-        with self._db.transaction():
-            self._db.update(self.campaign, state="gone", waiting=0, ready_at=None)
-        self._db.close()
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            with self._db.transaction():
+                self._db.update(self.campaign, state="gone", waiting=0, ready_at=None)
+        finally:
+            self._db.close()
 
     def idle(self) -> None:
         """Say that this campaign has nothing callable now (its share goes to the others)."""
@@ -140,6 +140,14 @@ class SharedAllowance(ClientLimits):
         """Keep the registration alive while the campaign works without sending."""
         with self._db.transaction():
             self._db.update(self.campaign, heartbeat=self._clock.now())
+
+    async def keep_alive(self) -> None:
+        """Refresh the registration every third of the TTL until cancelled (run as a task)."""
+        # Real seconds, not the injected clock: a fake clock must not be moved by a
+        # background task, and liveness is a wall-clock matter between processes anyway.
+        while True:
+            await asyncio.sleep(self.ttl_s / 3)
+            self.heartbeat()
 
     def seed(self, request_times: Iterable[float], call_times: Iterable[float]) -> None:
         """Count an earlier run's sends, unless the shared file already has them."""
@@ -159,7 +167,7 @@ class SharedAllowance(ClientLimits):
                 now = self._clock.now()
                 others = self._snapshot(now)
                 me = self._me(now)
-                self._calls_due = _waiting_calls(me, others)
+                self._calls_due = waiting_calls(me, others, now)
                 # Same rule as ClientLimits, with every participant's waiting calls reserved.
                 expected = self._expected_call_times(now)
                 reserved = sum(1 for t in expected if t <= now)
@@ -186,12 +194,10 @@ class SharedAllowance(ClientLimits):
                     now = self._clock.now()
                     others = self._snapshot(now)
                     vtime = self._join_vtime(self._me(now), others, now)
-                    call_at = max((log.earliest(now) for log in self._call_logs), default=now)
-                    request_at = max((log.earliest(now) for log in self._request_logs), default=now)
-                    ready_at = max(call_at, request_at, self._header_earliest(now))
+                    call_at, ready_at = self._call_times(now)
                     at = ready_at
                     if at <= now:
-                        if _rival(others, vtime, self.campaign, now, self.rejoin_s) is None:
+                        if rival(others, vtime, self.campaign, now, self.rejoin_s) is None:
                             self._record_shared(now, call=True)
                             self._waiting -= 1
                             sent = True
@@ -205,15 +211,14 @@ class SharedAllowance(ClientLimits):
                                 last_call=now,
                                 state="active",
                             )
-                            if not self._waiting:
-                                self._idle_since = now
                             return now
                         at = now + self.poll_s
                     self._db.update(
                         self.campaign,
                         vtime=vtime,
                         waiting=self._waiting,
-                        ready_at=ready_at,
+                        # "now" while ready: a fresh value tells rivals we are not stuck
+                        ready_at=max(ready_at, now),
                         call_due=call_at,
                         heartbeat=now,
                         state="active",
@@ -223,6 +228,42 @@ class SharedAllowance(ClientLimits):
             if not sent:
                 self._waiting -= 1
                 self._leave_waiting()
+
+    def call_ready(self) -> bool:
+        """Whether this campaign may place a call now (a free slot and its fair turn).
+
+        Asking also queues the campaign for its turn, so a caller that commits work only
+        when a slot is free (the run engine) is served fairly without waiting in
+        ``acquire_call`` first. A "no" is remembered until the answer can change.
+        """
+        now = self._clock.now()
+        if now < self._recheck_at:
+            return False
+        with self._db.transaction():
+            others = self._snapshot(now)
+            vtime = self._join_vtime(self._me(now), others, now)
+            call_at, ready_at = self._call_times(now)
+            free = (
+                ready_at <= now and rival(others, vtime, self.campaign, now, self.rejoin_s) is None
+            )
+            self._db.update(
+                self.campaign,
+                vtime=vtime,
+                waiting=max(self._waiting, 1),
+                ready_at=max(ready_at, now),
+                call_due=call_at,
+                heartbeat=now,
+                state="active",
+            )
+        later = ready_at if ready_at > now else now + self.poll_s
+        self._recheck_at = now if free else min(later, now + self.ttl_s / 3)
+        return free
+
+    def _call_times(self, now: float) -> tuple[float, float]:
+        """When a call slot frees, and when a call could leave (call, request and header)."""
+        call_at = max((log.earliest(now) for log in self._call_logs), default=now)
+        request_at = max((log.earliest(now) for log in self._request_logs), default=now)
+        return call_at, max(call_at, request_at, self._header_earliest(now))
 
     def release_call(self, sent_at: float) -> None:
         """Give back the call slot (and the fair-share charge) of a send that was a replay."""
@@ -244,8 +285,6 @@ class SharedAllowance(ClientLimits):
 
     def _leave_waiting(self) -> None:
         now = self._clock.now()
-        if not self._waiting:
-            self._idle_since = now
         try:
             with self._db.transaction():
                 self._db.update(
@@ -260,12 +299,9 @@ class SharedAllowance(ClientLimits):
     def _join_vtime(self, me: Participant, others: list[Participant], now: float) -> float:
         """The virtual time to compete with; a returning campaign keeps at most one window's
         share of credit for the slots it did not ask for."""
-        if self._idle_since is not None and now - self._idle_since <= self.rejoin_s:
-            self._idle_since = None
-            return me.vtime
-        if self._idle_since is None and me.waiting > 0:
-            return me.vtime
-        self._idle_since = None
+        asking = me.waiting > 0 and me.ready_at is not None and me.ready_at >= now - self.rejoin_s
+        if asking or (me.last_call is not None and me.last_call >= now - self.rejoin_s):
+            return me.vtime  # in the queue all along (or between two calls)
         waiting = [p for p in others if p.waiting > 0]
         if not waiting:
             return me.vtime
@@ -370,37 +406,3 @@ class SharedAllowance(ClientLimits):
     def _record_shared(self, now: float, *, call: bool) -> None:
         self._append(now, CALL if call else REQUEST)
         self._db.count_sent(self.campaign, call)
-
-
-def _rival(
-    others: list[Participant], vtime: float, name: str, now: float, rejoin_s: float
-) -> Participant | None:
-    """A live participant whose turn comes before ours and who can take this slot, if any.
-
-    That is one ready to send now, or one that sent a call a moment ago and is about to ask
-    again (its response is in flight): slots free in bursts, and a burst must not go to
-    whoever happens to be waiting at that instant.
-    """
-    for other in others:
-        if (other.vtime, other.name) >= (vtime, name):
-            continue
-        if other.waiting > 0:
-            if other.ready_at is not None and now - RIVAL_GRACE_S <= other.ready_at <= now:
-                return other
-        elif (
-            other.state == "active"
-            and other.last_call is not None
-            and now - rejoin_s <= other.last_call
-        ):
-            return other
-    return None
-
-
-def _waiting_calls(me: Participant, others: list[Participant]) -> dict[object, float]:
-    """Each waiting call of every live participant -> when its call slot frees."""
-    dues: dict[object, float] = {}
-    for participant in [me, *others]:
-        if participant.waiting > 0 and participant.call_due is not None:
-            for index in range(participant.waiting):
-                dues[(participant.name, index)] = participant.call_due
-    return dues

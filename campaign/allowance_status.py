@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from campaign.allowance import DEFAULT_TTL_S
+from campaign.allowance_rules import DEFAULT_TTL_S
 from campaign.allowance_store import AllowanceDb, Participant
 
 
@@ -62,7 +62,7 @@ def allowance_members(
 def _member_state(p: Participant, now: float, window_s: float, ttl_s: float) -> str:
     if not p.is_live(now, ttl_s):
         return "left" if p.state == "gone" else "expired"
-    if p.waiting > 0:
+    if p.waiting > 0 and p.ready_at is not None and p.ready_at >= now - window_s:
         return "calling"
     if p.state == "active" and p.last_call is not None and p.last_call >= now - window_s:
         return "calling"

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from campaign.errors import StateError
 from campaign.limits import Limit
 
 # Kinds of entries in ``sends``: a plain request, a POST /calls (a request and a call), and
@@ -115,8 +116,14 @@ class AllowanceDb:
     """SQL access to one allowance file; every method runs inside ``transaction()``."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._open(path)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"cannot use the shared allowance file {path}: {exc}") from exc
+
+    def _open(self, path: Path) -> None:
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so the write lock is
         # taken before the first read and every decision sees the latest committed sends.
         self._conn = sqlite3.connect(
@@ -149,19 +156,27 @@ class AllowanceDb:
         self._conn.execute("PRAGMA journal_mode = WAL")
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (again is harmless)."""
         self._conn.close()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """One ``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any exception."""
-        self._conn.execute("BEGIN IMMEDIATE")
+        """One ``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any exception.
+
+        SQLite failures (a full disk, a lock held for longer than the busy timeout) surface
+        as ``StateError``, so a run ends with a clear message instead of a traceback.
+        """
         try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot use the shared allowance file {self.path}: {exc}") from exc
 
     def register(
         self,

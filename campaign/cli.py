@@ -131,6 +131,7 @@ def run(
     Example:
         campaign run pipelines/spring.yaml --until 20:00
     """
+    import os
     import time
 
     from campaign.logs import setup_logging
@@ -148,13 +149,22 @@ def run(
     if config.mode != "calls":
         raise click.UsageError("this build runs mode: calls only")
     key = config.require_api_key()
+    log_file = config.state_dir / f"{config.campaign}.log"
+    # The log names row keys, which are phone numbers by default: private like the checkpoint.
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     setup_logging(
-        log_file=config.state_dir / f"{config.campaign}.log",
+        log_file=log_file,
         log_format=log_format,  # type: ignore[arg-type]
         verbose=verbose,
         secrets=[key],
     )
-    report = run_campaign(config, options)
+    try:
+        report = run_campaign(config, options)
+    except CampaignError as exc:
+        for line in getattr(exc, "summary_lines", []):
+            click.echo(line)
+        raise
     for line in report.lines:
         click.echo(line)
     sys.exit(report.exit_code)
@@ -198,7 +208,7 @@ def report(campaign_file: str) -> None:
     Example:
         campaign report pipelines/spring.yaml
     """
-    from campaign.runner import rewrite_outputs
+    from campaign.run_outputs import rewrite_outputs
 
     paths = rewrite_outputs(_load(campaign_file))
     click.echo(f"wrote {paths.results_csv}, {paths.summary_json}, {paths.report_html}")

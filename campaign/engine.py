@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,6 +20,7 @@ from campaign.clock import Clock, utc
 from campaign.collect import PollResult, RetryPolicy, apply_call, fetch_sessions, poll_once
 from campaign.errors import CampaignError
 from campaign.limits import Limit, SlidingWindowLog
+from campaign.schedule import WindowFor, next_due
 from campaign.store import Attempt, Store, StoredRow
 from campaign.store_optout import OptOutList
 from campaign.submit import CallsApi, reconcile_stale, send_attempt
@@ -33,19 +34,6 @@ TICK_S = 0.02
 CATCH_UP_SLOTS = 3
 QUEUE_REFRESH_S = 1.0
 STOP_GRACE_S = 15.0
-
-
-class CallingWindowLike(Protocol):
-    """What the engine asks of a recipient's calling window."""
-
-    def is_open(self, at: float) -> bool: ...
-
-    def closes_at(self, at: float) -> float | None: ...
-
-    def next_open(self, at: float) -> float | None: ...
-
-
-WindowFor = Callable[[StoredRow], CallingWindowLike]
 
 
 class Progress(Protocol):
@@ -284,10 +272,18 @@ class CallsEngine:
             kind, item = self._queue.pop(0)
             if kind == "resend":
                 assert isinstance(item, Attempt)
-                attempt = item
+                attempt = self.store.attempt(item.idempotency_key)
+                if attempt.state != "sending":  # the collector found its call meanwhile
+                    continue
+                row = self.store.row(attempt.row_key)
             else:
                 assert isinstance(item, StoredRow)
-                attempt = self._begin(item, now)
+                row = item
+            # The queue may be a second old: a window that closed since then stays closed.
+            if not self.window_for(row).is_open(now):
+                continue
+            if kind == "new":
+                attempt = self._begin(row, now)
             # Reserve the slot now: the client records the real send a moment later.
             self.note_call_sent(now)
             task = asyncio.create_task(self._send(attempt), name=attempt.row_key)
@@ -394,32 +390,9 @@ class CallsEngine:
     # --- the end ------------------------------------------------------------------------
 
     def _compute_next_due(self, now: float) -> None:
-        next_due: float | None = None
-        reason: str | None = None
-        unsent = {a.row_key for a in self.store.attempts("sending")}
-        for row in self.store.rows(include_vanished=False):
-            if row.progress == "retry_scheduled" and row.next_due is not None:
-                due = row.next_due
-                window = self.window_for(row)
-                if not window.is_open(max(due, now)):
-                    due = window.next_open(max(due, now)) or due
-                why = "retry"
-            elif row.progress == "pending" or (
-                row.progress == "in_flight" and row.row_key in unsent
-            ):
-                window = self.window_for(row)
-                if window.is_open(now):
-                    continue
-                opens = window.next_open(now)
-                if opens is None:
-                    continue
-                due, why = opens, "calling window opens"
-            else:
-                continue
-            if next_due is None or due < next_due:
-                next_due, reason = due, why
-        self.result.next_due = next_due
-        self.result.next_due_reason = reason
+        self.result.next_due, self.result.next_due_reason = next_due(
+            self.store, self.window_for, now
+        )
 
     def _finish(self) -> None:
         now = self.clock.now()

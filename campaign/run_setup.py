@@ -72,13 +72,18 @@ def planned_rows(config: CampaignConfig, opted_out: Sequence[str]) -> list[RowIn
     from campaign.plan import plan_rows
 
     result = plan_rows(config, opted_out=opted_out)
+    # A key identifies one person's row in the checkpoint. Callable rows own their key;
+    # otherwise the first row carrying it does (so a row called yesterday and suppressed
+    # today keeps its history); later rows sharing a key (duplicates, rejects) are
+    # stored under their line so they never collide with it.
+    taken = {planned.row_key for planned in result.rows if planned.state == "callable"}
     rows = []
     for planned in result.rows:
-        # Duplicates and rejects may share their key with the callable row they lost to;
-        # the checkpoint keys them by line so they never collide with it.
         row_id = planned.row_key
         if planned.state != "callable":
-            row_id = f"line:{planned.line}:{planned.row_key}"
+            if row_id in taken:
+                row_id = f"line:{planned.line}:{planned.row_key}"
+            taken.add(planned.row_key)
         rows.append(
             RowIn(
                 line=planned.line,

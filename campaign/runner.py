@@ -12,26 +12,24 @@ import contextlib
 import hashlib
 import logging
 import signal
-import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from campaign.clock import Clock, SystemClock, utc
+from campaign.clock import Clock, SystemClock
 from campaign.config import CampaignConfig
 from campaign.engine import CallsEngine, EngineResult, EngineSettings
 from campaign.errors import ApiError, AuthError, CampaignError, InsufficientFundsError
 from campaign.lock import CampaignLock
 from campaign.preflight import Preflight, run_preflight
-from campaign.report import OutputPaths, RunFacts, write_outputs
-from campaign.results import call_records, progress_counts, row_results
+from campaign.results import progress_counts
+from campaign.run_outputs import RunReport, summary_lines, write_run_outputs
 from campaign.run_setup import (
     WindowBook,
-    calling_hours_text,
     planned_rows,
 )
+from campaign.schedule import next_due
 from campaign.store import Store
 from campaign.store_optout import OptOutList
 
@@ -51,19 +49,6 @@ class RunOptions:
     allow_low_balance: bool = False
     fetch_sessions: bool = True
     command: str = "campaign run"
-
-
-@dataclass
-class RunReport:
-    """What the run did, for the printed summary and the exit code."""
-
-    exit_code: int
-    lines: list[str] = field(default_factory=list)
-    outputs: OutputPaths | None = None
-    engine: EngineResult | None = None
-    preflight: Preflight | None = None
-    requests: int = 0
-    counts: dict[str, Any] = field(default_factory=dict)
 
 
 class SendLog:
@@ -148,14 +133,17 @@ async def _run_with_store(
     report = RunReport(exit_code=0)
     error: CampaignError | None = None
     deadline = _deadline(options, started)
+    stop = asyncio.Event()
     try:
-        async with _api(config, store, clock, send_log) as (client, call_times):
-            report.preflight = await _preflight(config, options, store, client, windows, clock)
-            if not options.dry_run:
-                report.engine = await _run_engine(
-                    config, options, store, client, clock, windows, opt_outs, deadline, call_times
-                )
-                error = report.engine.error
+        with _signals(stop):
+            async with _api(config, store, clock, send_log) as (client, call_times):
+                report.preflight = await _preflight(config, options, store, client, windows, clock)
+                if not options.dry_run:
+                    report.engine = await _run_engine(
+                        config, options, store, client, clock, windows, opt_outs, deadline,
+                        call_times, stop,
+                    )  # fmt: skip
+                    error = report.engine.error
     except CampaignError as exc:
         error = exc
     finally:
@@ -166,20 +154,24 @@ async def _run_with_store(
     total_requests = int(store.get_meta("requests_spent") or 0) + send_log.requests
     store.set_meta("requests_spent", str(total_requests))
     engine = report.engine or EngineResult()
+    if report.engine is None:  # dry run, or stopped before the loop: still say what is next
+        engine.next_due, engine.next_due_reason = next_due(store, windows.window_for, clock.now())
     report.outputs = write_run_outputs(
         config, store, windows, clock, started=started, dry_run=options.dry_run, engine=engine
     )
     report.counts = progress_counts(store)
     report.exit_code = _exit_code(error, engine)
-    report.lines = summary_lines(config, report, windows, clock.now())
+    report.lines = summary_lines(config, report, engine)
     store.end_run(run_id, clock.now(), report.exit_code, report.counts)
-    if error is not None:
-        raise _final_error(error)
-    if engine.insufficient_funds:
-        raise InsufficientFundsError(
+    if error is None and engine.insufficient_funds:
+        error = InsufficientFundsError(
             "calls failed with insufficient_funds: top up the wallet, then rerun — the "
             "affected rows keep a fresh attempt"
         )
+    if error is not None:
+        final = _final_error(error)
+        final.summary_lines = report.lines  # type: ignore[attr-defined]
+        raise final
     return report
 
 
@@ -263,10 +255,10 @@ async def _run_engine(
     opt_outs: OptOutList,
     deadline: float | None,
     call_times: list[float],
+    stop: asyncio.Event,
 ) -> EngineResult:
     from campaign.progress import RunProgress
 
-    stop = asyncio.Event()
     settings = EngineSettings(
         campaign=config.campaign,
         scenario_id=config.scenario_id,
@@ -281,7 +273,7 @@ async def _run_engine(
         for r in store.rows(include_vanished=False)
         if r.progress in ("pending", "retry_scheduled", "in_flight")
     )
-    with _signals(stop), RunProgress(total=todo, campaign=config.campaign) as progress:
+    with RunProgress(total=todo, campaign=config.campaign) as progress:
         engine = CallsEngine(
             store=store,
             client=client,
@@ -319,46 +311,6 @@ def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
     stop.set()
 
 
-def write_run_outputs(
-    config: CampaignConfig,
-    store: Store,
-    windows: WindowBook,
-    clock: Clock,
-    *,
-    started: float,
-    dry_run: bool,
-    engine: EngineResult,
-) -> OutputPaths:
-    """Write results.csv, summary.json and report.html from the checkpoint."""
-    now = clock.now()
-    counts = progress_counts(store)
-    open_states = ("pending", "retry_scheduled")
-    finished = not any(counts["by_state"].get(s, 0) for s in open_states)
-    next_due = engine.next_due
-    facts = RunFacts(
-        campaign=config.campaign,
-        mode=config.mode,
-        started_at=utc(started),
-        ended_at=utc(now),
-        finished=finished,
-        dry_run=dry_run,
-        calls_placed=counts["calls_placed"],
-        requests_spent=int(store.get_meta("requests_spent") or 0),
-        calling_hours=calling_hours_text(config.calling_hours),
-        next_due=None if next_due is None else utc(next_due),
-        next_due_reason=engine.next_due_reason,
-        key_column=config.input.key_column or "e164",
-        variables=list(config.input.variables),
-        input_path=str(config.input.path),
-    )
-    return write_outputs(
-        config.output_dir,
-        row_results(store, lambda row: windows.pending_reason(row, now)),
-        call_records(store),
-        facts,
-    )
-
-
 def _exit_code(error: CampaignError | None, engine: EngineResult) -> int:
     if error is not None:
         return error.exit_code
@@ -383,75 +335,9 @@ def _final_error(error: CampaignError) -> CampaignError:
     return error
 
 
-def summary_lines(
-    config: CampaignConfig, report: RunReport, windows: WindowBook, now: float
-) -> list[str]:
-    """The short summary printed at the end of a run."""
-    counts = report.counts
-    by_state = counts.get("by_state", {})
-    engine = report.engine or EngineResult()
-    states = ", ".join(f"{n} {s}" for s, n in by_state.items()) or "no rows"
-    lines = [f"{config.campaign}: {counts.get('rows_total', 0)} rows — {states}"]
-    if report.engine is not None:
-        lines.append(
-            f"this run: {engine.calls_placed} call(s) placed, {report.requests} request(s) "
-            f"sent, {counts.get('calls_in_flight', 0)} call(s) still in progress"
-        )
-    else:
-        lines.append("dry run: nothing was sent; rows that would be called show 'pending'")
-    if config.calling_hours == "unrestricted":
-        lines.append("calling hours: UNRESTRICTED (recipients' local hours not enforced)")
-    if report.exit_code == 3:
-        lines.append(f"stopped early ({engine.stop_reason}); rerun to resume")
-    if engine.next_due is not None:
-        lines.append(
-            f"next work falls due {_local(engine.next_due)} ({engine.next_due_reason}); rerun then"
-        )
-    elif report.engine is not None and not engine.work_left_now and report.exit_code == 0:
-        left = by_state.get("pending", 0) + by_state.get("retry_scheduled", 0)
-        lines.append("nothing left to do" if not left else f"{left} row(s) cannot be called")
-    if report.outputs is not None:
-        lines.append(f"report: {report.outputs.results_csv.parent}")
-    return lines
-
-
-def _local(ts: float) -> str:
-    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M %Z")
-
-
 def _fingerprint(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def rewrite_outputs(config: CampaignConfig, *, clock: Clock | None = None) -> OutputPaths:
-    """``campaign report``: rewrite the outputs from the checkpoint alone."""
-    from campaign.errors import StateError
-
-    if not config.state_path.exists():
-        raise StateError(f"no checkpoint at {config.state_path}: run the campaign first")
-    clock = clock or SystemClock()
-    store = Store.snapshot(config.state_path)
-    try:
-        runs = store.runs()
-        started = runs[-1]["started_at"] if runs else clock.now()
-        return write_run_outputs(
-            config,
-            store,
-            WindowBook(config.calling_hours),
-            clock,
-            started=float(started),
-            dry_run=False,
-            engine=EngineResult(),
-        )
-    finally:
-        store.close()
-
-
-def print_lines(lines: list[str]) -> None:
-    """Print summary lines to stdout."""
-    for line in lines:
-        sys.stdout.write(line + "\n")

@@ -17,10 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from campaign.allowance import RIVAL_GRACE_S, SharedAllowance, allowance_path
+from campaign.allowance import SharedAllowance, allowance_path
+from campaign.allowance_rules import RIVAL_GRACE_S
 from campaign.allowance_status import allowance_members
 from campaign.allowance_store import CALL, AllowanceDb
 from campaign.clock import Clock, SystemClock
+from campaign.errors import StateError
 from campaign.limits import Limit
 
 T0 = 1_780_000_000.0
@@ -114,6 +116,26 @@ async def call_loop(
     allowance.idle()  # out of work
 
 
+async def engine_loop(
+    allowance: SharedAllowance,
+    clock: VirtualClock,
+    until: float,
+    sink: list[tuple[str, float]],
+    latency: float = 0.05,
+) -> None:
+    """Like the run engine: commit a call only when ``call_ready`` says a slot is ours now."""
+    while clock.now() < until:
+        if not allowance.call_ready():
+            await clock.sleep(0.02)
+            continue
+        asked_at = clock.now()
+        sent_at = await allowance.acquire_call()
+        assert sent_at == asked_at  # a "yes" is a slot at once, not a wait
+        sink.append((allowance.campaign, sent_at))
+        await clock.sleep(latency)
+    allowance.idle()
+
+
 def test_allowance_file_is_per_key_and_base_url_and_never_names_the_key(tmp_path: Path) -> None:
     key = "avp_live_s3cr3t_value"
     path = allowance_path(tmp_path, "https://api.aitelier.org/v1", key)
@@ -150,12 +172,15 @@ async def test_two_campaigns_together_never_exceed_a_window(tmp_path: Path) -> N
     assert len(times) >= 24  # together they still use the whole allowance
 
 
+@pytest.mark.parametrize("loop", [call_loop, engine_loop], ids=["acquire", "call_ready"])
 @pytest.mark.parametrize(
     "priorities",
     [(1.0, 1.0, 1.0), (1.0, 2.0, 3.0), (1.0, 4.0)],
     ids=["equal", "1-2-3", "1-4"],
 )
-async def test_shares_follow_priorities(tmp_path: Path, priorities: tuple[float, ...]) -> None:
+async def test_shares_follow_priorities(
+    tmp_path: Path, priorities: tuple[float, ...], loop: Any
+) -> None:
     clock = VirtualClock()
     path = tmp_path / "a.sqlite"
     sink: list[tuple[str, float]] = []
@@ -167,7 +192,7 @@ async def test_shares_follow_priorities(tmp_path: Path, priorities: tuple[float,
         )
         # two calls in flight per campaign, as the run engine does
         for _ in range(2):
-            tasks.append(asyncio.create_task(call_loop(allowance, clock, T0 + 120.0, sink)))
+            tasks.append(asyncio.create_task(loop(allowance, clock, T0 + 120.0, sink)))
     await clock.drive(tasks)
     counts = Counter(name for name, _ in sink)
     total = sum(counts.values())
@@ -457,3 +482,12 @@ async def test_status_lists_every_campaign_on_the_allowance(tmp_path: Path) -> N
         "winback": "left",
     }
     assert members["spring"].calls_in_window == 1 and members["spring"].priority == 2.0
+
+
+def test_an_unusable_allowance_file_is_a_clear_state_error(tmp_path: Path) -> None:
+    (tmp_path / "state").write_text("not a folder")
+    with pytest.raises(StateError, match="shared allowance file"):
+        shared(tmp_path / "state" / "a.sqlite", "spring", VirtualClock())
+    (tmp_path / "b.sqlite").write_text("not a database, and long enough to be read as one" * 20)
+    with pytest.raises(StateError, match="shared allowance file"):
+        shared(tmp_path / "b.sqlite", "spring", VirtualClock())

@@ -223,3 +223,23 @@ async def test_stop_event_ends_the_run_early_with_work_left(
     result = await engine.run()
     assert result.stopped_early and result.work_left_now
     assert api.calls == []
+
+
+async def test_a_resend_after_an_edited_input_sends_the_committed_bytes(tmp_path: Path) -> None:
+    clock = FakeClock(NOON_NY)
+    api = FakeApi(clock)
+    phone = PHONES[0]
+    store = _store(tmp_path, [phone], clock.now())
+    body = call_body(
+        campaign="c", scenario_id="scn_demo", row_key=phone, number=1, phone=phone, variables={}
+    )
+    key = idempotency_key("c", phone, 1)
+    store.begin_attempt(phone, 1, key, body, clock.now())
+    await api.create_call(body, key)  # reached the server; then the process was killed
+    edited = RowIn(line=2, row_key=phone, raw_phone=phone, e164=phone, plan_state="callable",
+                   timezones=NY, variables={"first_name": "Renamed"})  # fmt: skip
+    store.sync_rows([edited], clock.now())
+    result = await _engine(store, api, clock, tmp_path).run()
+    assert result.rejected == [] and result.error is None
+    assert api.created_per_attempt() == {(phone, "1"): 1}
+    assert store.row(phone).progress == "done"

@@ -180,3 +180,28 @@ def test_opt_outs_are_shared_across_campaigns(tmp_path: Path) -> None:
     OptOutList(tmp_path).add("+14155550100", campaign="b", row_key="k", now=T0)
     assert OptOutList(tmp_path).numbers() == ["+14155550100"]
     assert stat.S_IMODE(os.stat(tmp_path / "opt_outs.sqlite").st_mode) == 0o600
+
+
+def test_a_waiting_row_whose_number_opted_out_is_not_called_again(store: Store) -> None:
+    store.sync_rows(_rows("+1a"), T0)
+    key = idempotency_key("c", "+1a", 1)
+    store.begin_attempt("+1a", 1, key, b"{}", T0)
+    store.end_attempt(
+        key, CallEnd(status="no_answer"), row_progress="retry_scheduled", next_due=T0 + 60
+    )
+    opted = RowIn(line=2, row_key="+1a", raw_phone="+1a", e164="+1a", plan_state="suppressed",
+                  reason="opted out")  # fmt: skip
+    store.sync_rows([opted], T0 + 10)
+    row = store.row("+1a")
+    assert (row.progress, row.plan_state, row.attempts_used) == ("blocked", "suppressed", 1)
+    assert store.rows_due(T0 + 3600) == []
+
+
+def test_a_finished_row_keeps_its_state_when_the_plan_changes(store: Store) -> None:
+    store.sync_rows(_rows("+1a"), T0)
+    key = idempotency_key("c", "+1a", 1)
+    store.begin_attempt("+1a", 1, key, b"{}", T0)
+    store.end_attempt(key, CallEnd(status="completed", outcome="opted_out"), row_progress="done")
+    opted = RowIn(line=2, row_key="+1a", raw_phone="+1a", e164="+1a", plan_state="suppressed")
+    store.sync_rows([opted], T0 + 10)
+    assert store.row("+1a").progress == "done"

@@ -1,0 +1,176 @@
+"""Batches mode: fold the rows of a batch back into the checkpoint, a page at a time.
+
+Rows before the first unsettled one are final, so each batch keeps the cursor of the page
+that starts there and never reads a settled page twice. A ``failed`` row's reason is not
+on the rows page; one list of the batch's failed calls tells an empty wallet apart.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from campaign.batch_results import (
+    BATCH_TERMINAL,
+    RowVerdict,
+    classify_row,
+    first_open_row,
+    needs_failure_reason,
+)
+from campaign.batches_store import BatchBook, BatchState, Member, StoredBatch
+from campaign.clock import Clock
+from campaign.collect import RetryPolicy, decide
+from campaign.engine import EngineResult, Progress
+from campaign.store import CallEnd, Store
+from campaign.store_optout import OptOutList
+
+log = logging.getLogger("campaign.batches")
+
+ROWS_PAGE = 500  # the contract's largest rows page
+CALLS_PAGE = 100
+
+
+class RowsApi(Protocol):
+    """The client methods reading a batch's results."""
+
+    async def list_batch_rows(
+        self, batch_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Any: ...
+
+    async def list_calls(
+        self,
+        *,
+        status: str | None = None,
+        batch_id: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Any: ...
+
+
+class BatchCollector:
+    """Reads batch rows and records each attempt's end, rejection or return."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        client: RowsApi,
+        clock: Clock,
+        campaign: str,
+        retry: RetryPolicy,
+        opt_outs: OptOutList,
+        result: EngineResult,
+        progress: Progress | None = None,
+    ) -> None:
+        self.store = store
+        self.book = BatchBook(store)
+        self.client = client
+        self.clock = clock
+        self.campaign = campaign
+        self.retry = retry
+        self.opt_outs = opt_outs
+        self.result = result
+        self.progress = progress
+
+    async def read_rows(self, stored: StoredBatch, batch_status: str) -> None:
+        """Read the batch's unsettled pages and fold every settled row in."""
+        assert stored.batch_id is not None
+        members = self.book.members(stored.seq)
+        row_keys = [m.row_key for m in members]
+        by_key = {m.row_key: m for m in members}
+        cursor, rows_read = stored.rows_cursor, stored.rows_read
+        failure_reasons: dict[str, str | None] | None = None
+        while True:
+            page = await self.client.list_batch_rows(
+                stored.batch_id, limit=ROWS_PAGE, cursor=cursor
+            )
+            self.result.polls += 1
+            now = self.clock.now()
+            verdicts = [classify_row(r, row_keys, batch_status, ended_at=now) for r in page.data]
+            if failure_reasons is None and any(needs_failure_reason(v) for v in verdicts):
+                failure_reasons = await self._failure_reasons(stored.batch_id)
+            with self.store.batch():
+                for verdict in verdicts:
+                    self._apply(verdict, by_key, failure_reasons or {}, now)
+            settled_to = first_open_row(verdicts)
+            if settled_to < len(verdicts) or page.next_cursor is None:
+                if settled_to == len(verdicts):
+                    rows_read += len(verdicts)
+                    cursor = page.next_cursor
+                break
+            rows_read += len(verdicts)
+            cursor = page.next_cursor
+        now = self.clock.now()
+        self.book.advance_rows(stored.seq, rows_read, cursor, now)
+        if batch_status in BATCH_TERMINAL and rows_read >= stored.rows_total:
+            state: BatchState = "done" if batch_status == "completed" else "failed"
+            error = None if state == "done" else f"batch {batch_status}"
+            self.book.finish(stored.seq, state, now, error=error)
+            log.info("batch %d %s; all %d rows read", stored.seq, batch_status, rows_read)
+
+    async def _failure_reasons(self, batch_id: str) -> dict[str, str | None]:
+        """call id → failure_reason of the batch's failed calls (the rows page lacks it)."""
+        reasons: dict[str, str | None] = {}
+        cursor: str | None = None
+        while True:
+            page = await self.client.list_calls(
+                batch_id=batch_id, status="failed", limit=CALLS_PAGE, cursor=cursor
+            )
+            self.result.polls += 1
+            for call in page.data:
+                reasons[call.id] = call.failure_reason
+            cursor = page.next_cursor
+            if not cursor:
+                return reasons
+
+    def _apply(
+        self,
+        verdict: RowVerdict,
+        members: dict[str, Member],
+        failure_reasons: dict[str, str | None],
+        now: float,
+    ) -> None:
+        member = members.get(verdict.row_key or "")
+        if member is None:
+            log.warning("a batch row matches none of the batch's rows (status %s)", verdict.status)
+            return
+        attempt = self.store.attempt(member.attempt_key)
+        if attempt.state not in ("sending", "sent"):
+            return  # already folded in by an earlier read
+        if verdict.call_id is not None and attempt.call_id != verdict.call_id:
+            self.book.note_call(member.attempt_key, verdict.call_id, verdict.status)
+        if verdict.kind == "invalid":
+            self.book.reject_row(member.attempt_key, verdict.reason or "rejected by the API")
+            self.result.rejected.append(member.row_key)
+            self.result.calls_placed -= 1
+        elif verdict.kind == "undialed":
+            self.store.abandon_attempt(member.attempt_key, verdict.reason or "not dialed")
+            self.result.calls_placed -= 1
+        elif verdict.kind == "ended" and verdict.end is not None:
+            self._end(member, verdict.end, failure_reasons.get(verdict.call_id or ""), now)
+
+    def _end(self, member: Member, end: CallEnd, failure_reason: str | None, now: float) -> None:
+        if end.status == "failed":
+            end = CallEnd(
+                status=end.status,
+                failure_reason=failure_reason,
+                session_id=end.session_id,
+                ended_at=end.ended_at,
+            )
+        row = self.store.row(member.row_key)
+        decision = decide(end, row.attempts_used, self.retry, now)
+        self.store.end_attempt(
+            member.attempt_key,
+            end,
+            row_progress=decision.progress,
+            row_reason=decision.reason,
+            next_due=decision.next_due,
+            void=decision.void,
+        )
+        if decision.void:
+            log.error("calls fail with insufficient_funds: no more batches are uploaded")
+            self.result.insufficient_funds = True
+        if end.outcome == "opted_out" and row.e164:
+            self.opt_outs.add(row.e164, campaign=self.campaign, row_key=row.row_key, now=now)
+        if self.progress is not None:
+            self.progress.finished(end.status, end.outcome)

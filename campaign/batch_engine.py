@@ -1,0 +1,387 @@
+"""The batches-mode loop: upload paced batch files, follow them, fold rows back, retry.
+
+One coroutine does it all (uploads are rare): re-send any batch still *uploading*, poll
+the running batches on a request budget, read their rows a page at a time once a page's
+worth has settled, and upload the next batch when the platform's queue is about to run
+dry. Every checkpoint write is synchronous and complete before the next ``await``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from campaign.attempts import idempotency_key
+from campaign.batch_collect import ROWS_PAGE, BatchCollector
+from campaign.batch_plan import (
+    DEFAULT_MARGIN_S,
+    BatchMember,
+    Candidate,
+    batch_idempotency_key,
+    content_hash,
+    plan_next_batch,
+    render_csv,
+    seconds_per_call,
+    split_batches,
+)
+from campaign.batch_results import (
+    should_read_rows,
+)
+from campaign.batches_store import ACTIVE_STATES, BatchBook, StoredBatch
+from campaign.clock import Clock, utc
+from campaign.collect import RetryPolicy, fetch_sessions
+from campaign.engine import EngineResult, Progress
+from campaign.errors import ApiError, CampaignError
+from campaign.limits import Limit
+from campaign.schedule import WindowFor
+from campaign.store import Store, StoredRow
+from campaign.store_optout import OptOutList
+
+log = logging.getLogger("campaign.batches")
+
+POLL_EVERY_ROWS = 20  # poll a running batch about once per this many dials
+MIN_POLL_S = 1.0
+MAX_POLL_S = 300.0
+MIN_LEAD_S = 30.0
+MAX_LEAD_S = 600.0
+TICK_S = 0.05
+
+
+class BatchesApi(Protocol):
+    """The client methods batches mode uses."""
+
+    async def create_batch(
+        self,
+        csv_bytes: bytes,
+        *,
+        scenario_id: str,
+        idempotency_key: str,
+        name: str | None = None,
+        caller_id: str | None = None,
+        not_before: datetime | None = None,
+    ) -> Any: ...
+
+    async def get_batch(self, batch_id: str) -> Any: ...
+
+    async def list_batch_rows(
+        self, batch_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Any: ...
+
+    async def list_calls(
+        self,
+        *,
+        status: str | None = None,
+        batch_id: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Any: ...
+
+    async def get_session(self, session_id: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """The knobs of one batches-mode run."""
+
+    campaign: str
+    scenario_id: str
+    variables: Sequence[str]
+    retry: RetryPolicy
+    call_limits: Sequence[Limit]
+    request_limits: Sequence[Limit]
+    max_rows: int
+    deadline: float | None = None
+    fetch_sessions: bool = True
+
+
+class BatchesEngine:
+    """Runs batches until the work that can be done now is done (or told to stop)."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        client: BatchesApi,
+        clock: Clock,
+        settings: BatchSettings,
+        window_for: WindowFor,
+        opt_outs: OptOutList,
+        stop: asyncio.Event,
+        progress: Progress | None = None,
+    ) -> None:
+        self.store = store
+        self.book = BatchBook(store)
+        self.client = client
+        self.clock = clock
+        self.settings = settings
+        self.window_for = window_for
+        self.opt_outs = opt_outs
+        self.stop = stop
+        self.progress = progress
+        self.result = EngineResult()
+        self.spacing = seconds_per_call(settings.call_limits)
+        request_rate = min((lim.count / lim.window for lim in settings.request_limits), default=1.0)
+        # Poll about once per POLL_EVERY_ROWS dials, and never faster than half the
+        # request budget allows: a poll is one request per running batch.
+        self.poll_s = min(
+            MAX_POLL_S, max(MIN_POLL_S, self.spacing * POLL_EVERY_ROWS, 2.0 / request_rate)
+        )
+        # Upload the next batch while this much queue is left: enough to cover a few
+        # polls and an upload, short enough that rows stay ours to re-order and retry.
+        self.lead_s = min(MAX_LEAD_S, max(MIN_LEAD_S, 3 * self.poll_s))
+        self.collector = BatchCollector(
+            store=store,
+            client=client,
+            clock=clock,
+            campaign=settings.campaign,
+            retry=settings.retry,
+            opt_outs=opt_outs,
+            result=self.result,
+            progress=progress,
+        )
+        self._last_poll = float("-inf")
+        self._halt = False
+        self._no_fit_until = float("-inf")  # due rows fit in no batch until then
+
+    # --- the loop -----------------------------------------------------------------------
+
+    async def run(self) -> EngineResult:
+        """Upload, follow and fold back until nothing more can be done now."""
+        try:
+            await self._loop()
+        except CampaignError as exc:
+            self.result.error = self.result.error or exc
+        self._finish()
+        return self.result
+
+    async def _loop(self) -> None:
+        while True:
+            now = self.clock.now()
+            if self.result.error is not None or self.result.insufficient_funds:
+                return
+            if self._should_stop(now):
+                self.result.stopped_early = True
+                return
+            for stored in self.book.batches("uploading"):
+                await self._upload(stored)
+            active = self.book.batches(*ACTIVE_STATES)
+            if active and now - self._last_poll >= self.poll_s:
+                await self._poll(active)
+                continue
+            may_start = not self._halt and now >= self._no_fit_until
+            if may_start and await self._maybe_start_batch(now):
+                continue
+            if self.settings.fetch_sessions and self.store.count_needing_session():
+                self.result.sessions += await fetch_sessions(self.store, self.client)
+            if not active:
+                wait_until = self._idle_until(now)
+                if wait_until is None or self._halt:
+                    return
+                await self._sleep_until(wait_until)
+                continue
+            await self._sleep_until(self._next_wake(now))
+
+    def _should_stop(self, now: float) -> bool:
+        if self.stop.is_set():
+            self.result.stop_reason = self.result.stop_reason or "stopped by a signal"
+            return True
+        if self.settings.deadline is not None and now >= self.settings.deadline:
+            self.result.stop_reason = self.result.stop_reason or "reached the time limit"
+            return True
+        return False
+
+    def _next_wake(self, now: float) -> float:
+        wake = self._last_poll + self.poll_s
+        start_at = self._queue_drains_at(now) - self.lead_s
+        if start_at > now and self.store.rows_due(now):
+            wake = min(wake, start_at)
+        return max(wake, now + TICK_S)
+
+    async def _sleep_until(self, moment: float) -> None:
+        while self.clock.now() < moment and not self._should_stop(self.clock.now()):
+            await self.clock.sleep(min(1.0, max(TICK_S, moment - self.clock.now())))
+
+    # --- uploads ------------------------------------------------------------------------
+
+    def _queue_drains_at(self, now: float) -> float:
+        """When the rows waiting at the platform will have been dialed (estimate)."""
+        drains = now
+        for stored in self.book.batches(*ACTIVE_STATES):
+            if stored.queued is None or stored.queued_seen_at is None:
+                continue
+            start = max(stored.queued_seen_at, stored.not_before or 0.0, drains)
+            drains = start + stored.queued * self.spacing
+        return drains
+
+    async def _maybe_start_batch(self, now: float) -> bool:
+        drains = self._queue_drains_at(now)
+        if drains - now > self.lead_s:
+            return False
+        queued_rows = round((drains - now) / self.spacing)
+        rows = {row.row_key: row for row in self.store.rows_due(now)}
+        if not rows:
+            return False
+        candidates = []
+        for row in rows.values():
+            window = self.window_for(row)
+            opens = now if window.is_open(now) else window.next_open(now)
+            if opens is None:
+                continue
+            if self.settings.deadline is not None and opens >= self.settings.deadline:
+                continue
+            candidates.append(Candidate(row.row_key, opens, window.closes_at(opens), row.line))
+        paced = plan_next_batch(
+            candidates,
+            now=now,
+            spacing=self.spacing,
+            queued_rows=queued_rows,
+            max_rows=self.settings.max_rows,
+            hold_horizon_s=self.lead_s,
+        )
+        if paced is None:
+            self._no_fit_until = now + self.poll_s
+            return False
+        members = []
+        for row_key in paced.row_keys:
+            row = rows[row_key]
+            assert row.e164 is not None
+            members.append(BatchMember(row_key, row.e164, row.variables))
+        chunk = split_batches(members, self.settings.variables, max_rows=self.settings.max_rows)[0]
+        stored = self._commit(chunk, paced.not_before, now)
+        log.info(
+            "batch %d: %d rows%s", stored.seq, stored.rows_total,
+            f", held until {_fmt(paced.not_before)}" if paced.not_before else "",
+        )  # fmt: skip
+        await self._upload(stored)
+        return True
+
+    def _commit(
+        self, chunk: Sequence[BatchMember], not_before: float | None, now: float
+    ) -> StoredBatch:
+        csv = render_csv(chunk, self.settings.variables)
+        seq = self.book.next_seq()
+        campaign = self.settings.campaign
+        attempts = []
+        for member in chunk:
+            number = self.store.next_attempt_number(member.row_key)
+            key = idempotency_key(campaign, member.row_key, number)
+            attempts.append((member.row_key, number, key))
+        return self.book.commit_uploading(
+            seq=seq,
+            idempotency_key=batch_idempotency_key(campaign, seq, csv),
+            csv=csv,
+            content_hash=content_hash(csv),
+            not_before=not_before,
+            members=attempts,
+            now=now,
+        )
+
+    async def _upload(self, stored: StoredBatch) -> None:
+        """POST /batches with the recorded bytes and key (a resend replays on the server)."""
+        # Every part is sent as recorded, not_before included even once it has passed: the
+        # server compares the parts, and a replay must be the same request.
+        try:
+            batch = await self.client.create_batch(
+                stored.csv,
+                scenario_id=self.settings.scenario_id,
+                idempotency_key=stored.idempotency_key,
+                name=f"{self.settings.campaign} #{stored.seq}",
+                not_before=None if stored.not_before is None else utc(stored.not_before),
+            )
+        except ApiError as exc:
+            if exc.transient:
+                raise  # the batch stays *uploading*: the next run re-sends it
+            self._refused(stored, exc)
+            return
+        queued = batch.progress.pending + batch.progress.queued
+        self.book.mark_uploaded(stored.seq, batch.id, batch.status, queued, self.clock.now())
+        self.result.sends += 1
+        self.result.calls_placed += stored.rows_total
+        if self.progress is not None:
+            for _ in range(stored.rows_total):
+                self.progress.placed()
+
+    def _refused(self, stored: StoredBatch, exc: ApiError) -> None:
+        """A 400/413/422 for the whole file: its rows go back untouched, the run stops."""
+        reason = f"batch {stored.seq} refused: {exc}"
+        with self.store.batch():
+            for member in self.book.members(stored.seq):
+                self.store.abandon_attempt(member.attempt_key, reason)
+            self.book.finish(stored.seq, "failed", self.clock.now(), error=str(exc))
+        self.result.error = self.result.error or exc
+        self._halt = True
+
+    # --- following ----------------------------------------------------------------------
+
+    async def _poll(self, active: Sequence[StoredBatch]) -> None:
+        self._last_poll = self.clock.now()
+        for stored in active:
+            assert stored.batch_id is not None
+            batch = await self.client.get_batch(stored.batch_id)
+            self.result.polls += 1
+            now = self.clock.now()
+            progress = batch.progress
+            queued = progress.pending + progress.queued
+            self.book.record_progress(
+                stored.seq, server_status=batch.status, queued=queued, now=now
+            )
+            settled = progress.done + progress.invalid
+            if should_read_rows(
+                batch_status=batch.status,
+                total=stored.rows_total,
+                settled=settled,
+                rows_read=stored.rows_read,
+                page_size=ROWS_PAGE,
+            ):
+                await self.collector.read_rows(self.book.batch(stored.seq), batch.status)
+
+    # --- the end ------------------------------------------------------------------------
+
+    def _idle_until(self, now: float) -> float | None:
+        """When the next retry or calling window falls due, if the run may wait for it."""
+        self._compute_next_due(now)
+        due = self.result.next_due
+        if due is None or self.settings.deadline is None or due >= self.settings.deadline:
+            return None
+        return max(due, now + TICK_S)
+
+    def _compute_next_due(self, now: float) -> None:
+        next_due: float | None = None
+        reason: str | None = None
+        for row in self.store.rows(include_vanished=False):
+            if row.progress == "retry_scheduled" and row.next_due is not None:
+                due, why = self._row_due(row, max(row.next_due, now), now), "retry"
+            elif row.progress == "pending":
+                due, why = self._row_due(row, now, now), "calling window opens"
+            else:
+                continue
+            if due is not None and (next_due is None or due < next_due):
+                next_due, reason = due, why
+        self.result.next_due = next_due
+        self.result.next_due_reason = reason
+
+    def _row_due(self, row: StoredRow, start: float, now: float) -> float | None:
+        """When a row can next go into a batch: a row open now but left out of every
+        batch has too little window left, so it waits for its next window."""
+        window = self.window_for(row)
+        if not window.is_open(start):
+            return window.next_open(start)
+        closes = window.closes_at(start)
+        if closes is None or (start > now and start + DEFAULT_MARGIN_S < closes):
+            return start
+        return window.next_open(closes)
+
+    def _finish(self) -> None:
+        now = self.clock.now()
+        self._compute_next_due(now)
+        active = bool(self.book.batches("uploading", *ACTIVE_STATES))
+        due_now = self.result.next_due is not None and self.result.next_due <= now
+        self.result.work_left_now = active or (due_now and not self.result.insufficient_funds)
+
+
+def _fmt(moment: float) -> str:
+    return utc(moment).strftime("%Y-%m-%d %H:%M:%SZ")

@@ -1,0 +1,323 @@
+"""The batches-mode loop against the sandbox on a fake clock: exactly once, paced, resumable."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import datetime, time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from campaign.api import AitelierClient, RetryPolicy
+from campaign.batch_engine import BatchesEngine, BatchSettings
+from campaign.batches_store import BATCH_MIGRATION, BatchBook
+from campaign.clock import FakeClock
+from campaign.config import CallingHours, RetryConfig
+from campaign.limits import Limit
+from campaign.run_setup import WindowBook
+from campaign.sandbox import DEFAULT_KEY, RunningSandbox, SandboxConfig, start_sandbox
+from campaign.sandbox.faults import parse_faults
+from campaign.store import RowIn, Store
+from campaign.store_optout import OptOutList
+
+T0 = 1_780_000_000.0  # 2026-05-28T20:26:40Z = 16:26:40 in New York
+NEW_YORK = ["America/New_York"]
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def open_store(path: Path) -> Store:
+    store = Store.open(path)
+    tables = {r[0] for r in store.db.conn.execute("SELECT name FROM sqlite_master")}
+    if "batches" not in tables:  # until the store's migrations carry the batch tables
+        with store.batch():
+            for statement in BATCH_MIGRATION:
+                store.db.conn.execute(statement)
+    return store
+
+
+def rows(
+    count: int, *, prefix: str = "+1415555", timezones: list[str] | None = None
+) -> list[RowIn]:
+    return [
+        RowIn(
+            line=i + 2,
+            row_key=f"cust-{i:04d}",
+            raw_phone=f"{prefix}{i:04d}",
+            e164=f"{prefix}{i:04d}",
+            plan_state="callable",
+            variables={"first_name": f"N{i}", "phone": "+44 20 7946 0958"},
+            timezones=timezones or NEW_YORK,
+        )
+        for i in range(count)
+    ]
+
+
+class Platform:
+    """A sandbox, a client and a checkpoint sharing one fake clock."""
+
+    def __init__(
+        self, sandbox: RunningSandbox, client: AitelierClient, clock: FakeClock, tmp: Path
+    ):
+        self.sandbox, self.client, self.clock, self.tmp = sandbox, client, clock, tmp
+
+    def engine(
+        self,
+        store: Store,
+        *,
+        hours: Any = "unrestricted",
+        max_rows: int = 10,
+        deadline: float | None = None,
+        client: Any = None,
+        calls_per_min: int = 60,
+        stop: asyncio.Event | None = None,
+    ) -> BatchesEngine:
+        settings = BatchSettings(
+            campaign="spring",
+            scenario_id="scn_demo",
+            variables=["first_name", "phone"],
+            retry=RetryConfig.model_validate({"max_attempts": 2, "min_interval": "10min"}),
+            call_limits=[Limit(calls_per_min, 60)],
+            request_limits=[Limit(600, 60), Limit(10_000, 3600)],
+            max_rows=max_rows,
+            deadline=deadline,
+            fetch_sessions=False,
+        )
+        return BatchesEngine(
+            store=store,
+            client=client or self.client,
+            clock=self.clock,
+            settings=settings,
+            window_for=WindowBook(hours).window_for,
+            opt_outs=OptOutList(self.tmp),
+            stop=stop or asyncio.Event(),
+        )
+
+    def ledger(self) -> dict[str, Any]:
+        return self.sandbox.ledger()
+
+
+async def _platform(
+    tmp: Path, start: float, outbound: str, **extra: Any
+) -> AsyncIterator[Platform]:
+    clock = FakeClock(start)
+    config = SandboxConfig(
+        ledger=True, time_scale=0.05, outbound_calls=outbound,
+        requests_per_minute="600/min", requests_per_hour="10000/h", **extra,
+    )  # fmt: skip
+    sandbox = await start_sandbox(config, clock=clock)
+    async with AitelierClient(
+        sandbox.base_url, DEFAULT_KEY, clock=clock, retry=RetryPolicy(rng=lambda: 0.0)
+    ) as client:
+        yield Platform(sandbox, client, clock, tmp)
+    await sandbox.close()
+
+
+@pytest.fixture
+async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
+    async for p in _platform(tmp_path, T0, "60/min"):
+        yield p
+
+
+def assert_exactly_once(store: Store, ledger: dict[str, Any]) -> None:
+    """Every attempt that reached a batch was dialed at most once; no row twice per attempt."""
+    book = BatchBook(store)
+    seen: Counter[str] = Counter()
+    for batch in book.batches():
+        for member in book.members(batch.seq):
+            seen[member.attempt_key] += 1
+    assert all(n == 1 for n in seen.values())
+    dials = Counter((c["batch_id"], c["phone"]) for c in ledger["calls"])
+    assert all(n == 1 for n in dials.values()), dials.most_common(3)
+    attempts = {a.idempotency_key: a for a in store.attempts()}
+    per_attempt = Counter(
+        attempts[m.attempt_key].row_key + f"#{attempts[m.attempt_key].number}"
+        for b in book.batches()
+        for m in book.members(b.seq)
+    )
+    assert all(n == 1 for n in per_attempt.values())
+
+
+async def test_every_row_is_batched_dialed_and_folded_back(platform: Platform) -> None:
+    store = open_store(platform.tmp / "c.sqlite")
+    store.sync_rows(rows(35), T0)
+    result = await platform.engine(store, max_rows=10).run()
+    assert result.error is None
+    book = BatchBook(store)
+    assert len(book.batches()) >= 4  # 35 first attempts in batches of ≤ 10, then retries
+    assert {b.state for b in book.batches()} == {"done"}
+    progress = Counter(r.progress for r in store.rows())
+    assert progress["in_flight"] == 0 and progress["pending"] == 0
+    ledger = platform.ledger()
+    assert ledger["max_outbound_in_window"] <= 60
+    assert_exactly_once(store, ledger)
+    # Retried rows went into later batches as new attempts with new keys.
+    retried = [a for a in store.attempts() if a.number == 2]
+    assert all(a.idempotency_key != store.attempt(a.idempotency_key).row_key for a in retried)
+    # The variable named "phone" travelled as var_phone, not as the number.
+    first = book.batches()[0].csv.decode().splitlines()[0]
+    assert first == "phone,row_ref,first_name,var_phone"
+
+
+async def test_server_invalid_rows_become_rejected_with_its_reason(platform: Platform) -> None:
+    store = open_store(platform.tmp / "c.sqlite")
+    planned = rows(4)
+    # A number our side accepted but the server's E.164 check refuses.
+    planned[2] = RowIn(4, "cust-bad", "+1", "+1", "callable", timezones=NEW_YORK)
+    store.sync_rows(planned, T0)
+    result = await platform.engine(store).run()
+    assert result.error is None
+    bad = store.row("cust-bad")
+    assert (bad.progress, bad.plan_state) == ("blocked", "rejected")
+    assert bad.reason is not None and "E.164" in bad.reason
+    assert "+1" not in {c["phone"] for c in platform.ledger()["calls"]}
+    assert result.rejected == ["cust-bad"]
+
+
+class FailsFirstBatch:
+    """The client, except that the first batch is failed by the platform right away."""
+
+    def __init__(self, inner: AitelierClient, sandbox: RunningSandbox) -> None:
+        self.inner, self.sandbox, self.failed = inner, sandbox, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def get_batch(self, batch_id: str) -> Any:
+        if not self.failed:
+            self.failed = True
+            url = f"{self.sandbox.root_url}/_sandbox/batches/{batch_id}/fail"
+            async with aiohttp.ClientSession() as http, http.post(url) as reply:
+                assert reply.status == 200
+        return await self.inner.get_batch(batch_id)
+
+
+async def test_a_failed_batch_gives_its_undialed_rows_a_new_attempt(platform: Platform) -> None:
+    store = open_store(platform.tmp / "c.sqlite")
+    store.sync_rows(rows(12), T0)
+    # Slow dialing (5/min) so most of the first batch is still undialed when it fails.
+    client = FailsFirstBatch(platform.client, platform.sandbox)
+    result = await platform.engine(store, max_rows=12, client=client, calls_per_min=60).run()
+    assert result.error is None
+    book = BatchBook(store)
+    first, *later = book.batches()
+    assert first.state == "failed" and later
+    void = [a for a in store.attempts() if a.state == "void"]
+    assert void, "undialed rows of the failed batch keep a fresh attempt"
+    for attempt in void:
+        again = [
+            a
+            for a in store.attempts()
+            if a.row_key == attempt.row_key and a.number > attempt.number
+        ]
+        assert again and again[0].state != "void"
+    assert store.row(void[0].row_key).attempts_used >= 1
+    assert Counter(r.progress for r in store.rows())["pending"] == 0
+    assert_exactly_once(store, platform.ledger())
+
+
+@pytest.fixture
+async def evening(tmp_path: Path) -> AsyncIterator[Platform]:
+    # 20:50 in New York: the federal window closes at 21:00, ten minutes from now.
+    async for p in _platform(tmp_path, T0 + 4 * 3600 + 23 * 60 + 20, "5/min"):
+        yield p
+
+
+async def test_a_window_closing_mid_batch_stops_dialing_in_time(evening: Platform) -> None:
+    store = open_store(evening.tmp / "c.sqlite")
+    store.sync_rows(rows(60), evening.clock.now())
+    closes = evening.clock.now() + 600
+    engine = evening.engine(
+        store, hours=CallingHours(start=time(8), end=time(21)), max_rows=500, calls_per_min=5
+    )
+    result = await engine.run()
+    assert result.error is None
+    dialed = [c for c in evening.ledger()["calls"] if c["dialed_at"] is not None]
+    assert dialed and len(dialed) < 60
+    assert max(_epoch(c["dialed_at"]) for c in dialed) < closes
+    waiting = [r for r in store.rows() if r.progress == "pending"]
+    assert len(waiting) + len(dialed) == 60
+    assert result.next_due is not None and result.next_due > closes + 10 * 3600
+
+
+async def _faulty_platform(tmp: Path, seed: int) -> AsyncIterator[Platform]:
+    clock = FakeClock(T0)
+    config = SandboxConfig(
+        ledger=True, time_scale=0.05, outbound_calls="60/min",
+        requests_per_minute="600/min", requests_per_hour="10000/h",
+        faults=parse_faults("ambiguous@0.4,GET /v1/batches/*=proxy_503@0.1"), fault_seed=seed,
+    )  # fmt: skip
+    sandbox = await start_sandbox(config, clock=clock)
+    async with AitelierClient(
+        sandbox.base_url, DEFAULT_KEY, clock=clock, retry=RetryPolicy(rng=lambda: 0.0)
+    ) as client:
+        yield Platform(sandbox, client, clock, tmp)
+    await sandbox.close()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_interrupted_at_random_moments_every_row_is_dialed_once_per_attempt(
+    tmp_path: Path, seed: int
+) -> None:
+    rng = random.Random(seed)
+    async for platform in _faulty_platform(tmp_path, seed):
+        path = tmp_path / "c.sqlite"
+        store = open_store(path)
+        store.sync_rows(rows(40), T0)
+        store.close()
+        interruptions = 0
+        for _ in range(80):
+            store = open_store(path)
+            task = asyncio.create_task(platform.engine(store, max_rows=8).run())
+            for _ in range(rng.randint(1, 80)):
+                if task.done():
+                    break
+                await asyncio.sleep(0)
+            finished = task.done()
+            if not finished:
+                task.cancel()
+                interruptions += 1
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            store.close()
+            if finished and task.result().error is None:
+                break
+        store = open_store(path)
+        assert interruptions >= 3
+        assert not BatchBook(store).batches("uploading", "uploaded", "running")
+        assert Counter(r.progress for r in store.rows())["in_flight"] == 0
+        assert_exactly_once(store, platform.ledger())
+        dialed_rows = {c["phone"] for c in platform.ledger()["calls"]}
+        assert len(dialed_rows) == 40  # nothing lost
+
+
+async def test_stop_outcomes_are_final_and_opt_outs_join_the_list(tmp_path: Path) -> None:
+    scripts = {"+14155550000": ["completed:opted_out"], "+14155550001": ["no_answer"]}
+    async for platform in _platform(tmp_path, T0, "60/min", scripted_outcomes=scripts):
+        store = open_store(tmp_path / "c.sqlite")
+        store.sync_rows(rows(3), T0)
+        result = await platform.engine(store).run()
+        assert result.error is None
+        opted = store.row("cust-0000")
+        assert opted.progress == "done" and "stop outcome opted_out" in (opted.reason or "")
+        assert OptOutList(tmp_path).numbers() == ["+14155550000"]
+        retry = store.row("cust-0001")
+        assert retry.progress == "retry_scheduled" and retry.next_due is not None
+
+
+async def test_an_empty_wallet_burns_no_row(tmp_path: Path) -> None:
+    async for platform in _platform(tmp_path, T0, "60/min", wallet_balance="0.00"):
+        store = open_store(tmp_path / "c.sqlite")
+        store.sync_rows(rows(5), T0)
+        result = await platform.engine(store, max_rows=5).run()
+        assert result.insufficient_funds
+        assert all(r.attempts_used == 0 for r in store.rows())
+        assert {a.state for a in store.attempts()} <= {"void", "sent"}
