@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from campaign.allowance_rules import DEFAULT_TTL_S
+from campaign.allowance_rules import DEFAULT_TTL_S, allowance_path
 from campaign.allowance_store import AllowanceDb, Participant
 
 
@@ -67,3 +67,38 @@ def _member_state(p: Participant, now: float, window_s: float, ttl_s: float) -> 
     if p.state == "active" and p.last_call is not None and p.last_call >= now - window_s:
         return "calling"
     return p.state
+
+
+def allowance_files(
+    state_dir: Path, campaign: str, base_url: str, api_key: str | None
+) -> list[Path]:
+    """The allowance file(s) a campaign runs on: exact with the key, else found by name."""
+    if api_key:
+        path = allowance_path(state_dir, base_url, api_key)
+        return [path] if path.exists() else []
+    # Without the key (status needs none) the file is recognised by its participants.
+    found = []
+    for path in sorted(state_dir.glob("allowance-*.sqlite")):
+        db = AllowanceDb(path)
+        try:
+            with db.transaction():
+                names = {p.name for p in db.participants()}
+        finally:
+            db.close()
+        if campaign in names:
+            found.append(path)
+    return found
+
+
+def member_lines(members: list[AllowanceMember], now: float) -> list[str]:
+    """The allowance part of ``campaign status`` as text, one line per campaign."""
+    if not members:
+        return []
+    lines = ["campaigns on the shared allowance:"]
+    for m in members:
+        lines.append(
+            f"  {m.campaign}: {m.state}, priority {m.priority:g}, "
+            f"{m.calls_in_window} call(s) in the last window, "
+            f"seen {max(0, round(now - m.last_seen))} s ago (pid {m.pid})"
+        )
+    return lines

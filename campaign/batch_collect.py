@@ -102,11 +102,19 @@ class BatchCollector:
             cursor = page.next_cursor
         now = self.clock.now()
         self.book.advance_rows(stored.seq, rows_read, cursor, now)
-        if batch_status in BATCH_TERMINAL and rows_read >= stored.rows_total:
+
+    def finish_if_read(self, stored: StoredBatch, batch_status: str) -> None:
+        """Close the batch once the platform has ended it and every row has been read."""
+        finished = stored.state not in ("uploaded", "running")
+        if (
+            not finished
+            and batch_status in BATCH_TERMINAL
+            and stored.rows_read >= stored.rows_total
+        ):
             state: BatchState = "done" if batch_status == "completed" else "failed"
             error = None if state == "done" else f"batch {batch_status}"
-            self.book.finish(stored.seq, state, now, error=error)
-            log.info("batch %d %s; all %d rows read", stored.seq, batch_status, rows_read)
+            self.book.finish(stored.seq, state, self.clock.now(), error=error)
+            log.info("batch %d %s; all %d rows read", stored.seq, batch_status, stored.rows_read)
 
     async def _failure_reasons(self, batch_id: str) -> dict[str, str | None]:
         """call id → failure_reason of the batch's failed calls (the rows page lacks it)."""

@@ -28,12 +28,14 @@ from campaign.batch_plan import (
     seconds_per_call,
     split_batches,
 )
+from campaign.batch_reconcile import find_uploaded, needs_lookup
 from campaign.batch_results import (
     should_read_rows,
 )
 from campaign.batches_store import ACTIVE_STATES, BatchBook, StoredBatch
 from campaign.clock import Clock, utc
 from campaign.collect import RetryPolicy, fetch_sessions
+from campaign.config import CampaignConfig
 from campaign.engine import EngineResult, Progress
 from campaign.errors import ApiError, CampaignError
 from campaign.limits import Limit
@@ -75,6 +77,7 @@ class BatchesApi(Protocol):
         self,
         *,
         status: str | None = None,
+        since: str | None = None,
         batch_id: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
@@ -96,6 +99,23 @@ class BatchSettings:
     max_rows: int
     deadline: float | None = None
     fetch_sessions: bool = True
+
+    @classmethod
+    def from_config(
+        cls, config: CampaignConfig, *, deadline: float | None, fetch_sessions: bool
+    ) -> BatchSettings:
+        """The settings of a batches-mode run of this campaign."""
+        return cls(
+            campaign=config.campaign,
+            scenario_id=config.scenario_id,
+            variables=list(config.input.variables),
+            retry=config.retry,
+            call_limits=list(config.limits.calls),
+            request_limits=list(config.limits.requests),
+            max_rows=config.batch.max_rows,
+            deadline=deadline,
+            fetch_sessions=fetch_sessions,
+        )
 
 
 class BatchesEngine:
@@ -209,13 +229,15 @@ class BatchesEngine:
 
     def _queue_drains_at(self, now: float) -> float:
         """When the rows waiting at the platform will have been dialed (estimate)."""
-        drains = now
+        # Batches share the outbound limit: their queues drain one after the other, each
+        # from when it was last seen (or from its hold).
+        drains = float("-inf")
         for stored in self.book.batches(*ACTIVE_STATES):
             if stored.queued is None or stored.queued_seen_at is None:
                 continue
             start = max(stored.queued_seen_at, stored.not_before or 0.0, drains)
             drains = start + stored.queued * self.spacing
-        return drains
+        return max(now, drains)
 
     async def _maybe_start_batch(self, now: float) -> bool:
         drains = self._queue_drains_at(now)
@@ -251,7 +273,7 @@ class BatchesEngine:
             assert row.e164 is not None
             members.append(BatchMember(row_key, row.e164, row.variables))
         chunk = split_batches(members, self.settings.variables, max_rows=self.settings.max_rows)[0]
-        stored = self._commit(chunk, paced.not_before, now)
+        stored = self.commit(chunk, paced.not_before, now)
         log.info(
             "batch %d: %d rows%s", stored.seq, stored.rows_total,
             f", held until {_fmt(paced.not_before)}" if paced.not_before else "",
@@ -259,9 +281,10 @@ class BatchesEngine:
         await self._upload(stored)
         return True
 
-    def _commit(
+    def commit(
         self, chunk: Sequence[BatchMember], not_before: float | None, now: float
     ) -> StoredBatch:
+        """Record a batch of these rows as *uploading*, each with a new *sending* attempt."""
         csv = render_csv(chunk, self.settings.variables)
         seq = self.book.next_seq()
         campaign = self.settings.campaign
@@ -282,10 +305,15 @@ class BatchesEngine:
 
     async def _upload(self, stored: StoredBatch) -> None:
         """POST /batches with the recorded bytes and key (a resend replays on the server)."""
+        batch = None
+        if needs_lookup(stored, self.clock.now()):
+            members = self.book.members(stored.seq)
+            phones = [self.store.row(m.row_key).e164 or "" for m in members]
+            batch = await find_uploaded(self.client, stored, members, phones)
         # Every part is sent as recorded, not_before included even once it has passed: the
         # server compares the parts, and a replay must be the same request.
         try:
-            batch = await self.client.create_batch(
+            batch = batch or await self.client.create_batch(
                 stored.csv,
                 scenario_id=self.settings.scenario_id,
                 idempotency_key=stored.idempotency_key,
@@ -338,6 +366,7 @@ class BatchesEngine:
                 page_size=ROWS_PAGE,
             ):
                 await self.collector.read_rows(self.book.batch(stored.seq), batch.status)
+            self.collector.finish_if_read(self.book.batch(stored.seq), batch.status)
 
     # --- the end ------------------------------------------------------------------------
 

@@ -146,8 +146,6 @@ def run(
         allow_low_balance=allow_low_balance,
         command=" ".join(["campaign", "run", *sys.argv[3:]]) if len(sys.argv) > 2 else "run",
     )
-    if config.mode != "calls":
-        raise click.UsageError("this build runs mode: calls only")
     key = config.require_api_key()
     log_file = config.state_dir / f"{config.campaign}.log"
     # The log names row keys, which are phone numbers by default: private like the checkpoint.

@@ -274,6 +274,22 @@ async def _run_engine(
         if r.progress in ("pending", "retry_scheduled", "in_flight")
     )
     with RunProgress(total=todo, campaign=config.campaign) as progress:
+        if config.mode == "batches":
+            from campaign.batch_engine import BatchesEngine, BatchSettings
+
+            batches = BatchesEngine(
+                store=store,
+                client=client,
+                clock=clock,
+                settings=BatchSettings.from_config(
+                    config, deadline=deadline, fetch_sessions=options.fetch_sessions
+                ),
+                window_for=windows.window_for,
+                opt_outs=opt_outs,
+                stop=stop,
+                progress=progress,
+            )
+            return await batches.run()
         engine = CallsEngine(
             store=store,
             client=client,

@@ -35,7 +35,7 @@ from campaign.store_models import (
     SyncSummary,
     row_from_sql,
 )
-from campaign.store_schema import MIGRATIONS
+from campaign.store_schema import migrations
 
 __all__ = [
     "OPEN_ATTEMPT_STATES",
@@ -96,11 +96,12 @@ class Store(AttemptJournal):
 
     def _migrate(self) -> None:
         version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-        if version > len(MIGRATIONS):
+        steps = migrations()
+        if version > len(steps):
             raise StateError(
                 f"{self.path}: the checkpoint was written by a newer version of campaign"
             )
-        for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+        for number, statements in enumerate(steps[version:], start=version + 1):
             with self._tx() as conn:
                 for statement in statements:
                     conn.execute(statement)

@@ -5,10 +5,9 @@ Append new migrations at the end; never edit one that has shipped.
 
 from __future__ import annotations
 
-MIGRATIONS: list[list[str]] = [
-    [
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        """CREATE TABLE rows (
+CALLS_MIGRATION: list[str] = [
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE rows (
             row_key TEXT PRIMARY KEY,
             label TEXT NOT NULL,
             line INTEGER NOT NULL,
@@ -28,8 +27,8 @@ MIGRATIONS: list[list[str]] = [
             first_seen REAL NOT NULL,
             last_seen REAL NOT NULL
         )""",
-        "CREATE INDEX rows_progress ON rows(progress, next_due)",
-        """CREATE TABLE attempts (
+    "CREATE INDEX rows_progress ON rows(progress, next_due)",
+    """CREATE TABLE attempts (
             idempotency_key TEXT PRIMARY KEY,
             row_key TEXT NOT NULL REFERENCES rows(row_key),
             number INTEGER NOT NULL,
@@ -53,11 +52,11 @@ MIGRATIONS: list[list[str]] = [
             call_updated_at TEXT,
             UNIQUE (row_key, number)
         )""",
-        "CREATE INDEX attempts_state ON attempts(state)",
-        "CREATE INDEX attempts_call ON attempts(call_id)",
-        "CREATE TABLE send_log (kind TEXT NOT NULL, t REAL NOT NULL)",
-        "CREATE INDEX send_log_t ON send_log(t)",
-        """CREATE TABLE runs (
+    "CREATE INDEX attempts_state ON attempts(state)",
+    "CREATE INDEX attempts_call ON attempts(call_id)",
+    "CREATE TABLE send_log (kind TEXT NOT NULL, t REAL NOT NULL)",
+    "CREATE INDEX send_log_t ON send_log(t)",
+    """CREATE TABLE runs (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             started_at REAL NOT NULL,
             ended_at REAL,
@@ -65,5 +64,12 @@ MIGRATIONS: list[list[str]] = [
             command TEXT,
             summary TEXT
         )""",
-    ],
 ]
+
+
+def migrations() -> list[list[str]]:
+    """Every migration in order; migration N sets ``PRAGMA user_version = N``."""
+    # Imported here, not at the top: batches_store imports the store, which imports us.
+    from campaign.batches_store import BATCH_MIGRATION
+
+    return [CALLS_MIGRATION, BATCH_MIGRATION]

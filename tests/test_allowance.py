@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from campaign.allowance import SharedAllowance, allowance_path
 from campaign.allowance_rules import RIVAL_GRACE_S
-from campaign.allowance_status import allowance_members
+from campaign.allowance_status import allowance_files, allowance_members, member_lines
 from campaign.allowance_store import CALL, AllowanceDb
 from campaign.clock import Clock, SystemClock
 from campaign.errors import StateError
@@ -482,6 +482,9 @@ async def test_status_lists_every_campaign_on_the_allowance(tmp_path: Path) -> N
         "winback": "left",
     }
     assert members["spring"].calls_in_window == 1 and members["spring"].priority == 2.0
+    text = "\n".join(member_lines(list(members.values()), clock.now()))
+    assert "spring: calling, priority 2, 1 call(s) in the last window" in text
+    assert "killed: expired" in text
 
 
 def test_an_unusable_allowance_file_is_a_clear_state_error(tmp_path: Path) -> None:
@@ -491,3 +494,14 @@ def test_an_unusable_allowance_file_is_a_clear_state_error(tmp_path: Path) -> No
     (tmp_path / "b.sqlite").write_text("not a database, and long enough to be read as one" * 20)
     with pytest.raises(StateError, match="shared allowance file"):
         shared(tmp_path / "b.sqlite", "spring", VirtualClock())
+
+
+def test_status_finds_the_allowance_file_with_or_without_the_key(tmp_path: Path) -> None:
+    key, base_url = "avp_test_sandbox", "https://api.aitelier.org/v1"
+    path = allowance_path(tmp_path, base_url, key)
+    assert allowance_files(tmp_path, "spring", base_url, key) == []
+    shared(path, "spring", VirtualClock()).close()
+    shared(allowance_path(tmp_path, base_url, "avp_test_other"), "survey", VirtualClock())
+    assert allowance_files(tmp_path, "spring", base_url, key) == [path]
+    assert allowance_files(tmp_path, "spring", base_url, None) == [path]
+    assert allowance_files(tmp_path, "unknown", base_url, None) == []

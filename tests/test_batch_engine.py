@@ -16,6 +16,7 @@ import pytest
 
 from campaign.api import AitelierClient, RetryPolicy
 from campaign.batch_engine import BatchesEngine, BatchSettings
+from campaign.batch_plan import BatchMember
 from campaign.batches_store import BATCH_MIGRATION, BatchBook
 from campaign.clock import FakeClock
 from campaign.config import CallingHours, RetryConfig
@@ -321,3 +322,50 @@ async def test_an_empty_wallet_burns_no_row(tmp_path: Path) -> None:
         assert result.insufficient_funds
         assert all(r.attempts_used == 0 for r in store.rows())
         assert {a.state for a in store.attempts()} <= {"void", "sent"}
+
+
+async def test_an_upload_older_than_the_servers_memory_is_found_not_sent_again(
+    tmp_path: Path,
+) -> None:
+    async for platform in _platform(tmp_path, T0, "60/min"):
+        store = open_store(tmp_path / "c.sqlite")
+        store.sync_rows(rows(6), T0)
+        engine = platform.engine(store, max_rows=6)
+        members = [BatchMember(r.row_key, r.e164 or "", r.variables) for r in store.rows_due(T0)]
+        stored = engine.commit(members, None, T0)
+        # The upload reached the server, then the process died before recording it.
+        await platform.client.create_batch(
+            stored.csv,
+            scenario_id="scn_demo",
+            idempotency_key=stored.idempotency_key,
+            name="spring #1",
+        )
+        platform.clock.advance(25 * 3600)  # the server forgot the key
+        result = await engine.run()
+        assert result.error is None
+        assert len({c["batch_id"] for c in platform.ledger()["calls"]}) == 1
+        assert Counter(c["phone"] for c in platform.ledger()["calls"]).most_common(1)[0][1] == 1
+        assert BatchBook(store).batch(1).state == "done"
+
+
+async def test_no_new_batch_while_the_platform_still_has_a_long_queue(tmp_path: Path) -> None:
+    async for platform in _platform(tmp_path, T0, "5/min"):
+        store = open_store(tmp_path / "c.sqlite")
+        store.sync_rows(rows(120), T0)  # 16:26 in New York: hours of window left
+        engine = platform.engine(store, max_rows=20, calls_per_min=5)
+        result = await engine.run()
+        assert result.error is None
+        batches = [b for b in BatchBook(store).batches() if b.seq <= 6]
+        owner = {b.batch_id: b.seq for b in batches}
+        dialed = [
+            (owner[c["batch_id"]], _epoch(c["dialed_at"]))
+            for c in platform.ledger()["calls"]
+            if c["dialed_at"] and c["batch_id"] in owner
+        ]
+        assert len(dialed) == 120
+        for batch in batches[1:]:
+            # Rows of earlier batches still waiting at the platform when this one went up.
+            ahead = sum(1 for seq, t in dialed if seq < batch.seq and t > batch.created_at)
+            assert ahead * engine.spacing <= engine.lead_s + 20 * engine.spacing, batch.seq
+        # Without pacing all six would have gone up at once; 120 rows take 24 minutes.
+        assert batches[-1].created_at - batches[0].created_at >= 5 * 60
