@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from campaign.allowance_rules import DEFAULT_TTL_S, allowance_path
 from campaign.allowance_store import AllowanceDb, Participant
@@ -90,15 +91,36 @@ def allowance_files(
     return found
 
 
-def member_lines(members: list[AllowanceMember], now: float) -> list[str]:
-    """The allowance part of ``campaign status`` as text, one line per campaign."""
-    if not members:
+def allowance_view(
+    state_dir: Path, campaign: str, base_url: str, api_key: str | None, window_s: float, now: float
+) -> list[dict[str, Any]]:
+    """Every campaign on the allowance(s) ``campaign`` runs on, as ``campaign status`` shows."""
+    view = []
+    for path in allowance_files(state_dir, campaign, base_url, api_key):
+        for m in allowance_members(path, now, window_s=window_s):
+            view.append(
+                {
+                    "campaign": m.campaign,
+                    "state": m.state,
+                    "priority": m.priority,
+                    "calls_in_window": m.calls_in_window,
+                    "window_s": window_s,
+                    "pid": m.pid,
+                    "seen_s_ago": max(0, round(now - m.last_seen)),
+                }
+            )
+    return view
+
+
+def allowance_lines(view: list[dict[str, Any]]) -> list[str]:
+    """The allowance part of the status as text, one line per campaign."""
+    if not view:
         return []
     lines = ["campaigns on the shared allowance:"]
-    for m in members:
+    for m in view:
         lines.append(
-            f"  {m.campaign}: {m.state}, priority {m.priority:g}, "
-            f"{m.calls_in_window} call(s) in the last window, "
-            f"seen {max(0, round(now - m.last_seen))} s ago (pid {m.pid})"
+            f"  {m['campaign']}: {m['state']}, priority {m['priority']:g}, "
+            f"{m['calls_in_window']} call(s) in the last {m['window_s']:g} s, "
+            f"seen {m['seen_s_ago']} s ago (pid {m['pid']})"
         )
     return lines

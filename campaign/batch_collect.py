@@ -17,11 +17,11 @@ from campaign.batch_results import (
     first_open_row,
     needs_failure_reason,
 )
-from campaign.batches_store import BatchBook, BatchState, Member, StoredBatch
 from campaign.clock import Clock
 from campaign.collect import RetryPolicy, decide
 from campaign.engine import EngineResult, Progress
 from campaign.store import CallEnd, Store
+from campaign.store_batches import BatchState, Member, StoredBatch
 from campaign.store_optout import OptOutList
 
 log = logging.getLogger("campaign.batches")
@@ -63,7 +63,6 @@ class BatchCollector:
         progress: Progress | None = None,
     ) -> None:
         self.store = store
-        self.book = BatchBook(store)
         self.client = client
         self.clock = clock
         self.campaign = campaign
@@ -75,7 +74,7 @@ class BatchCollector:
     async def read_rows(self, stored: StoredBatch, batch_status: str) -> None:
         """Read the batch's unsettled pages and fold every settled row in."""
         assert stored.batch_id is not None
-        members = self.book.members(stored.seq)
+        members = self.store.batch_members(stored.seq)
         row_keys = [m.row_key for m in members]
         by_key = {m.row_key: m for m in members}
         cursor, rows_read = stored.rows_cursor, stored.rows_read
@@ -101,7 +100,7 @@ class BatchCollector:
             rows_read += len(verdicts)
             cursor = page.next_cursor
         now = self.clock.now()
-        self.book.advance_rows(stored.seq, rows_read, cursor, now)
+        self.store.advance_batch_rows(stored.seq, rows_read, cursor, now)
 
     def finish_if_read(self, stored: StoredBatch, batch_status: str) -> None:
         """Close the batch once the platform has ended it and every row has been read."""
@@ -113,7 +112,7 @@ class BatchCollector:
         ):
             state: BatchState = "done" if batch_status == "completed" else "failed"
             error = None if state == "done" else f"batch {batch_status}"
-            self.book.finish(stored.seq, state, self.clock.now(), error=error)
+            self.store.finish_batch(stored.seq, state, self.clock.now(), error=error)
             log.info("batch %d %s; all %d rows read", stored.seq, batch_status, stored.rows_read)
 
     async def _failure_reasons(self, batch_id: str) -> dict[str, str | None]:
@@ -146,9 +145,9 @@ class BatchCollector:
         if attempt.state not in ("sending", "sent"):
             return  # already folded in by an earlier read
         if verdict.call_id is not None and attempt.call_id != verdict.call_id:
-            self.book.note_call(member.attempt_key, verdict.call_id, verdict.status)
+            self.store.note_batch_call(member.attempt_key, verdict.call_id, verdict.status)
         if verdict.kind == "invalid":
-            self.book.reject_row(member.attempt_key, verdict.reason or "rejected by the API")
+            self.store.reject_batch_row(member.attempt_key, verdict.reason or "rejected by the API")
             self.result.rejected.append(member.row_key)
             self.result.calls_placed -= 1
         elif verdict.kind == "undialed":

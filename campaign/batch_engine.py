@@ -32,7 +32,6 @@ from campaign.batch_reconcile import find_uploaded, needs_lookup
 from campaign.batch_results import (
     should_read_rows,
 )
-from campaign.batches_store import ACTIVE_STATES, BatchBook, StoredBatch
 from campaign.clock import Clock, utc
 from campaign.collect import RetryPolicy, fetch_sessions
 from campaign.config import CampaignConfig
@@ -41,6 +40,7 @@ from campaign.errors import ApiError, CampaignError
 from campaign.limits import Limit
 from campaign.schedule import WindowFor
 from campaign.store import Store, StoredRow
+from campaign.store_batches import ACTIVE_STATES, StoredBatch
 from campaign.store_optout import OptOutList
 
 log = logging.getLogger("campaign.batches")
@@ -134,7 +134,6 @@ class BatchesEngine:
         progress: Progress | None = None,
     ) -> None:
         self.store = store
-        self.book = BatchBook(store)
         self.client = client
         self.clock = clock
         self.settings = settings
@@ -186,9 +185,9 @@ class BatchesEngine:
             if self._should_stop(now):
                 self.result.stopped_early = True
                 return
-            for stored in self.book.batches("uploading"):
+            for stored in self.store.stored_batches("uploading"):
                 await self._upload(stored)
-            active = self.book.batches(*ACTIVE_STATES)
+            active = self.store.stored_batches(*ACTIVE_STATES)
             if active and now - self._last_poll >= self.poll_s:
                 await self._poll(active)
                 continue
@@ -232,7 +231,7 @@ class BatchesEngine:
         # Batches share the outbound limit: their queues drain one after the other, each
         # from when it was last seen (or from its hold).
         drains = float("-inf")
-        for stored in self.book.batches(*ACTIVE_STATES):
+        for stored in self.store.stored_batches(*ACTIVE_STATES):
             if stored.queued is None or stored.queued_seen_at is None:
                 continue
             start = max(stored.queued_seen_at, stored.not_before or 0.0, drains)
@@ -286,14 +285,14 @@ class BatchesEngine:
     ) -> StoredBatch:
         """Record a batch of these rows as *uploading*, each with a new *sending* attempt."""
         csv = render_csv(chunk, self.settings.variables)
-        seq = self.book.next_seq()
+        seq = self.store.next_batch_seq()
         campaign = self.settings.campaign
         attempts = []
         for member in chunk:
             number = self.store.next_attempt_number(member.row_key)
             key = idempotency_key(campaign, member.row_key, number)
             attempts.append((member.row_key, number, key))
-        return self.book.commit_uploading(
+        return self.store.commit_batch(
             seq=seq,
             idempotency_key=batch_idempotency_key(campaign, seq, csv),
             csv=csv,
@@ -307,7 +306,7 @@ class BatchesEngine:
         """POST /batches with the recorded bytes and key (a resend replays on the server)."""
         batch = None
         if needs_lookup(stored, self.clock.now()):
-            members = self.book.members(stored.seq)
+            members = self.store.batch_members(stored.seq)
             phones = [self.store.row(m.row_key).e164 or "" for m in members]
             batch = await find_uploaded(self.client, stored, members, phones)
         # Every part is sent as recorded, not_before included even once it has passed: the
@@ -326,7 +325,7 @@ class BatchesEngine:
             self._refused(stored, exc)
             return
         queued = batch.progress.pending + batch.progress.queued
-        self.book.mark_uploaded(stored.seq, batch.id, batch.status, queued, self.clock.now())
+        self.store.mark_batch_uploaded(stored.seq, batch.id, batch.status, queued, self.clock.now())
         self.result.sends += 1
         self.result.calls_placed += stored.rows_total
         if self.progress is not None:
@@ -337,9 +336,9 @@ class BatchesEngine:
         """A 400/413/422 for the whole file: its rows go back untouched, the run stops."""
         reason = f"batch {stored.seq} refused: {exc}"
         with self.store.batch():
-            for member in self.book.members(stored.seq):
+            for member in self.store.batch_members(stored.seq):
                 self.store.abandon_attempt(member.attempt_key, reason)
-            self.book.finish(stored.seq, "failed", self.clock.now(), error=str(exc))
+            self.store.finish_batch(stored.seq, "failed", self.clock.now(), error=str(exc))
         self.result.error = self.result.error or exc
         self._halt = True
 
@@ -354,7 +353,7 @@ class BatchesEngine:
             now = self.clock.now()
             progress = batch.progress
             queued = progress.pending + progress.queued
-            self.book.record_progress(
+            self.store.record_batch_progress(
                 stored.seq, server_status=batch.status, queued=queued, now=now
             )
             settled = progress.done + progress.invalid
@@ -365,8 +364,8 @@ class BatchesEngine:
                 rows_read=stored.rows_read,
                 page_size=ROWS_PAGE,
             ):
-                await self.collector.read_rows(self.book.batch(stored.seq), batch.status)
-            self.collector.finish_if_read(self.book.batch(stored.seq), batch.status)
+                await self.collector.read_rows(self.store.stored_batch(stored.seq), batch.status)
+            self.collector.finish_if_read(self.store.stored_batch(stored.seq), batch.status)
 
     # --- the end ------------------------------------------------------------------------
 
@@ -407,7 +406,7 @@ class BatchesEngine:
     def _finish(self) -> None:
         now = self.clock.now()
         self._compute_next_due(now)
-        active = bool(self.book.batches("uploading", *ACTIVE_STATES))
+        active = bool(self.store.stored_batches("uploading", *ACTIVE_STATES))
         due_now = self.result.next_due is not None and self.result.next_due <= now
         self.result.work_left_now = active or (due_now and not self.result.insufficient_funds)
 

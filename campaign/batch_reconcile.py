@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from campaign.api.wire import format_timestamp
-from campaign.batches_store import Member, StoredBatch
 from campaign.clock import utc
+from campaign.store_batches import Member, StoredBatch
 
 log = logging.getLogger("campaign.batches")
 

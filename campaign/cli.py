@@ -108,7 +108,7 @@ def _until_epoch(value: str | None, now: float) -> float | None:
 
 
 @main.command()
-@click.argument("campaign_file", type=click.Path(dir_okay=False))
+@click.argument("campaign_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--until", "until", metavar="HH:MM", help="Stop at this local time today.")
 @click.option("--max-duration", metavar="DURATION", help="Stop after this long, e.g. 2h, 90min.")
 @click.option("--dry-run", is_flag=True, help="Send nothing state-changing; write the outputs.")
@@ -117,7 +117,7 @@ def _until_epoch(value: str | None, now: float) -> float | None:
 @click.option("-v", "--verbose", is_flag=True, help="Debug output on stderr.")
 @exits_cleanly
 def run(
-    campaign_file: str,
+    campaign_files: tuple[str, ...],
     until: str | None,
     max_duration: str | None,
     dry_run: bool,
@@ -127,9 +127,14 @@ def run(
 ) -> None:
     """Place the campaign's calls, collect outcomes, write the report; resumable.
 
+    Several files run together in this process, sharing the limits of their key fairly
+    (by each file's ``priority``); each keeps its own lock, checkpoint and report, and the
+    exit code is the worst of theirs in this order: 2, 4, 1, 75, 3, 0.
+
     \b
     Example:
         campaign run pipelines/spring.yaml --until 20:00
+        campaign run pipelines/spring.yaml pipelines/winback.yaml
     """
     import os
     import time
@@ -137,7 +142,6 @@ def run(
     from campaign.logs import setup_logging
     from campaign.runner import RunOptions, run_campaign
 
-    config = _load(campaign_file)
     now = time.time()
     options = RunOptions(
         until=_until_epoch(until, now),
@@ -146,6 +150,9 @@ def run(
         allow_low_balance=allow_low_balance,
         command=" ".join(["campaign", "run", *sys.argv[3:]]) if len(sys.argv) > 2 else "run",
     )
+    if len(campaign_files) > 1:
+        _run_several(campaign_files, options, log_format, verbose)
+    config = _load(campaign_files[0])
     key = config.require_api_key()
     log_file = config.state_dir / f"{config.campaign}.log"
     # The log names row keys, which are phone numbers by default: private like the checkpoint.
@@ -166,6 +173,43 @@ def run(
     for line in report.lines:
         click.echo(line)
     sys.exit(report.exit_code)
+
+
+def _run_several(
+    campaign_files: tuple[str, ...], options: Any, log_format: str, verbose: bool
+) -> None:
+    """``campaign run A.yaml B.yaml …``: every campaign's summary, then the worst exit code."""
+    import os
+
+    from campaign.allowance_runs import run_campaigns, worst_exit_code
+    from campaign.config import CampaignConfig
+    from campaign.logs import setup_logging
+
+    entries: list[tuple[str, CampaignConfig | CampaignError]] = []
+    for path in campaign_files:
+        try:
+            entries.append((path, _load(path)))
+        except CampaignError as exc:  # this campaign exits 2; the others still run
+            entries.append((path, exc))
+    configs = [entry for _, entry in entries if isinstance(entry, CampaignConfig)]
+    log_file = configs[0].state_dir / "campaigns.log" if configs else None
+    if log_file is not None:  # private like each campaign's own log
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    setup_logging(
+        log_file=log_file,
+        log_format=log_format,  # type: ignore[arg-type]
+        verbose=verbose,
+        secrets=[key for key in (config.api_key() for config in configs) if key],
+    )
+    outcomes = run_campaigns(entries, options)
+    for outcome in outcomes:
+        click.echo(f"== {outcome.label}: exit {outcome.exit_code}")
+        for line in outcome.lines:
+            click.echo(line)
+        if outcome.error:
+            click.echo(f"Error: {outcome.error}", err=True)
+    sys.exit(worst_exit_code([outcome.exit_code for outcome in outcomes]))
 
 
 def _duration(text: str) -> float:

@@ -13,10 +13,11 @@ import hashlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from campaign.allowance import SharedAllowance, allowance_path
 from campaign.clock import Clock, SystemClock
 from campaign.config import CampaignConfig
 from campaign.engine import CallsEngine, EngineResult, EngineSettings
@@ -49,6 +50,9 @@ class RunOptions:
     allow_low_balance: bool = False
     fetch_sessions: bool = True
     command: str = "campaign run"
+    # Several campaigns in one process (``campaign run A.yaml B.yaml``) share one stop event
+    # (their caller handles the signals) and log progress lines instead of live bars.
+    stop: asyncio.Event | None = field(default=None, compare=False)
 
 
 class SendLog:
@@ -133,15 +137,15 @@ async def _run_with_store(
     report = RunReport(exit_code=0)
     error: CampaignError | None = None
     deadline = _deadline(options, started)
-    stop = asyncio.Event()
+    stop = options.stop or asyncio.Event()
     try:
-        with _signals(stop):
-            async with _api(config, store, clock, send_log) as (client, call_times):
+        with _signals(stop) if options.stop is None else contextlib.nullcontext():
+            async with _api(config, store, clock, send_log) as (client, call_times, allowance):
                 report.preflight = await _preflight(config, options, store, client, windows, clock)
                 if not options.dry_run:
                     report.engine = await _run_engine(
                         config, options, store, client, clock, windows, opt_outs, deadline,
-                        call_times, stop,
+                        call_times, stop, allowance,
                     )  # fmt: skip
                     error = report.engine.error
     except CampaignError as exc:
@@ -185,16 +189,13 @@ def _deadline(options: RunOptions, started: float) -> float | None:
 @contextlib.asynccontextmanager
 async def _api(
     config: CampaignConfig, store: Store, clock: Clock, send_log: SendLog
-) -> AsyncIterator[tuple[Any, list[float]]]:
+) -> AsyncIterator[tuple[Any, list[float], SharedAllowance]]:
     """The API client (and the in-process sandbox for ``base_url: sandbox``)."""
     from campaign.api.client import AitelierClient
-    from campaign.limits import ClientLimits
 
     now = clock.now()
     window = max(lim.window for lim in [*config.limits.calls, *config.limits.requests])
     request_times, call_times = store.send_times(now - window - 1.0)
-    limits = ClientLimits(config.limits.requests, config.limits.calls, clock=clock)
-    limits.seed(request_times, call_times)
     sandbox = None
     base_url = config.api.base_url
     if config.is_sandbox:
@@ -202,6 +203,18 @@ async def _api(
 
         sandbox = await start_for_campaign(config)
         base_url = sandbox.base_url
+    # The limits belong to the key and project, not to one campaign: every run on the same
+    # state dir, base URL and key shares one allowance, divided by priority (issue 8).
+    limits = SharedAllowance(
+        allowance_path(config.state_dir, config.api.base_url, config.require_api_key()),
+        config.campaign,
+        config.limits.requests,
+        config.limits.calls,
+        priority=config.priority,
+        clock=clock,
+    )
+    limits.seed(request_times, call_times)
+    keep_alive = asyncio.create_task(limits.keep_alive())
     try:
         async with AitelierClient(
             base_url,
@@ -210,8 +223,10 @@ async def _api(
             clock=clock,
             on_send=send_log,
         ) as client:
-            yield client, call_times
+            yield client, call_times, limits
     finally:
+        keep_alive.cancel()
+        limits.close()
         if sandbox is not None:
             await sandbox.close()
 
@@ -256,6 +271,7 @@ async def _run_engine(
     deadline: float | None,
     call_times: list[float],
     stop: asyncio.Event,
+    allowance: SharedAllowance,
 ) -> EngineResult:
     from campaign.progress import RunProgress
 
@@ -273,7 +289,8 @@ async def _run_engine(
         for r in store.rows(include_vanished=False)
         if r.progress in ("pending", "retry_scheduled", "in_flight")
     )
-    with RunProgress(total=todo, campaign=config.campaign) as progress:
+    bars = None if options.stop is None else False  # one terminal shows one live display
+    with RunProgress(total=todo, campaign=config.campaign, is_tty=bars) as progress:
         if config.mode == "batches":
             from campaign.batch_engine import BatchesEngine, BatchSettings
 
@@ -290,7 +307,7 @@ async def _run_engine(
                 progress=progress,
             )
             return await batches.run()
-        engine = CallsEngine(
+        engine = _FairShareCallsEngine(
             store=store,
             client=client,
             clock=clock,
@@ -301,7 +318,20 @@ async def _run_engine(
             call_times=call_times,
             progress=progress,
         )
+        engine.allowance = allowance
         return await engine.run()
+
+
+class _FairShareCallsEngine(CallsEngine):
+    """The calls engine, committing an attempt only when the shared allowance gives this
+    campaign a call slot now: an attempt committed and then left waiting for its turn could
+    leave after its calling window had closed."""
+
+    allowance: SharedAllowance | None = None
+
+    def _call_slot_free(self, now: float) -> bool:
+        free = super()._call_slot_free(now)
+        return free and (self.allowance is None or self.allowance.call_ready())
 
 
 @contextlib.contextmanager

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
+from campaign.allowance_status import allowance_lines, allowance_view
 from campaign.config import CampaignConfig
 from campaign.errors import StateError
 from campaign.preflight import projected_seconds
@@ -30,6 +32,15 @@ def campaign_status(config: CampaignConfig) -> dict[str, Any]:
         **{k: v for k, v in counts.items() if k != "next_retry_due"},
         "next_retry_due": iso(counts["next_retry_due"]),
         "eta_s": round(projected_seconds(waiting, list(config.limits.calls))),
+        # Every campaign sharing this one's limits (same state dir, base URL and key).
+        "allowance": allowance_view(
+            config.state_dir,
+            config.campaign,
+            config.api.base_url,
+            config.api_key(),
+            min((lim.window for lim in config.limits.calls), default=60.0),
+            time.time(),
+        ),
         "last_run": None
         if last is None
         else {
@@ -61,4 +72,5 @@ def render_status(status: dict[str, Any], *, as_json: bool) -> str:
         ended = last["ended_at"] or "(running, or killed)"
         code = "-" if last["exit_code"] is None else last["exit_code"]
         lines.append(f"last run: started {last['started_at']}, ended {ended}, exit {code}")
+    lines.extend(allowance_lines(status.get("allowance", [])))
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from typing import Any
 
 from campaign.errors import StateError
 from campaign.store_attempts import AttemptJournal
+from campaign.store_batches import BatchLedger
 from campaign.store_models import (
     OPEN_ATTEMPT_STATES,
     WAITING_PROGRESS,
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 
-class Store(AttemptJournal):
+class Store(AttemptJournal, BatchLedger):
     """The checkpoint of one campaign."""
 
     @classmethod

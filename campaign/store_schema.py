@@ -67,9 +67,37 @@ CALLS_MIGRATION: list[str] = [
 ]
 
 
+# Batches mode: each batch file, its key and state, and which attempts it carries.
+BATCH_MIGRATION: list[str] = [
+    """CREATE TABLE batches (
+        seq INTEGER PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL,
+        batch_id TEXT,
+        csv BLOB NOT NULL,
+        content_hash TEXT NOT NULL,
+        not_before REAL,
+        rows_total INTEGER NOT NULL,
+        rows_read INTEGER NOT NULL DEFAULT 0,
+        rows_cursor TEXT,
+        server_status TEXT,
+        queued INTEGER,
+        queued_seen_at REAL,
+        error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    "CREATE INDEX batches_state ON batches(state)",
+    """CREATE TABLE batch_members (
+        seq INTEGER NOT NULL REFERENCES batches(seq),
+        position INTEGER NOT NULL,
+        row_key TEXT NOT NULL,
+        attempt_key TEXT NOT NULL UNIQUE REFERENCES attempts(idempotency_key),
+        PRIMARY KEY (seq, position)
+    )""",
+]
+
+
 def migrations() -> list[list[str]]:
     """Every migration in order; migration N sets ``PRAGMA user_version = N``."""
-    # Imported here, not at the top: batches_store imports the store, which imports us.
-    from campaign.batches_store import BATCH_MIGRATION
-
     return [CALLS_MIGRATION, BATCH_MIGRATION]

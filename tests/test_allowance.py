@@ -19,7 +19,12 @@ from hypothesis import strategies as st
 
 from campaign.allowance import SharedAllowance, allowance_path
 from campaign.allowance_rules import RIVAL_GRACE_S
-from campaign.allowance_status import allowance_files, allowance_members, member_lines
+from campaign.allowance_status import (
+    allowance_files,
+    allowance_lines,
+    allowance_members,
+    allowance_view,
+)
 from campaign.allowance_store import CALL, AllowanceDb
 from campaign.clock import Clock, SystemClock
 from campaign.errors import StateError
@@ -465,7 +470,7 @@ def test_campaigns_in_several_threads_never_exceed_a_window(tmp_path: Path) -> N
 
 async def test_status_lists_every_campaign_on_the_allowance(tmp_path: Path) -> None:
     clock = VirtualClock()
-    path = tmp_path / "a.sqlite"
+    path = allowance_path(tmp_path, "sandbox", "avp_test_sandbox")
     assert allowance_members(path, clock.now()) == []
     plant_waiting_rival(path, "killed", clock.now(), pid=dead_pid())
     calling = shared(path, "spring", clock, priority=2.0)
@@ -482,9 +487,10 @@ async def test_status_lists_every_campaign_on_the_allowance(tmp_path: Path) -> N
         "winback": "left",
     }
     assert members["spring"].calls_in_window == 1 and members["spring"].priority == 2.0
-    text = "\n".join(member_lines(list(members.values()), clock.now()))
-    assert "spring: calling, priority 2, 1 call(s) in the last window" in text
-    assert "killed: expired" in text
+    view = allowance_view(tmp_path, "spring", "sandbox", "avp_test_sandbox", 60.0, clock.now())
+    text = "\n".join(allowance_lines(view))
+    assert "spring: calling, priority 2, 1 call(s) in the last 60 s" in text
+    assert "killed: expired" in text and "survey: idle" in text
 
 
 def test_an_unusable_allowance_file_is_a_clear_state_error(tmp_path: Path) -> None:

@@ -17,7 +17,6 @@ import pytest
 from campaign.api import AitelierClient, RetryPolicy
 from campaign.batch_engine import BatchesEngine, BatchSettings
 from campaign.batch_plan import BatchMember
-from campaign.batches_store import BATCH_MIGRATION, BatchBook
 from campaign.clock import FakeClock
 from campaign.config import CallingHours, RetryConfig
 from campaign.limits import Limit
@@ -36,13 +35,7 @@ def _epoch(text: str) -> float:
 
 
 def open_store(path: Path) -> Store:
-    store = Store.open(path)
-    tables = {r[0] for r in store.db.conn.execute("SELECT name FROM sqlite_master")}
-    if "batches" not in tables:  # until the store's migrations carry the batch tables
-        with store.batch():
-            for statement in BATCH_MIGRATION:
-                store.db.conn.execute(statement)
-    return store
+    return Store.open(path)
 
 
 def rows(
@@ -130,10 +123,9 @@ async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
 
 def assert_exactly_once(store: Store, ledger: dict[str, Any]) -> None:
     """Every attempt that reached a batch was dialed at most once; no row twice per attempt."""
-    book = BatchBook(store)
     seen: Counter[str] = Counter()
-    for batch in book.batches():
-        for member in book.members(batch.seq):
+    for batch in store.stored_batches():
+        for member in store.batch_members(batch.seq):
             seen[member.attempt_key] += 1
     assert all(n == 1 for n in seen.values())
     dials = Counter((c["batch_id"], c["phone"]) for c in ledger["calls"])
@@ -141,8 +133,8 @@ def assert_exactly_once(store: Store, ledger: dict[str, Any]) -> None:
     attempts = {a.idempotency_key: a for a in store.attempts()}
     per_attempt = Counter(
         attempts[m.attempt_key].row_key + f"#{attempts[m.attempt_key].number}"
-        for b in book.batches()
-        for m in book.members(b.seq)
+        for b in store.stored_batches()
+        for m in store.batch_members(b.seq)
     )
     assert all(n == 1 for n in per_attempt.values())
 
@@ -152,9 +144,8 @@ async def test_every_row_is_batched_dialed_and_folded_back(platform: Platform) -
     store.sync_rows(rows(35), T0)
     result = await platform.engine(store, max_rows=10).run()
     assert result.error is None
-    book = BatchBook(store)
-    assert len(book.batches()) >= 4  # 35 first attempts in batches of ≤ 10, then retries
-    assert {b.state for b in book.batches()} == {"done"}
+    assert len(store.stored_batches()) >= 4  # 35 first attempts in batches of ≤ 10, then retries
+    assert {b.state for b in store.stored_batches()} == {"done"}
     progress = Counter(r.progress for r in store.rows())
     assert progress["in_flight"] == 0 and progress["pending"] == 0
     ledger = platform.ledger()
@@ -164,7 +155,7 @@ async def test_every_row_is_batched_dialed_and_folded_back(platform: Platform) -
     retried = [a for a in store.attempts() if a.number == 2]
     assert all(a.idempotency_key != store.attempt(a.idempotency_key).row_key for a in retried)
     # The variable named "phone" travelled as var_phone, not as the number.
-    first = book.batches()[0].csv.decode().splitlines()[0]
+    first = store.stored_batches()[0].csv.decode().splitlines()[0]
     assert first == "phone,row_ref,first_name,var_phone"
 
 
@@ -208,8 +199,7 @@ async def test_a_failed_batch_gives_its_undialed_rows_a_new_attempt(platform: Pl
     client = FailsFirstBatch(platform.client, platform.sandbox)
     result = await platform.engine(store, max_rows=12, client=client, calls_per_min=60).run()
     assert result.error is None
-    book = BatchBook(store)
-    first, *later = book.batches()
+    first, *later = store.stored_batches()
     assert first.state == "failed" and later
     void = [a for a in store.attempts() if a.state == "void"]
     assert void, "undialed rows of the failed batch keep a fresh attempt"
@@ -293,7 +283,7 @@ async def test_interrupted_at_random_moments_every_row_is_dialed_once_per_attemp
                 break
         store = open_store(path)
         assert interruptions >= 3
-        assert not BatchBook(store).batches("uploading", "uploaded", "running")
+        assert not store.stored_batches("uploading", "uploaded", "running")
         assert Counter(r.progress for r in store.rows())["in_flight"] == 0
         assert_exactly_once(store, platform.ledger())
         dialed_rows = {c["phone"] for c in platform.ledger()["calls"]}
@@ -345,7 +335,7 @@ async def test_an_upload_older_than_the_servers_memory_is_found_not_sent_again(
         assert result.error is None
         assert len({c["batch_id"] for c in platform.ledger()["calls"]}) == 1
         assert Counter(c["phone"] for c in platform.ledger()["calls"]).most_common(1)[0][1] == 1
-        assert BatchBook(store).batch(1).state == "done"
+        assert store.stored_batch(1).state == "done"
 
 
 async def test_no_new_batch_while_the_platform_still_has_a_long_queue(tmp_path: Path) -> None:
@@ -355,7 +345,7 @@ async def test_no_new_batch_while_the_platform_still_has_a_long_queue(tmp_path: 
         engine = platform.engine(store, max_rows=20, calls_per_min=5)
         result = await engine.run()
         assert result.error is None
-        batches = [b for b in BatchBook(store).batches() if b.seq <= 6]
+        batches = [b for b in store.stored_batches() if b.seq <= 6]
         owner = {b.batch_id: b.seq for b in batches}
         dialed = [
             (owner[c["batch_id"]], _epoch(c["dialed_at"]))

@@ -24,13 +24,7 @@ from typing import Any
 
 import pytest
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        "BatchesEngine" not in (Path(__file__).parents[1] / "campaign" / "runner.py").read_text(),
-        reason="the runner does not dispatch mode: batches yet",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent / "campaign"
 KEY = "avp_test_sandbox"

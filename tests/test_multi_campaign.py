@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import json
 import sys
 import time
 from collections import Counter
@@ -19,8 +20,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from click.testing import CliRunner
+
 from campaign.allowance import SharedAllowance, allowance_path
+from campaign.allowance_runs import worst_exit_code
 from campaign.api import AitelierClient, call_request_body
+from campaign.cli import main as main_cli
 from campaign.limits import parse_limit
 from campaign.sandbox import DEFAULT_KEY, SandboxConfig, parse_faults, start_sandbox
 
@@ -140,6 +145,64 @@ async def test_three_processes_share_the_allowance_fairly_and_take_over_a_killed
     assert window["survey"] == 0
     assert window["spring"] + window["winback"] >= 0.95 * call_limit.count, window
     assert abs(window["spring"] - window["winback"]) <= 0.1 * call_limit.count, window
+
+
+def write_campaign(folder: Path, name: str, phones: list[str], *, priority: float = 1.0) -> Path:
+    """A small campaign file (in-process sandbox) whose state dir is shared with its siblings."""
+    lines = ["customer_id,phone"] + [f"{name}-{i},{phone}" for i, phone in enumerate(phones)]
+    (folder / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        f"""campaign: {name}
+scenario_id: scn_demo
+priority: {priority}
+input: {{path: {name}.csv, default_region: US, key_column: customer_id}}
+retry: {{max_attempts: 1}}
+limits: {{calls: 100/10s, requests: [600/min, 20000/h]}}
+api: {{base_url: sandbox}}
+sandbox: {{time_scale: 0.005}}
+calling_hours: unrestricted
+state_dir: state
+output_dir: out-{name}
+"""
+    )
+    return path
+
+
+def test_one_command_runs_several_campaigns_and_status_shows_them_all(tmp_path: Path) -> None:
+    spring = write_campaign(tmp_path, "spring", [f"+1 212 555 {100 + i:04d}" for i in range(4)])
+    winback = write_campaign(
+        tmp_path, "winback", [f"+1 212 555 {200 + i:04d}" for i in range(3)], priority=2.0
+    )
+    result = CliRunner().invoke(main_cli, ["run", str(spring), str(winback)], env={})
+    assert result.exit_code == 0, result.output
+    assert "== spring: exit 0" in result.output and "== winback: exit 0" in result.output
+    assert "this run: 4 call(s) placed" in result.output
+    assert "this run: 3 call(s) placed" in result.output
+    status = CliRunner().invoke(main_cli, ["status", str(spring), "--json"], env={})
+    assert status.exit_code == 0, status.output
+    on_allowance = {m["campaign"]: m for m in json.loads(status.output)["allowance"]}
+    assert set(on_allowance) == {"spring", "winback"}
+    assert on_allowance["winback"]["priority"] == 2.0
+    assert {m["state"] for m in on_allowance.values()} == {"left"}  # both runs have ended
+    text = CliRunner().invoke(main_cli, ["status", str(winback)], env={})
+    assert "campaigns on the shared allowance:" in text.output
+    assert "spring: left, priority 1" in text.output
+
+
+def test_the_exit_code_of_several_campaigns_is_the_worst_and_a_bad_file_stops_no_other(
+    tmp_path: Path,
+) -> None:
+    spring = write_campaign(tmp_path, "spring", ["+1 212 555 0100"])
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("campaign: broken\nscenario_id: [not, a, string]\n")
+    result = CliRunner().invoke(main_cli, ["run", str(broken), str(spring)], env={})
+    assert result.exit_code == 2, result.output
+    assert "== spring: exit 0" in result.output
+    assert "this run: 1 call(s) placed" in result.output
+    assert worst_exit_code([0, 3, 75]) == 75
+    assert worst_exit_code([3, 1, 4]) == 4
+    assert worst_exit_code([0, 0]) == 0
 
 
 def main() -> None:

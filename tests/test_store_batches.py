@@ -8,62 +8,57 @@ from pathlib import Path
 import pytest
 from test_batch_engine import open_store, rows
 
-from campaign.batches_store import BatchBook
-
 T0 = 1_780_000_000.0
 
 
 def test_a_batch_and_its_attempts_are_committed_together(tmp_path: Path) -> None:
     store = open_store(tmp_path / "c.sqlite")
     store.sync_rows(rows(3), T0)
-    book = BatchBook(store)
     members = [(f"cust-{i:04d}", 1, f"key-{i}") for i in range(3)]
-    stored = book.commit_uploading(
+    stored = store.commit_batch(
         seq=1, idempotency_key="cmpb-1", csv=b"phone\r\n", content_hash="h",
         not_before=None, members=members, now=T0,
     )  # fmt: skip
     assert stored.state == "uploading" and stored.rows_total == 3
-    assert [m.row_key for m in book.members(1)] == ["cust-0000", "cust-0001", "cust-0002"]
+    assert [m.row_key for m in store.batch_members(1)] == ["cust-0000", "cust-0001", "cust-0002"]
     assert {a.state for a in store.attempts()} == {"sending"}
     assert {r.progress for r in store.rows()} == {"in_flight"}
     store.close()
     # What a resumed run sees: the same bytes under the same key.
-    again = BatchBook(open_store(tmp_path / "c.sqlite")).batch(1)
+    again = open_store(tmp_path / "c.sqlite").stored_batch(1)
     assert (again.csv, again.idempotency_key) == (b"phone\r\n", "cmpb-1")
 
 
 def test_an_attempt_cannot_join_a_second_batch(tmp_path: Path) -> None:
     store = open_store(tmp_path / "c.sqlite")
     store.sync_rows(rows(2), T0)
-    book = BatchBook(store)
-    book.commit_uploading(
+    store.commit_batch(
         seq=1, idempotency_key="cmpb-1", csv=b"x", content_hash="h", not_before=None,
         members=[("cust-0000", 1, "key-0")], now=T0,
     )  # fmt: skip
     with pytest.raises(sqlite3.IntegrityError):
-        book.commit_uploading(
+        store.commit_batch(
             seq=2, idempotency_key="cmpb-2", csv=b"y", content_hash="h2", not_before=None,
             members=[("cust-0001", 1, "key-1"), ("cust-0000", 1, "key-0")], now=T0,
         )  # fmt: skip
     # Nothing of the refused batch was kept: not the batch, not its other attempt.
-    assert [b.seq for b in book.batches()] == [1]
+    assert [b.seq for b in store.stored_batches()] == [1]
     assert store.row("cust-0001").progress == "pending"
 
 
 def test_upload_and_rejection_move_attempts_and_rows(tmp_path: Path) -> None:
     store = open_store(tmp_path / "c.sqlite")
     store.sync_rows(rows(2), T0)
-    book = BatchBook(store)
-    book.commit_uploading(
+    store.commit_batch(
         seq=1, idempotency_key="cmpb-1", csv=b"x", content_hash="h", not_before=None,
         members=[("cust-0000", 1, "key-0"), ("cust-0001", 1, "key-1")], now=T0,
     )  # fmt: skip
-    book.mark_uploaded(1, "bat_1", "validating", 2, T0 + 1)
-    assert book.batch(1).state == "uploaded" and book.batch(1).batch_id == "bat_1"
+    store.mark_batch_uploaded(1, "bat_1", "validating", 2, T0 + 1)
+    assert store.stored_batch(1).state == "uploaded" and store.stored_batch(1).batch_id == "bat_1"
     assert {a.state for a in store.attempts()} == {"sent"}
-    book.record_progress(1, server_status="running", queued=1, now=T0 + 2)
-    assert book.batch(1).state == "running"
-    book.reject_row("key-1", "rejected by the API: phone must be a valid E.164 number")
+    store.record_batch_progress(1, server_status="running", queued=1, now=T0 + 2)
+    assert store.stored_batch(1).state == "running"
+    store.reject_batch_row("key-1", "rejected by the API: phone must be a valid E.164 number")
     bad = store.row("cust-0001")
     assert (bad.progress, bad.plan_state) == ("blocked", "rejected")
     assert bad.reason == "rejected by the API: phone must be a valid E.164 number"
