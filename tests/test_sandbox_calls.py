@@ -183,3 +183,19 @@ async def test_list_calls_filters_by_status_and_updated_since(
     assert [s["call_id"] for s in sessions["data"]] == [done["id"]]
     usage = await _get(sandbox_http, server, "/usage?period=2026-05")
     assert usage["calls"] == 2 and usage["outcomes"] == {"goal_achieved": 1}
+
+
+async def test_a_sped_up_sandbox_still_reports_realistic_talk_time_and_cost(
+    start_sandbox_with: StartSandbox, sandbox_http: aiohttp.ClientSession
+) -> None:
+    clock = SandboxFakeClock()
+    config = _scripted(p14155550100=["completed:goal_achieved"])
+    config.time_scale = 0.01
+    server = await start_sandbox_with(config, clock)
+    call = await _create(sandbox_http, server, "fast-1")
+    clock.advance(3)  # 1 % of the slowest lifecycle (3 + 25 + 180 s)
+    detail = await _get(sandbox_http, server, f"/calls/{call['id']}")
+    assert detail["status"] == "completed"
+    session = detail["session"]
+    assert 20 <= session["duration_s"] <= 180
+    assert abs(float(session["costs"]["minutes"]) - session["duration_s"] / 60) < 0.01

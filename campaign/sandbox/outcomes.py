@@ -14,6 +14,8 @@ still complete later. Distribution, from ``sha256("<phone>|<n>")``:
   ``opted_out``, 95-99 ``wrong_person``.
 
 Durations (multiplied by ``time_scale``): queued 1-3 s, ringing 5-25 s, talk 20-180 s.
+A session's ``duration_s``, minutes and cost use the unscaled talk time, so a sped-up
+sandbox still reports realistic durations and money.
 ``SandboxConfig.scripted_outcomes`` overrides the fate per number and attempt.
 """
 
@@ -38,6 +40,8 @@ class CallPlan:
     talk_s: float
     tool_calls: int
     slot_values: dict[str, str] = field(default_factory=dict)
+    # the talk time as billed and reported: time_scale speeds the clock, not the conversation
+    billed_s: float = 0.0
 
 
 def _digest(phone: str, attempt_index: int) -> bytes:
@@ -85,9 +89,9 @@ def plan_call(
     else:
         status, outcome, failure = _fate(digest, phone)
 
-    def span(offset: int, low: float, high: float) -> float:
+    def span(offset: int, low: float, high: float, scale: float = time_scale) -> float:
         fraction = int.from_bytes(digest[offset : offset + 2], "big") / 65535
-        return round((low + (high - low) * fraction) * time_scale, 6)
+        return round((low + (high - low) * fraction) * scale, 6)
 
     tool_calls = digest[16] % 4 if status == "completed" else 0
     slots: dict[str, str] = {}
@@ -104,6 +108,7 @@ def plan_call(
         talk_s=span(12, 20.0, 180.0),
         tool_calls=tool_calls,
         slot_values=slots,
+        billed_s=span(12, 20.0, 180.0, 1.0),
     )
 
 

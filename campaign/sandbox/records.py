@@ -46,6 +46,7 @@ class CallRecord:
     failure_reason: str | None = None
     cost: str = "0.00"
     minutes: str = "0.00"
+    billed_s: float = 0.0
 
     @property
     def terminal(self) -> bool:

@@ -55,7 +55,7 @@ def call_detail_view(call: CallRecord) -> dict[str, Any]:
 def session_view(call: CallRecord) -> dict[str, Any]:
     """The Session object of a call that reached in_progress."""
     ended = call.status == "completed"
-    duration = round(call.talk_s) if ended else None
+    duration = round(call.billed_s) if ended else None
     return {
         "id": call.session_id,
         "call_id": call.id,

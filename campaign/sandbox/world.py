@@ -155,6 +155,7 @@ class World:
             talk_s=plan.talk_s,
             tool_calls=plan.tool_calls,
             slot_values=plan.slot_values,
+            billed_s=plan.billed_s,
         )
         self.calls[call.id] = call
         self._schedule(call)
@@ -270,7 +271,7 @@ class World:
             call.status, call.ended_at = "completed", when
             call.outcome = call.planned_outcome
             call.goal_achieved = call.planned_outcome == "goal_achieved"
-            minutes = (Decimal(str(call.talk_s)) / 60).quantize(CENT, ROUND_HALF_UP)
+            minutes = (Decimal(str(call.billed_s)) / 60).quantize(CENT, ROUND_HALF_UP)
             amount = DIAL_FEE + (minutes * PER_MINUTE).quantize(CENT, ROUND_HALF_UP)
             amount += PER_TOOL_CALL * call.tool_calls
             call.minutes, call.cost = f"{minutes:.2f}", f"{amount:.2f}"
