@@ -96,7 +96,7 @@ def summary_lines(config: CampaignConfig, report: RunReport, engine: EngineResul
         left = by_state.get("pending", 0) + by_state.get("retry_scheduled", 0)
         lines.append("nothing left to do" if not left else f"{left} row(s) cannot be called")
     if report.outputs is not None:
-        lines.append(f"report: {report.outputs.results_csv.parent}")
+        lines.append(f"report: {report.outputs.report_html} (also results.csv, summary.json)")
     return lines
 
 

@@ -199,7 +199,7 @@ def test_the_sample_campaign_runs_end_to_end_and_its_outputs_agree(tmp_path: Pat
     first = _run_campaign(tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
     out_dir = tmp_path / "reports" / "spring-renewals-2026"
-    assert "report: reports/spring-renewals-2026" in first.stdout
+    assert "report: reports/spring-renewals-2026/report.html" in first.stdout
     assert (tmp_path / ".campaign-state" / "spring-renewals-2026.log").exists()
 
     summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
