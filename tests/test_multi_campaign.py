@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -24,6 +25,7 @@ from click.testing import CliRunner
 
 from campaign.allowance import SharedAllowance, allowance_path
 from campaign.allowance_runs import worst_exit_code
+from campaign.allowance_status import allowance_members
 from campaign.api import AitelierClient, call_request_body
 from campaign.cli import main as main_cli
 from campaign.limits import parse_limit
@@ -36,10 +38,8 @@ MARGIN_S = 0.25
 WORKERS = 12
 
 
-async def drive(
-    base_url: str, state_dir: Path, name: str, priority: float, start_at: float, stop_at: float
-) -> None:
-    """Place calls for campaign ``name`` from ``start_at`` until ``stop_at``."""
+async def drive(base_url: str, state_dir: Path, name: str, priority: float, go_file: Path) -> None:
+    """Join the allowance, wait for ``go_file`` ("start stop" epochs), then place calls."""
     allowance = SharedAllowance(
         allowance_path(state_dir, base_url, DEFAULT_KEY),
         name,
@@ -61,6 +61,9 @@ async def drive(
             )
             await api.create_call(body, f"{name}:r{n}:1")
 
+    while not go_file.exists():  # the test starts everyone at once, once all have joined
+        await asyncio.sleep(0.02)
+    start_at, stop_at = map(float, go_file.read_text().split())
     await asyncio.sleep(max(0.0, start_at - time.time()))
     async with AitelierClient(base_url, DEFAULT_KEY, limits=allowance) as api:
         with contextlib.suppress(TimeoutError):
@@ -96,9 +99,7 @@ async def test_three_processes_share_the_allowance_fairly_and_take_over_a_killed
     call_limit = parse_limit(CALLS)
     span = call_limit.window + MARGIN_S
     priorities = {"spring": 1.0, "winback": 1.0, "survey": 2.0}
-    start_at = time.time() + 4.0  # time for three interpreters to start
-    kill_at = start_at + 16.0
-    stop_at = kill_at + 2 * span + 1.0
+    go_file = tmp_path / "go"
     processes = {
         name: await asyncio.create_subprocess_exec(
             sys.executable,
@@ -107,12 +108,21 @@ async def test_three_processes_share_the_allowance_fairly_and_take_over_a_killed
             str(tmp_path),
             name,
             str(priority),
-            str(start_at),
-            str(stop_at),
+            str(go_file),
         )
         for name, priority in priorities.items()
     }
     try:
+        # Start together once all three have joined, however slowly the interpreters start.
+        path = allowance_path(tmp_path, sandbox.base_url, DEFAULT_KEY)
+        for _ in range(600):
+            if len(allowance_members(path, time.time())) == len(priorities):
+                break
+            await asyncio.sleep(0.05)
+        start_at = time.time() + 0.5
+        kill_at = start_at + 11.0
+        stop_at = kill_at + 2 * span + 1.0
+        go_file.write_text(f"{start_at} {stop_at}")
         await asyncio.sleep(kill_at - time.time())
         processes["survey"].kill()
         await processes["survey"].wait()
@@ -136,7 +146,7 @@ async def test_three_processes_share_the_allowance_fairly_and_take_over_a_killed
     # While all three run, each gets its priority's share of the calls (±10%).
     before_kill = Counter(name for name, t in sends if t < kill_at)
     total = sum(before_kill.values())
-    assert total >= call_limit.count * 16.0 / span  # the allowance is used in full
+    assert total >= call_limit.count * 11.0 / span  # the allowance is used in full
     for name, priority in priorities.items():
         expected = priority / sum(priorities.values())
         assert abs(before_kill[name] / total - expected) <= 0.1 * expected, before_kill
@@ -145,6 +155,94 @@ async def test_three_processes_share_the_allowance_fairly_and_take_over_a_killed
     assert window["survey"] == 0
     assert window["spring"] + window["winback"] >= 0.95 * call_limit.count, window
     assert abs(window["spring"] - window["winback"]) <= 0.1 * call_limit.count, window
+
+
+RUN_CALLS = "60/5s"
+BIN = Path(sys.executable).parent / "campaign"
+
+
+def write_run_campaign(folder: Path, name: str, rows: int, offset: int, priority: float) -> Path:
+    """A campaign file for ``campaign run`` against the test's sandbox (URL from the env)."""
+    lines = ["customer_id,phone"] + [f"{name}-{i},+1 212 555 {offset + i:04d}" for i in range(rows)]
+    (folder / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        f"""campaign: {name}
+scenario_id: scn_demo
+priority: {priority}
+input: {{path: {name}.csv, default_region: US, key_column: customer_id}}
+retry: {{max_attempts: 1}}
+limits: {{calls: {RUN_CALLS}, requests: [600/5s, 100000/h]}}
+cost_estimate: "0.00"
+calling_hours: unrestricted
+state_dir: state
+output_dir: out-{name}
+"""
+    )
+    return path
+
+
+async def test_three_campaign_runs_and_a_kill_9_never_exceed_the_limit_or_call_twice(
+    tmp_path: Path,
+) -> None:
+    config = SandboxConfig(
+        ledger=True,
+        outbound_calls=RUN_CALLS,
+        requests_per_minute="600/5s",
+        requests_per_hour="100000/h",
+        faults=parse_faults(LATENCY),
+        fault_seed=5,
+        wallet_balance="1000000.00",
+        time_scale=0.005,
+    )
+    sandbox = await start_sandbox(config)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "AITELIER_API_KEY": DEFAULT_KEY,
+        "AITELIER_BASE_URL": sandbox.base_url,
+    }
+    rows = 40
+    priorities = {"spring": 1.0, "winback": 1.0, "survey": 2.0}
+    files = {
+        name: write_run_campaign(tmp_path, name, rows, 1000 * k, priority)
+        for k, (name, priority) in enumerate(priorities.items())
+    }
+
+    async def start(name: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            str(BIN), "run", str(files[name]), env=env, cwd=tmp_path,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+
+    try:
+        runs = {name: await start(name) for name in priorities}
+        # kill -9 spring once it has placed a few calls (it cannot finish in one window)
+        deadline = time.time() + 30.0
+        while (
+            time.time() < deadline
+            and sum(call["metadata"]["campaign"] == "spring" for call in sandbox.ledger()["calls"])
+            < 5
+        ):
+            await asyncio.sleep(0.05)
+        runs["spring"].kill()
+        await runs["spring"].wait()
+        killed_at = time.time()
+        for name in ("winback", "survey"):
+            assert await asyncio.wait_for(runs[name].wait(), timeout=60) == 0
+        rerun = await start("spring")  # resumes with the same keys
+        assert await asyncio.wait_for(rerun.wait(), timeout=60) == 0
+        ledger = sandbox.ledger()
+    finally:
+        await sandbox.close()
+
+    assert ledger["rate_limited"] == 0
+    assert ledger["max_outbound_in_window"] <= parse_limit(RUN_CALLS).count
+    called = Counter((c["metadata"]["campaign"], c["metadata"]["row_key"]) for c in ledger["calls"])
+    assert set(called.values()) == {1}  # nobody called twice
+    assert len(called) == rows * len(priorities)  # and every row called
+    spring = [t for name, t in arrivals(ledger) if name == "spring"]
+    assert min(spring) < killed_at < max(spring)  # killed mid-run, finished by the rerun
+    # The share of each campaign is measured, with tighter timing, by the driver test above.
 
 
 def write_campaign(folder: Path, name: str, phones: list[str], *, priority: float = 1.0) -> Path:
@@ -206,18 +304,15 @@ def test_the_exit_code_of_several_campaigns_is_the_worst_and_a_bad_file_stops_no
 
 
 def main() -> None:
-    """Driver entry point: ``python test_multi_campaign.py URL STATE_DIR NAME PRIORITY T0 T1``."""
+    """Driver entry point: ``python test_multi_campaign.py URL STATE_DIR NAME PRIORITY GO_FILE``."""
     parser = argparse.ArgumentParser()
     parser.add_argument("base_url")
     parser.add_argument("state_dir", type=Path)
     parser.add_argument("name")
     parser.add_argument("priority", type=float)
-    parser.add_argument("start_at", type=float)
-    parser.add_argument("stop_at", type=float)
+    parser.add_argument("go_file", type=Path)
     args = parser.parse_args()
-    asyncio.run(
-        drive(args.base_url, args.state_dir, args.name, args.priority, args.start_at, args.stop_at)
-    )
+    asyncio.run(drive(args.base_url, args.state_dir, args.name, args.priority, args.go_file))
 
 
 if __name__ == "__main__":
