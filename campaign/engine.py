@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -96,6 +96,7 @@ class CallsEngine:
         stop: asyncio.Event,
         call_times: Sequence[float] = (),
         progress: Progress | None = None,
+        call_turn: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -105,6 +106,10 @@ class CallsEngine:
         self.opt_outs = opt_outs
         self.stop = stop
         self.progress = progress
+        # Asked before an attempt is committed when campaigns share one allowance: an
+        # attempt committed and then left waiting for its turn could leave after its
+        # calling window had closed.
+        self._call_turn = call_turn
         self.result = EngineResult()
         # A pre-check mirroring the client's call limiter, so an attempt is committed
         # only when it can leave at once (its calling window is checked at that moment).
@@ -260,7 +265,9 @@ class CallsEngine:
     def _call_slot_free(self, now: float) -> bool:
         if now < self._next_slot:
             return False
-        return all(call_log.earliest(now) <= now for call_log in self._call_logs)
+        if not all(call_log.earliest(now) <= now for call_log in self._call_logs):
+            return False
+        return self._call_turn is None or self._call_turn()
 
     def _start_sends(self, now: float) -> None:
         if self._halt_sending:

@@ -307,7 +307,7 @@ async def _run_engine(
                 progress=progress,
             )
             return await batches.run()
-        engine = _FairShareCallsEngine(
+        engine = CallsEngine(
             store=store,
             client=client,
             clock=clock,
@@ -317,21 +317,9 @@ async def _run_engine(
             stop=stop,
             call_times=call_times,
             progress=progress,
+            call_turn=allowance.call_ready,
         )
-        engine.allowance = allowance
         return await engine.run()
-
-
-class _FairShareCallsEngine(CallsEngine):
-    """The calls engine, committing an attempt only when the shared allowance gives this
-    campaign a call slot now: an attempt committed and then left waiting for its turn could
-    leave after its calling window had closed."""
-
-    allowance: SharedAllowance | None = None
-
-    def _call_slot_free(self, now: float) -> bool:
-        free = super()._call_slot_free(now)
-        return free and (self.allowance is None or self.allowance.call_ready())
 
 
 @contextlib.contextmanager
