@@ -11,7 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,44 +64,61 @@ def detect_format(path: Path) -> CsvFormat:
     return CsvFormat(encoding, delimiter, header, header_line)
 
 
-def read_rows(path: Path) -> Iterator[SourceRow]:
+def read_rows(path: Path) -> Generator[SourceRow, None, None]:
     """Stream the data rows of a CSV file in file order; header is line 1 (or after sep=)."""
     fmt = detect_format(path)
+    header = fmt.header
+    for line, cells, error in read_records(path, fmt):
+        yield SourceRow(line, dict(zip(header, cells, strict=False)), error)
+
+
+# One record as (first physical line, cells, why it is unusable): a tuple, not a SourceRow,
+# because building an object and a dict per row is most of what reading a big file costs.
+# Cells are a tuple too: tuples of strings drop out of the garbage collector's tracking,
+# lists never do, and a plan holds many thousand records at once (GC passes cost seconds).
+Record = tuple[int, tuple[str, ...], str | None]
+
+
+def read_records(path: Path, fmt: CsvFormat) -> Iterator[Record]:
+    """Stream records as (line, cells, error); cells are padded/trimmed to the header width.
+
+    A record with an error keeps all its cells (more than the header has).
+    """
     width = len(fmt.header)
+    padding = [""] * width
     with _open_text(path, fmt.encoding) as stream:
         for _ in range(fmt.header_line):
             stream.readline()
         reader = csv.reader(stream, delimiter=fmt.delimiter, strict=False)
+        first_line = fmt.header_line + 1
         while True:
             # line_num counts the physical lines the reader has consumed, quoted
             # newlines included, so the next record starts on the line after them.
-            start = fmt.header_line + reader.line_num + 1
+            start = first_line + reader.line_num
             try:
                 cells = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield SourceRow(start, {}, f"cannot parse this line ({exc})")
+                yield start, (), f"cannot parse this line ({exc})"
                 continue
-            if not any(cells) or "".join(cells).isspace():
+            count = len(cells)
+            first = cells[0] if cells else ""
+            # a first cell with a visible character proves the line is not blank (cheap)
+            if (not first or first.isspace()) and (not any(cells) or "".join(cells).isspace()):
                 continue  # blank lines (or lines of empty cells) are not rows
-            yield _to_row(start, cells, fmt.header, width)
-
-
-def _to_row(line: int, cells: list[str], header: list[str], width: int) -> SourceRow:
-    if len(cells) > width:
-        extra = cells[width:]
-        if any(cell.strip() for cell in extra):
-            return SourceRow(
-                line,
-                dict(zip(header, cells, strict=False)),
-                f"{len(cells)} fields but the header has {width} (a stray delimiter?)",
-            )
-        cells = cells[:width]
-    elif len(cells) < width:
-        # ragged rows: trailing columns an exporter left off are empty, not an error
-        cells = cells + [""] * (width - len(cells))
-    return SourceRow(line, dict(zip(header, cells)))  # noqa: B905 (lengths equal here)
+            if count == width:
+                yield start, tuple(cells), None
+                continue
+            if count > width:
+                if any(cell.strip() for cell in cells[width:]):
+                    error = f"{count} fields but the header has {width} (a stray delimiter?)"
+                    yield start, tuple(cells), error
+                    continue
+                yield start, tuple(cells[:width]), None
+            else:
+                # ragged rows: trailing columns an exporter left off are empty, not an error
+                yield start, (*cells, *padding[count:]), None
 
 
 def _read_sample(path: Path) -> bytes:

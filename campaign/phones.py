@@ -39,6 +39,7 @@ _EXCEL_SCIENTIFIC = re.compile(r"^\+?(\d)(?:\.(\d+))?[eE]\+?(\d{1,2})$")
 _EXCEL_DECIMAL = re.compile(r"^(\+?\d+)\.0+$")
 _IGNORED = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad'\"=]")  # invisible, quotes
 _VANITY = re.compile(r"[A-Za-z].*[A-Za-z].*[A-Za-z]")
+_PUNCTUATION = re.compile(r"[\s().\-/]")  # what separates digit groups
 _NANP_REGIONS = frozenset(phonenumbers.COUNTRY_CODE_TO_REGION_CODE[1])
 _ALIAS_REGIONS = {"UK": "GB", "EL": "GR"}
 _UNKNOWN_TZ = "Etc/Unknown"
@@ -150,7 +151,9 @@ def _clean_text(raw: str) -> tuple[str, list[str]]:
     """Unicode digits → ASCII, odd spaces → space, invisible characters and quotes dropped."""
     notes: list[str] = []
     if raw.isascii():  # the common case: no unicode digits, spaces or plus signs to map
-        text = " ".join(_IGNORED.sub("", raw).split())
+        # the regex only for the few cells with an ASCII character it drops (quotes, =)
+        text = _IGNORED.sub("", raw) if "'" in raw or '"' in raw or "=" in raw else raw
+        text = " ".join(text.split())
         if text[:4].lower() == "tel:":
             text = text[4:].strip()
         return text, notes
@@ -196,7 +199,7 @@ def _strip_extension_words(text: str) -> str:
 def _parse(text: str, region: str | None, notes: list[str]) -> _Parsed | str:
     """Parse with the row's region; international prefixes 00/011 also without a region."""
     candidates = [(text, "")]
-    compact = re.sub(r"[\s().\-/]", "", text) if text.startswith(("0", "(0")) else ""
+    compact = _PUNCTUATION.sub("", text) if text.startswith(("0", "(0")) else ""
     for prefix in ("00", "011"):
         if compact.startswith(prefix) and not compact.startswith(prefix + "0"):
             note = f"{prefix} read as the international prefix"
@@ -386,28 +389,29 @@ class PhoneCache:
         return result
 
 
-# What a worker process sends back per number: PhoneResult's fields as a plain tuple,
-# which pickles ~20x faster than the dataclass.
+# PhoneResult's fields as a plain tuple: what a worker process sends back per number (it
+# pickles ~20x faster than the dataclass) and what a plan caches (the garbage collector
+# stops tracking a tuple of strings; hundreds of thousands of objects it scans add seconds).
 PhoneFields = tuple[
     str | None, str | None, str | None, str, str | None, tuple[str, ...], str | None, str | None
 ]
 
 
+def phone_fields(r: PhoneResult) -> PhoneFields:
+    """The fields of a result, in PhoneResult's order."""
+    return (r.e164, r.reason, r.region, r.number_type, r.extension, r.timezones, r.us_state, r.note)
+
+
+def apply_policy_fields(
+    fields: PhoneFields, *, allow_toll_free: bool, allow_voip: bool
+) -> PhoneFields:
+    """``apply_policy`` for the tuple form (returns ``fields`` itself when nothing changes)."""
+    if fields[3] in ("toll_free", "voip") and fields[0] is not None and fields[1] is None:
+        policy = {"allow_toll_free": allow_toll_free, "allow_voip": allow_voip}
+        return phone_fields(apply_policy(PhoneResult(*fields), **policy))
+    return fields
+
+
 def normalise_batch(keys: list[tuple[str, str | None]]) -> list[PhoneFields]:
     """Normalise many (raw, region) pairs; the unit of work sent to a worker process."""
-    fields = []
-    for raw, region in keys:
-        r = normalise_number(raw, region)
-        fields.append(
-            (
-                r.e164,
-                r.reason,
-                r.region,
-                r.number_type,
-                r.extension,
-                r.timezones,
-                r.us_state,
-                r.note,
-            )
-        )
-    return fields
+    return [phone_fields(normalise_number(raw, region)) for raw, region in keys]

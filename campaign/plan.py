@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import itertools
 import os
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,15 +22,25 @@ from typing import Literal
 from campaign.config import CampaignConfig
 from campaign.errors import ConfigError, InputError
 from campaign.hours import calling_window
-from campaign.ingest import SourceRow, column_key, read_header, read_rows
-from campaign.phones import PhoneCache, PhoneFields, PhoneResult, clean_region, normalise_batch
+from campaign.ingest import Record, column_key, detect_format, read_header, read_records, read_rows
+from campaign.phones import (
+    PhoneCache,
+    PhoneFields,
+    apply_policy_fields,
+    clean_region,
+    normalise_batch,
+    normalise_number,
+    phone_fields,
+)
 
 PlanState = Literal["callable", "rejected", "duplicate", "suppressed"]
 
-_CHUNK_ROWS = 20_000
-_CHUNKS_AHEAD = 2
-_WORKER_BATCH = 2_000
+_CHUNK_ROWS = 10_000
+_CHUNKS_AHEAD = 8
+_WORKER_BATCH = 2_500
 _POOL_THRESHOLD = 4_000  # distinct new numbers in a chunk before a pool is worth its start-up
+_POOL_MIN_BATCH = 500  # once the pool runs, smaller sets of misses go to it too
+_MAX_PHONES = 300_000  # normalised numbers a plan remembers (bounded memory)
 _PhoneKey = tuple[str, str | None, str | None]  # raw phone, region, why the region is unusable
 # A batch of (raw, region) pairs sent to a worker, and the future of its results.
 _Work = tuple[list[tuple[str, str | None]], Future[list[PhoneFields]]]
@@ -111,177 +122,250 @@ def iter_plan(
     workers: int | None = None,
 ) -> Iterator[PlannedRow]:
     """Stream planned rows in input order, counting them into ``counts`` as they go."""
-    check_columns(config, read_header(config.input.path))
-    planner = _Planner(config, set(opted_out), load_suppression(config.suppression, config))
+    fmt = detect_format(config.input.path)
+    check_columns(config, fmt.header)
+    planner = _Planner(
+        config, fmt.header, set(opted_out), load_suppression(config.suppression, config)
+    )
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
     pool: Executor | None = None
-    pending: deque[tuple[list[SourceRow], list[_PhoneKey], list[_Work]]] = deque()
+    pending: deque[_Chunk] = deque()
     try:
-        for chunk in _chunks(read_rows(config.input.path), _CHUNK_ROWS):
-            phone_keys = [planner.phone_key(row) for row in chunk]
-            misses = planner.misses(phone_keys)
-            futures = []
-            if workers > 1 and len(misses) >= _POOL_THRESHOLD:
+        for records in _chunks(read_records(config.input.path, fmt), _CHUNK_ROWS):
+            chunk = planner.look_up(records)
+            misses = chunk.misses
+            threshold = _POOL_THRESHOLD if pool is None else _POOL_MIN_BATCH
+            if workers > 1 and len(misses) >= threshold:
                 pool = pool or ProcessPoolExecutor(max_workers=workers)
                 for start in range(0, len(misses), _WORKER_BATCH):
                     batch = misses[start : start + _WORKER_BATCH]
-                    futures.append((batch, pool.submit(normalise_batch, batch)))
-                planner.in_flight.update(misses)
-            pending.append((chunk, phone_keys, futures))
-            # Keep the workers a few chunks ahead of the rows being planned here.
+                    chunk.futures.append((batch, pool.submit(normalise_batch, batch)))
+            else:
+                planner.normalise_here(chunk)
+            pending.append(chunk)
+            # Keep the workers several chunks ahead of the rows being planned here, so
+            # they never wait for this process (which is the faster of the two).
             while len(pending) > _CHUNKS_AHEAD:
-                yield from planner.finish(*pending.popleft(), counts)
+                yield from planner.finish(pending.popleft(), counts)
         while pending:
-            yield from planner.finish(*pending.popleft(), counts)
+            yield from planner.finish(pending.popleft(), counts)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """Records read but not yet planned, with what is known of their phones so far."""
+
+    records: list[Record]
+    phone_keys: list[_PhoneKey]
+    # per record: its cached result when one was at hand at look-up time, else None
+    results: list[PhoneFields | None]
+    misses: list[tuple[str, str | None]]  # distinct pairs this chunk sends to be normalised
+    futures: list[_Work] = field(default_factory=list)
 
 
 class _Planner:
     """The per-run memory of a plan: phone cache, first line of each number and key."""
 
     def __init__(
-        self, config: CampaignConfig, opted_out: set[str], suppression: dict[str, str]
+        self,
+        config: CampaignConfig,
+        header: Sequence[str],
+        opted_out: set[str],
+        suppression: dict[str, str],
     ) -> None:
         self.config = config
         self.opted_out = opted_out
         self.suppression = suppression
-        self.cache = PhoneCache(
-            allow_toll_free=config.input.allow_toll_free, allow_voip=config.input.allow_voip
-        )
-        self.phone_column = column_key(config.input.phone_column)
+        # (raw, region) → policy-applied fields: each distinct cell is normalised once
+        self.phones: dict[tuple[str, str | None], PhoneFields] = {}
+        self.policy = {
+            "allow_toll_free": config.input.allow_toll_free,
+            "allow_voip": config.input.allow_voip,
+        }
+        self.width = len(header)
+        self.blank = ("",) * self.width  # the cells of a record the csv module could not parse
+        columns = {name: index for index, name in enumerate(header)}
+        self.phone_index = columns[column_key(config.input.phone_column)]
         self.region_column = (
             column_key(config.input.region_column) if config.input.region_column else None
         )
-        self.key_column = column_key(config.input.key_column) if config.input.key_column else None
-        self.variables = [(name, column_key(name)) for name in config.input.variables]
+        self.region_index = columns[self.region_column] if self.region_column else None
+        self.key_index = (
+            columns[column_key(config.input.key_column)] if config.input.key_column else None
+        )
+        self.variables = [(name, columns[column_key(name)]) for name in config.input.variables]
         self.first_line_of_key: dict[str, int] = {}
         self.first_line_of_number: dict[str, int] = {}
-        self.region_cells: dict[str, str | None] = {}
+        # region cell → (region to read the phone in, why the cell is unusable)
+        self.region_cells: dict[str, tuple[str | None, str | None]] = {}
         self.in_flight: set[tuple[str, str | None]] = set()  # sent to a worker, not back yet
         self.window_problems: dict[tuple[tuple[str, ...], str | None], str | None] = {}
         self.now = datetime.now(UTC)
 
-    def phone_key(self, row: SourceRow) -> _PhoneKey:
-        """(raw phone, region to read it in, region problem) of one row."""
-        raw = row.fields.get(self.phone_column, "")
-        region = self.config.input.default_region
-        if self.region_column:
-            cell = row.fields.get(self.region_column, "")
-            if cell:
-                if cell not in self.region_cells:
-                    self.region_cells[cell] = clean_region(cell)
-                region = self.region_cells[cell]
-                if region is None and cell.strip():
-                    cell = cell.strip()
-                    return raw, None, f"unknown region '{cell}' in column {self.region_column}"
-                region = region or self.config.input.default_region
-        return raw, region, None
+    def _region(self, cell: str) -> tuple[str | None, str | None]:
+        """(region, problem) of one region cell; memoised (a file has few distinct ones)."""
+        found = self.region_cells.get(cell)
+        if found is None:
+            default = self.config.input.default_region
+            region = clean_region(cell) if cell else None
+            if region is None and cell.strip():
+                problem = f"unknown region '{cell.strip()}' in column {self.region_column}"
+                found = (None, problem)
+            else:
+                found = (region or default, None)
+            self.region_cells[cell] = found
+        return found
 
-    def misses(self, phone_keys: list[_PhoneKey]) -> list[tuple[str, str | None]]:
-        """Distinct (raw, region) pairs not yet in the cache nor sent to a worker."""
-        seen: set[tuple[str, str | None]] = set()
-        for raw, region, problem in phone_keys:
+    def look_up(self, records: list[Record]) -> _Chunk:
+        """Phone key and cached result of each record; the distinct pairs still to normalise."""
+        phone_keys: list[_PhoneKey] = []
+        results: list[PhoneFields | None] = []
+        misses: list[tuple[str, str | None]] = []
+        cached = self.phones.get
+        in_flight = self.in_flight
+        phone_index, region_index = self.phone_index, self.region_index
+        default = self.config.input.default_region
+        width, blank = self.width, self.blank
+        region_cells = self.region_cells
+        for index, (_, cells, error) in enumerate(records):
+            if error and len(cells) < width:
+                cells = blank
+                records[index] = (records[index][0], cells, error)
+            raw = cells[phone_index]
+            if region_index is None:
+                region, problem = default, None
+            else:
+                cell = cells[region_index]
+                region, problem = region_cells.get(cell) or self._region(cell)
+            problem = error or problem  # an unparsable record is rejected for that first
+            phone_keys.append((raw, region, problem))
+            if problem is not None:
+                results.append(None)
+                continue
             key = (raw, region)
-            if problem is None and key not in self.cache and key not in self.in_flight:
-                seen.add(key)
-        return list(seen)
+            result = cached(key)
+            results.append(result)
+            if result is None and key not in in_flight:
+                in_flight.add(key)
+                misses.append(key)
+        return _Chunk(records, phone_keys, results, misses)
 
-    def finish(
-        self,
-        chunk: list[SourceRow],
-        phone_keys: list[_PhoneKey],
-        futures: list[_Work],
-        counts: PlanCounts,
-    ) -> Iterator[PlannedRow]:
-        for batch, future in futures:
-            for key, fields in zip(batch, future.result(), strict=True):
-                self.cache.put(key, PhoneResult(*fields))
-                self.in_flight.discard(key)
-        for row, phone_key in zip(chunk, phone_keys, strict=True):
-            planned = self.plan(row, phone_key)
-            counts.add(planned)
+    def normalise_here(self, chunk: _Chunk) -> None:
+        """Normalise a chunk's misses in this process (small inputs: no pool start-up)."""
+        for key in chunk.misses:
+            self.in_flight.discard(key)
+        chunk.misses = []
+
+    def remember(self, key: tuple[str, str | None], fields: PhoneFields) -> PhoneFields:
+        """Cache the campaign-policy version of a normalised number."""
+        fields = apply_policy_fields(fields, **self.policy)
+        if len(self.phones) >= _MAX_PHONES:
+            # Dropping everything is crude but keeps memory bounded with no bookkeeping
+            # per hit; CRM duplicates cluster, so the cache refills with what matters.
+            self.phones.clear()
+        self.phones[key] = fields
+        return fields
+
+    def phone(self, key: tuple[str, str | None]) -> PhoneFields:
+        """The cached fields of (raw, region), normalising here when they are not cached."""
+        fields = self.phones.get(key)
+        if fields is None:
+            fields = self.remember(key, phone_fields(normalise_number(*key)))
+        return fields
+
+    def finish(self, chunk: _Chunk, counts: PlanCounts) -> Iterator[PlannedRow]:
+        """Plan the rows of a chunk whose phones are (being) normalised."""
+        fresh: dict[tuple[str, str | None], PhoneFields] = {}
+        remember, in_flight = self.remember, self.in_flight
+        for batch, future in chunk.futures:
+            for key, sent_back in zip(batch, future.result(), strict=True):
+                fresh[key] = remember(key, sent_back)
+                in_flight.discard(key)
+        phone, add, plan = self.phone, counts.add, self.plan
+        for record, phone_key, fields in zip(
+            chunk.records, chunk.phone_keys, chunk.results, strict=True
+        ):
+            if fields is None and phone_key[2] is None:
+                key = (phone_key[0], phone_key[1])
+                # sent by this chunk, else by an earlier one (cached since, unless evicted)
+                fields = fresh.get(key) or phone(key)
+            planned = plan(record, phone_key, fields)
+            add(planned)
             yield planned
 
-    def plan(self, row: SourceRow, phone_key: _PhoneKey) -> PlannedRow:
+    def plan(self, record: Record, phone_key: _PhoneKey, phone: PhoneFields | None) -> PlannedRow:
         """Decide one row."""
-        raw, region, problem = phone_key
-        fields = row.fields
-        variables = {name: fields.get(key, "") for name, key in self.variables}
+        line, cells, error = record
+        raw, _, problem = phone_key
+        variables = {name: cells[index] for name, index in self.variables}
         # rows without a number (or key) still need a stable identity in results and state
-        row_key = ""
-        if self.key_column:
-            row_key = fields.get(self.key_column, "").strip()
-        row_key = row_key or f"line:{row.line}"
-        if row.error or problem:
-            reason = row.error or problem
-            return PlannedRow(row.line, row_key, raw, None, "rejected", reason, variables=variables)
-        phone = self.cache.get(raw, region)
-        planned = PlannedRow(
-            row.line,
+        key_cell = "" if self.key_index is None else cells[self.key_index].strip()
+        if problem or phone is None:  # problem includes the record's error (see look_up)
+            reason = error or problem
+            row_key = key_cell or f"line:{line}"
+            return PlannedRow(line, row_key, raw, None, "rejected", reason, variables=variables)
+        e164, reason, region, _, _, timezones, us_state, note = phone
+        state: PlanState = "rejected"
+        duplicate_of = None
+        if e164 is None or reason:
+            row_key = key_cell or f"line:{line}"
+        else:
+            row_key = key_cell or (e164 if self.key_index is None else f"line:{line}")
+            if self.key_index is not None and not key_cell:
+                reason = f"empty key column '{self.config.input.key_column}'"
+            else:
+                try:
+                    reason = self.window_problems[(timezones, us_state)]
+                except KeyError:
+                    reason = self._window_problem(timezones, us_state)
+            if reason:
+                pass
+            elif e164 in self.opted_out:
+                state, reason = "suppressed", "opted out (state dir opt-out list)"
+            elif e164 in self.suppression:
+                state, reason = "suppressed", f"on suppression list {self.suppression[e164]}"
+            else:
+                first = self.first_line_of_number.get(e164)
+                if self.key_index is not None:  # the key's first line wins over the number's
+                    first = self.first_line_of_key.get(row_key) or first
+                if first is not None:
+                    state, duplicate_of = "duplicate", first
+                    reason = f"duplicate of line {first}"
+                else:
+                    if self.key_index is not None:  # without one the key is the number
+                        self.first_line_of_key[row_key] = line
+                    self.first_line_of_number[e164] = line
+                    state = "callable"
+        return PlannedRow(
+            line,
             row_key,
             raw,
-            phone.e164,
-            "rejected",
-            phone.reason,
-            region=phone.region,
-            timezones=phone.timezones,
-            us_state=phone.us_state,
-            variables=variables,
-            note=phone.note,
+            e164,
+            state,
+            reason,
+            duplicate_of,
+            region,
+            timezones,
+            us_state,
+            variables,
+            note,
         )
-        if phone.e164 is None or phone.reason:
-            return planned
-        if not self.key_column:
-            planned.row_key = phone.e164
-        elif not row.fields.get(self.key_column, "").strip():
-            planned.reason = f"empty key column '{self.config.input.key_column}'"
-            return planned
-        window_problem = self._window_problem(phone)
-        if window_problem:
-            planned.reason = window_problem
-            return planned
-        if phone.e164 in self.opted_out:
-            planned.state, planned.reason = "suppressed", "opted out (state dir opt-out list)"
-            return planned
-        if phone.e164 in self.suppression:
-            planned.state = "suppressed"
-            planned.reason = f"on suppression list {self.suppression[phone.e164]}"
-            return planned
-        first = self.first_line_of_key.get(planned.row_key) or self.first_line_of_number.get(
-            phone.e164
-        )
-        if first is not None:
-            planned.state, planned.duplicate_of = "duplicate", first
-            planned.reason = f"duplicate of line {first}"
-            return planned
-        if self.key_column:  # without one the key is the number: one map is enough
-            self.first_line_of_key[planned.row_key] = row.line
-        self.first_line_of_number[phone.e164] = row.line
-        planned.state = "callable"
-        return planned
 
-    def _window_problem(self, phone: PhoneResult) -> str | None:
-        """Why this number can never be called under the calling hours, if so."""
-        key = (phone.timezones, phone.us_state)
-        if key not in self.window_problems:
-            window = calling_window(phone.timezones, phone.us_state, self.config.calling_hours)
-            problem = window.problem
-            if problem is None and window.next_open(self.now) is None:
-                problem = f"calling hours never overlap across its {len(phone.timezones)} timezones"
-            self.window_problems[key] = problem
-        return self.window_problems[key]
+    def _window_problem(self, timezones: tuple[str, ...], us_state: str | None) -> str | None:
+        """Why a number can never be called under the calling hours, if so (memoised)."""
+        window = calling_window(timezones, us_state, self.config.calling_hours)
+        problem = window.problem
+        if problem is None and window.next_open(self.now) is None:
+            problem = f"calling hours never overlap across its {len(timezones)} timezones"
+        self.window_problems[(timezones, us_state)] = problem
+        return problem
 
 
-def _chunks(rows: Iterator[SourceRow], size: int) -> Iterator[list[SourceRow]]:
-    chunk: list[SourceRow] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
+def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    while chunk := list(itertools.islice(records, size)):
         yield chunk
 
 

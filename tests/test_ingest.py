@@ -129,7 +129,7 @@ def test_arbitrary_bytes_give_rows_or_input_error(tmp_path: Path, content: bytes
 
 
 cell_text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters=";|\t\0"),
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters=";|\t\0"),
     max_size=12,
 )
 

@@ -4,7 +4,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phonenumbers import timezone
 
-from campaign.phones import PhoneCache, clean_region, normalise, normalise_number
+from campaign.phones import (
+    PhoneCache,
+    PhoneResult,
+    apply_policy_fields,
+    clean_region,
+    normalise,
+    normalise_batch,
+    normalise_number,
+)
 
 
 @pytest.mark.parametrize(
@@ -187,3 +195,12 @@ def test_validity_is_exactly_is_valid_number_for_shared_country_codes(
 def _type_name(kind: int) -> str:
     names = vars(phonenumbers.PhoneNumberType)
     return next(name.lower() for name, value in names.items() if value == kind and name.isupper())
+
+
+def test_worker_fields_carry_the_same_result_and_policy() -> None:
+    cells = ["+44 800 123 4567", "+44 7911 123456 ext 12", "+44 9098 790000", "call me"]
+    for raw, fields in zip(cells, normalise_batch([(raw, None) for raw in cells]), strict=True):
+        assert PhoneResult(*fields) == normalise_number(raw, None)
+        strict = apply_policy_fields(fields, allow_toll_free=False, allow_voip=False)
+        assert PhoneResult(*strict) == normalise(raw, None, allow_toll_free=False, allow_voip=False)
+    assert "toll-free" in (normalise("+44 800 123 4567", None, allow_toll_free=False).reason or "")

@@ -1,11 +1,12 @@
 import csv
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from campaign.config import CampaignConfig, load_campaign
 from campaign.errors import ConfigError, InputError
-from campaign.plan import PlanCounts, iter_plan, load_suppression, plan_rows
+from campaign.plan import PlanCounts, PlannedRow, iter_plan, load_suppression, plan_rows
 
 CASES = Path(__file__).parent / "cases"
 CASE_FILES = sorted(CASES.glob("*.yaml"))
@@ -115,3 +116,39 @@ def test_big_inputs_use_the_worker_pool_and_keep_input_order(tmp_path: Path) -> 
     assert counts.callable == 6000 and counts.duplicates == 3000
     assert rows[6000].duplicate_of == 2
     assert sum(counts.by_country.values()) == 6000
+
+
+def test_pool_and_in_process_plans_are_identical_row_for_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A messy big file: national and international forms, repeats, junk, unknown regions,
+    # empty keys, a stray delimiter and a ragged row — the pool must change nothing.
+    lines = ["id,phone,cc,name"]
+    for i in range(15000):
+        cc = ("GB", "FR", "US", "Frankreich", "")[i % 5]
+        phone = (f"07911 {i % 9000:06d}", f"+44 7700 9{i % 7000:05d}", "n/a")[i % 3]
+        key = "" if i % 41 == 0 else f"k{i % 12000}"
+        lines.append(f"{key},{phone},{cc},n{i}")
+    lines[100] += ",extra"
+    lines[200] = "k200,07911 000200"
+    extra = "  key_column: id\n  region_column: cc\n  variables: [name]\n"
+    config = make_config(tmp_path, "\n".join(lines) + "\n", extra)
+    pools: list[object] = []
+
+    class CountedPool(ProcessPoolExecutor):
+        def __init__(self, max_workers: int) -> None:
+            super().__init__(max_workers=max_workers)
+            pools.append(self)
+
+    monkeypatch.setattr("campaign.plan.ProcessPoolExecutor", CountedPool)
+
+    def plan(workers: int) -> tuple[list[PlannedRow], PlanCounts]:
+        counts = PlanCounts()
+        return list(iter_plan(config, counts, workers=workers)), counts
+
+    (pooled, pooled_counts), (inline, inline_counts) = plan(2), plan(1)
+    assert len(pools) == 1  # the first run used the pool, the second did not
+    assert pooled == inline and pooled_counts == inline_counts
+    assert {row.state for row in pooled} == {"callable", "rejected", "duplicate"}
+    assert pooled[99].reason == "5 fields but the header has 4 (a stray delimiter?)"
+    assert pooled[199].variables == {"name": ""}
