@@ -8,85 +8,42 @@ was dialed, and no outbound window went over the limit.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures_crash import (
+    read_ledger,
+    run_env,
+    sandbox_process,
+    start_run,
+    write_crash_campaign,
+)
 
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent / "campaign"
-KEY = "avp_test_sandbox"
 FAULTS = "ambiguous@0.3,GET /v1/batches/*=proxy_503@0.05,*=delay:5-20ms"
 CALL_LIMIT = "30/10s"
 ROWS = 60
 
 
 def _campaign_dir(tmp_path: Path, rows: int) -> Path:
-    lines = ["customer_id,phone,first_name"]
-    lines += [f"K{i:03d},+1 212 555 {100 + i:04d},N{i}" for i in range(rows)]
-    (tmp_path / "contacts.csv").write_text("\n".join(lines) + "\n")
-    (tmp_path / "crash.yaml").write_text(
-        f"""campaign: crash
-scenario_id: scn_demo
-mode: batches
-batch: {{max_rows: 8}}
-input: {{path: contacts.csv, phone_column: phone, default_region: US,
-        key_column: customer_id, variables: [first_name]}}
-calling_hours: unrestricted
-retry: {{statuses: [no_answer, busy], max_attempts: 2, min_interval: 0s}}
-limits: {{calls: {CALL_LIMIT}, requests: [600/min, 20000/h]}}
-cost_estimate: "0.01"
-state_dir: state
-output_dir: out
-"""
+    return write_crash_campaign(
+        tmp_path, rows, CALL_LIMIT, extra="mode: batches\nbatch: {max_rows: 8}\n"
     )
-    return tmp_path / "crash.yaml"
 
 
 @pytest.fixture
 def sandbox_url(tmp_path: Path) -> Iterator[str]:
     """A sandbox process with the ambiguous faults on and the scaled limits."""
-    proc = subprocess.Popen(
-        [str(BIN), "sandbox", "serve", "--port", "0", "--ledger", "--faults", FAULTS,
-         "--limits", f"outbound_calls={CALL_LIMIT}", "--limits", "requests_per_minute=600/min",
-         "--limits", "requests_per_hour=20000/h", "--time-scale", "0.01", "--seed", "5"],
-        stdout=subprocess.PIPE,
-        stderr=(tmp_path / "sandbox.err").open("w"),
-        text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        assert line.startswith("listening on "), line
-        yield line.removeprefix("listening on ")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _start(campaign: Path, root_url: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "AITELIER_API_KEY": KEY, "AITELIER_BASE_URL": f"{root_url}/v1"}
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [str(BIN), "run", str(campaign)], env=env, stdout=out, stderr=out, cwd=campaign.parent
-        )
-
-
-def _ledger(root_url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{root_url}/_sandbox/ledger", timeout=10) as response:
-        return dict(json.load(response))
+    with sandbox_process(tmp_path, faults=FAULTS, call_limit=CALL_LIMIT, seed=5) as url:
+        yield url
 
 
 def _checkpoint(tmp_path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -109,7 +66,7 @@ def _checkpoint(tmp_path: Path) -> tuple[list[dict[str, Any]], list[dict[str, An
 
 
 def _assert_exactly_once(root_url: str, tmp_path: Path) -> None:
-    ledger = _ledger(root_url)
+    ledger = read_ledger(root_url)
     members, rows = _checkpoint(tmp_path)
     ours = {m["batch_id"] for m in members}
     dials = [c for c in ledger["calls"] if c["batch_id"] is not None]
@@ -142,14 +99,14 @@ def test_kill_9_during_upload_and_polling_never_dials_a_row_twice(
     log = tmp_path / "run.log"
     killed = 0
     for _ in range(12):
-        proc = _start(campaign, sandbox_url, log)
+        proc = start_run(campaign, run_env(sandbox_url), log)
         time.sleep(rng.uniform(0.5, 2.5))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             killed += 1
         proc.wait()
     for _ in range(6):
-        if _start(campaign, sandbox_url, log).wait(timeout=180) == 0:
+        if start_run(campaign, run_env(sandbox_url), log).wait(timeout=180) == 0:
             break
     else:
         raise AssertionError(f"the campaign did not finish; see {log}")

@@ -6,90 +6,45 @@ per attempt, nothing else called, and no outbound window over the limit.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures_crash import (
+    KEY,
+    read_ledger,
+    run_env,
+    sandbox_process,
+    start_run,
+    write_crash_campaign,
+)
 
 from campaign.attempts import idempotency_key
 
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent / "campaign"
-KEY = "avp_test_sandbox"
 FAULTS = "POST /v1/calls=reset_after@0.15,POST /v1/calls=error_after@0.1,*=proxy_503@0.05"
 CALL_LIMIT = "30/10s"
 
 
 def _campaign_dir(tmp_path: Path, rows: int, *, extra: str = "") -> Path:
-    lines = ["customer_id,phone,first_name"]
-    lines += [f"K{i:03d},+1 212 555 {100 + i:04d},N{i}" for i in range(rows)]
-    (tmp_path / "contacts.csv").write_text("\n".join(lines) + "\n")
-    (tmp_path / "crash.yaml").write_text(
-        f"""campaign: crash
-scenario_id: scn_demo
-input: {{path: contacts.csv, phone_column: phone, default_region: US,
-        key_column: customer_id, variables: [first_name]}}
-calling_hours: unrestricted
-retry: {{statuses: [no_answer, busy], max_attempts: 2, min_interval: 0s}}
-limits: {{calls: {CALL_LIMIT}, requests: [600/min, 20000/h]}}
-cost_estimate: "0.01"
-state_dir: state
-output_dir: out
-{extra}"""
-    )
-    return tmp_path / "crash.yaml"
+    return write_crash_campaign(tmp_path, rows, CALL_LIMIT, extra=extra)
 
 
 @pytest.fixture
 def sandbox_url(tmp_path: Path) -> Iterator[str]:
     """A sandbox process with the ambiguous faults on and the scaled limits."""
-    proc = subprocess.Popen(
-        [str(BIN), "sandbox", "serve", "--port", "0", "--ledger", "--faults", FAULTS,
-         "--limits", f"outbound_calls={CALL_LIMIT}", "--limits", "requests_per_minute=600/min",
-         "--limits", "requests_per_hour=20000/h", "--time-scale", "0.01", "--seed", "7"],
-        stdout=subprocess.PIPE,
-        stderr=(tmp_path / "sandbox.err").open("w"),
-        text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        assert line.startswith("listening on "), line
-        yield line.removeprefix("listening on ")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _env(root_url: str) -> dict[str, str]:
-    return {**os.environ, "AITELIER_API_KEY": KEY, "AITELIER_BASE_URL": f"{root_url}/v1"}
-
-
-def _start(campaign: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [str(BIN), "run", str(campaign)], env=env, stdout=out, stderr=out, cwd=campaign.parent
-        )
-
-
-def _ledger(root_url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{root_url}/_sandbox/ledger", timeout=10) as response:
-        return dict(json.load(response))
+    with sandbox_process(tmp_path, faults=FAULTS, call_limit=CALL_LIMIT, seed=7) as url:
+        yield url
 
 
 def _assert_exactly_once(root_url: str, campaign: Path, rows: int) -> dict[str, Any]:
-    ledger = _ledger(root_url)
+    ledger = read_ledger(root_url)
     calls = ledger["calls"]
     per_attempt = Counter((c["metadata"]["row_key"], c["metadata"]["attempt"]) for c in calls)
     twice = {k: n for k, n in per_attempt.items() if n > 1}
@@ -115,14 +70,14 @@ def _kill_and_rerun(
 ) -> int:
     killed = 0
     for _ in range(kills):
-        proc = _start(campaign, env, log)
+        proc = start_run(campaign, env, log)
         time.sleep(rng.uniform(0.6, 3.0))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             killed += 1
         proc.wait()
     for _ in range(6):  # then let it finish; each rerun continues where the last stopped
-        proc = _start(campaign, env, log)
+        proc = start_run(campaign, env, log)
         if proc.wait(timeout=180) == 0:
             return killed
     raise AssertionError(f"the campaign did not finish; see {log}")
@@ -135,7 +90,7 @@ def test_kill_9_at_random_moments_never_calls_twice(
     rows = 40
     campaign = _campaign_dir(tmp_path, rows)
     killed = _kill_and_rerun(
-        campaign, _env(sandbox_url), random.Random(seed), 12, tmp_path / "run.log"
+        campaign, run_env(sandbox_url), random.Random(seed), 12, tmp_path / "run.log"
     )
     assert killed >= 10  # at least 20 kills across the two seeds
     _assert_exactly_once(sandbox_url, campaign, rows)
@@ -149,10 +104,10 @@ def test_two_concurrent_runs_one_exits_75_and_nothing_is_doubled(
 ) -> None:
     rows = 12
     campaign = _campaign_dir(tmp_path, rows)
-    env = _env(sandbox_url)
-    first = _start(campaign, env, tmp_path / "a.log")
+    env = run_env(sandbox_url)
+    first = start_run(campaign, env, tmp_path / "a.log")
     time.sleep(0.05)
-    second = _start(campaign, env, tmp_path / "b.log")
+    second = start_run(campaign, env, tmp_path / "b.log")
     codes = sorted([first.wait(timeout=180), second.wait(timeout=180)])
     assert codes == [0, 75]
     loser = (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
@@ -162,7 +117,7 @@ def test_two_concurrent_runs_one_exits_75_and_nothing_is_doubled(
 
 def test_the_key_never_reaches_checkpoint_log_or_outputs(tmp_path: Path, sandbox_url: str) -> None:
     campaign = _campaign_dir(tmp_path, 5)
-    proc = _start(campaign, _env(sandbox_url), tmp_path / "run.log")
+    proc = start_run(campaign, run_env(sandbox_url), tmp_path / "run.log")
     assert proc.wait(timeout=120) == 0
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "crash.yaml"]
     assert any(p.suffix == ".sqlite" for p in written)
@@ -173,15 +128,15 @@ def test_the_key_never_reaches_checkpoint_log_or_outputs(tmp_path: Path, sandbox
 def test_sigterm_stops_sending_writes_outputs_and_exits_3(tmp_path: Path, sandbox_url: str) -> None:
     rows = 30
     campaign = _campaign_dir(tmp_path, rows)
-    env = _env(sandbox_url)
-    proc = _start(campaign, env, tmp_path / "run.log")
+    env = run_env(sandbox_url)
+    proc = start_run(campaign, env, tmp_path / "run.log")
     time.sleep(3.0)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 3
     log = (tmp_path / "run.log").read_text()
     assert "stopped early" in log and "rerun to resume" in log
-    placed = len(_ledger(sandbox_url)["calls"])
+    placed = len(read_ledger(sandbox_url)["calls"])
     assert 0 < placed < rows
     assert (tmp_path / "out" / "results.csv").exists()
-    assert _start(campaign, env, tmp_path / "run.log").wait(timeout=120) == 0
+    assert start_run(campaign, env, tmp_path / "run.log").wait(timeout=120) == 0
     _assert_exactly_once(sandbox_url, campaign, rows)

@@ -1,0 +1,77 @@
+"""Helpers of the crash tests: a sandbox process, the real command, the ledger."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent / "campaign"
+KEY = "avp_test_sandbox"
+
+
+def write_crash_campaign(tmp_path: Path, rows: int, call_limit: str, *, extra: str = "") -> Path:
+    """A campaign ``crash`` of ``rows`` valid US numbers (keys K000…) and its file."""
+    lines = ["customer_id,phone,first_name"]
+    lines += [f"K{i:03d},+1 212 555 {100 + i:04d},N{i}" for i in range(rows)]
+    (tmp_path / "contacts.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "crash.yaml").write_text(
+        f"""campaign: crash
+scenario_id: scn_demo
+input: {{path: contacts.csv, phone_column: phone, default_region: US,
+        key_column: customer_id, variables: [first_name]}}
+calling_hours: unrestricted
+retry: {{statuses: [no_answer, busy], max_attempts: 2, min_interval: 0s}}
+limits: {{calls: {call_limit}, requests: [600/min, 20000/h]}}
+cost_estimate: "0.01"
+state_dir: state
+output_dir: out
+{extra}"""
+    )
+    return tmp_path / "crash.yaml"
+
+
+@contextlib.contextmanager
+def sandbox_process(tmp_path: Path, *, faults: str, call_limit: str, seed: int) -> Iterator[str]:
+    """A sandbox process with the ledger on; yields its root URL."""
+    proc = subprocess.Popen(
+        [str(BIN), "sandbox", "serve", "--port", "0", "--ledger", "--faults", faults,
+         "--limits", f"outbound_calls={call_limit}", "--limits", "requests_per_minute=600/min",
+         "--limits", "requests_per_hour=20000/h", "--time-scale", "0.01", "--seed", str(seed)],
+        stdout=subprocess.PIPE,
+        stderr=(tmp_path / "sandbox.err").open("w"),
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line.startswith("listening on "), line
+        yield line.removeprefix("listening on ")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def run_env(root_url: str) -> dict[str, str]:
+    """The environment that points ``campaign run`` at the sandbox process."""
+    return {**os.environ, "AITELIER_API_KEY": KEY, "AITELIER_BASE_URL": f"{root_url}/v1"}
+
+
+def start_run(campaign: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``campaign run FILE`` as a subprocess, its output appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [str(BIN), "run", str(campaign)], env=env, stdout=out, stderr=out, cwd=campaign.parent
+        )
+
+
+def read_ledger(root_url: str) -> dict[str, Any]:
+    """The sandbox's ledger: every call placed, and the most seen in any window."""
+    with urllib.request.urlopen(f"{root_url}/_sandbox/ledger", timeout=10) as response:
+        return dict(json.load(response))
