@@ -21,10 +21,20 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The real clock."""
+    """The real clock: wall-clock time read once, then advanced by the monotonic clock.
+
+    Limits are sliding windows over send times; a wall clock stepped by NTP during a run
+    would otherwise make recent sends look older (and overshoot a limit) or newer (and
+    stall). Anchoring keeps intervals exact within a process while staying comparable to
+    the epoch times that earlier runs wrote to the checkpoint.
+    """
+
+    def __init__(self) -> None:
+        self._wall_anchor = time.time()
+        self._mono_anchor = time.monotonic()
 
     def now(self) -> float:
-        return time.time()
+        return self._wall_anchor + (time.monotonic() - self._mono_anchor)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))

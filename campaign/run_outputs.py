@@ -69,7 +69,9 @@ def write_run_outputs(
     )
 
 
-def summary_lines(config: CampaignConfig, report: RunReport, engine: EngineResult) -> list[str]:
+def summary_lines(
+    config: CampaignConfig, report: RunReport, engine: EngineResult, *, now: float
+) -> list[str]:
     """The short summary printed at the end of a run."""
     counts = report.counts
     by_state = counts.get("by_state", {})
@@ -89,8 +91,10 @@ def summary_lines(config: CampaignConfig, report: RunReport, engine: EngineResul
     if report.exit_code == 3:
         lines.append(f"stopped early ({engine.stop_reason}); rerun to resume")
     if engine.next_due is not None:
+        wait = wait_in_words(engine.next_due - now)
         lines.append(
-            f"next work falls due {_local(engine.next_due)} ({engine.next_due_reason}); rerun then"
+            f"next work falls due {_local(engine.next_due)}, {wait} "
+            f"({engine.next_due_reason}); rerun then"
         )
     elif report.engine is not None and not engine.work_left_now and report.exit_code == 0:
         left = by_state.get("pending", 0) + by_state.get("retry_scheduled", 0)
@@ -102,6 +106,17 @@ def summary_lines(config: CampaignConfig, report: RunReport, engine: EngineResul
 
 def _local(ts: float) -> str:
     return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def wait_in_words(seconds: float) -> str:
+    """A wait in words an operator reads at a glance: 'in 3 h 59 min', 'in 40 s', 'now'."""
+    if seconds < 1:
+        return "now"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"in {hours} h {minutes} min"
+    return f"in {minutes} min" if minutes else f"in {secs} s"
 
 
 def rewrite_outputs(config: CampaignConfig, *, clock: Clock | None = None) -> OutputPaths:

@@ -165,7 +165,7 @@ async def _run_with_store(
     )
     report.counts = progress_counts(store)
     report.exit_code = _exit_code(error, engine)
-    report.lines = summary_lines(config, report, engine)
+    report.lines = summary_lines(config, report, engine, now=clock.now())
     store.end_run(run_id, clock.now(), report.exit_code, report.counts)
     if error is None and engine.insufficient_funds:
         error = InsufficientFundsError(

@@ -151,11 +151,12 @@ async def test_three_processes_share_the_allowance_fairly_and_take_over_a_killed
         expected = priority / sum(priorities.values())
         assert abs(before_kill[name] / total - expected) <= 0.1 * expected, before_kill
     # One window after the kill, the other two share the whole allowance between them
-    # (without the take-over they would keep their half of it: 30 of 60; 0.9 leaves room
-    # for a loaded CI machine's scheduling, far from that half).
+    # (without the take-over they would keep their half of it: 30 of 60). Measured on an
+    # idle 2-core machine: 52-60 of 60; 0.8 leaves room for a loaded CI machine, far
+    # above that half.
     window = Counter(name for name, t in sends if kill_at + span <= t < kill_at + 2 * span)
     assert window["survey"] == 0
-    assert window["spring"] + window["winback"] >= 0.9 * call_limit.count, window
+    assert window["spring"] + window["winback"] >= 0.8 * call_limit.count, window
     assert abs(window["spring"] - window["winback"]) <= 0.1 * call_limit.count, window
 
 

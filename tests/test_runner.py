@@ -243,3 +243,13 @@ async def test_a_resend_after_an_edited_input_sends_the_committed_bytes(tmp_path
     assert result.rejected == [] and result.error is None
     assert api.created_per_attempt() == {(phone, "1"): 1}
     assert store.row(phone).progress == "done"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [(0.2, "now"), (40, "in 40 s"), (600, "in 10 min"), (4 * 3600 - 30, "in 3 h 59 min")],
+)
+def test_the_next_due_time_is_said_as_a_wait(seconds: float, words: str) -> None:
+    from campaign.run_outputs import wait_in_words
+
+    assert wait_in_words(seconds) == words
