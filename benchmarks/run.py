@@ -205,7 +205,8 @@ def main() -> None:
         [str(BIN), "sandbox", "serve", "--port", "0", "--ledger", "--faults", LATENCY,
          "--limits", f"outbound_calls={args.calls}",
          "--limits", f"requests_per_minute={args.requests_per_min}",
-         "--limits", "requests_per_hour=200000/h", "--time-scale", args.time_scale],
+         "--limits", "requests_per_hour=200000/h", "--time-scale", args.time_scale,
+         "--wallet-balance", "1000000.00"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     try:

@@ -36,6 +36,7 @@ def build_config(
     ledger: bool,
     state_file: Path | None,
     seed: int | None,
+    wallet_balance: str | None = None,
 ) -> SandboxConfig:
     """The config file (or defaults) with the command-line options applied on top."""
     config = load_sandbox_config(config_path) if config_path else SandboxConfig()
@@ -54,6 +55,8 @@ def build_config(
         config.state_file = state_file
     if seed is not None:
         config.fault_seed = seed
+    if wallet_balance is not None:
+        config.wallet_balance = wallet_balance
     config.validate()
     return config
 
@@ -80,6 +83,9 @@ def build_config(
     help="Keep the world (calls, keys, windows) in this JSON file across restarts.",
 )
 @click.option("--seed", type=int, default=None, help="Seed of the fault dice.")
+@click.option(
+    "--wallet-balance", default=None, metavar="AMOUNT", help="Starting balance, e.g. 1000.00."
+)
 def serve(
     host: str,
     port: int,
@@ -90,6 +96,7 @@ def serve(
     ledger: bool,
     state_file: Path | None,
     seed: int | None,
+    wallet_balance: str | None,
 ) -> None:
     """Serve the emulator until interrupted; prints ``listening on URL`` first.
 
@@ -99,7 +106,9 @@ def serve(
             --limits outbound_calls=5/min --time-scale 0.01
     """
     try:
-        config = build_config(config_path, faults, limits, time_scale, ledger, state_file, seed)
+        config = build_config(
+            config_path, faults, limits, time_scale, ledger, state_file, seed, wallet_balance
+        )
     except (SandboxConfigError, FaultSpecError) as exc:
         raise click.BadParameter(str(exc)) from None
     logging.basicConfig(
