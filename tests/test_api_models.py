@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from campaign.api import call_request_body, encode_json_body, format_timestamp, parse_timestamp
-from campaign.api.models import Batch, BatchRowPage, Call, Session, Wallet, Webhook
+from campaign.api.models import Batch, Call, Session, Wallet, Webhook, read_batch_row_page
 
 CALL: dict[str, Any] = {
     "id": "call_1", "status": "completed", "phone": "+14155550100", "scenario_id": "scn_demo",
@@ -106,7 +106,7 @@ def test_batch_and_rows() -> None:
         }
     )  # fmt: skip
     assert batch.progress.invalid == 1
-    rows = BatchRowPage.from_json(
+    rows = read_batch_row_page(
         {
             "data": [
                 {"row": 0, "row_ref": None, "phone": "12", "status": "invalid", "call_id": None,

@@ -27,6 +27,9 @@ from campaign.api.models import (
     Usage,
     Wallet,
     Webhook,
+    read_batch_row_page,
+    read_call_page,
+    read_session_page,
 )
 from campaign.api.retry import RetryPolicy
 from campaign.api.transport import OnSend, Reply, Transport
@@ -180,7 +183,7 @@ class AitelierClient:
         """GET /calls: one page."""
         return await self._get(
             "/calls",
-            CallPage.from_json,
+            read_call_page,
             status=None if status is None else status_filter(status),
             since=since,
             updated_since=updated_since,
@@ -234,7 +237,7 @@ class AitelierClient:
     ) -> BatchRowPage:
         """GET /batches/{id}/rows: one page, rows in file order."""
         path = f"/batches/{_seg(batch_id)}/rows"
-        return await self._get(path, BatchRowPage.from_json, limit=limit, cursor=cursor)
+        return await self._get(path, read_batch_row_page, limit=limit, cursor=cursor)
 
     def iter_batch_rows(
         self, batch_id: str, *, limit: int | None = None
@@ -262,7 +265,7 @@ class AitelierClient:
         """GET /sessions: one page."""
         return await self._get(
             "/sessions",
-            SessionPage.from_json,
+            read_session_page,
             goal_achieved=goal_achieved,
             since=since,
             scenario_id=scenario_id,

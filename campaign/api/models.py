@@ -9,10 +9,11 @@ re-exported here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from campaign.api.account import (
     CrawlJob,
@@ -52,6 +53,28 @@ CallStatus = Literal[
 TERMINAL_CALL_STATUSES: frozenset[str] = frozenset(
     {"completed", "no_answer", "busy", "voicemail", "failed", "canceled"}
 )
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list endpoint: its items and the cursor of the next page."""
+
+    data: tuple[T, ...]
+    next_cursor: str | None
+
+
+def page_reader(read_item: Callable[[object], T]) -> Callable[[object], Page[T]]:
+    """A reader of ``{"data": [...], "next_cursor": ...}`` whose items ``read_item`` reads."""
+
+    def read_page(value: object) -> Page[T]:
+        obj = read_obj(value, "page")
+        data = tuple(read_item(item) for item in read_list(obj, "data"))
+        return Page(data, read_opt_str(obj, "next_cursor"))
+
+    return read_page
 
 
 @dataclass(frozen=True)
@@ -167,19 +190,8 @@ class Call:
         )
 
 
-@dataclass(frozen=True)
-class CallPage:
-    """One page of GET /calls."""
-
-    data: tuple[Call, ...]
-    next_cursor: str | None
-
-    @classmethod
-    def from_json(cls, value: object) -> CallPage:
-        """Read a page of calls."""
-        obj = read_obj(value, "page")
-        data = tuple(Call.from_json(item) for item in read_list(obj, "data"))
-        return cls(data, read_opt_str(obj, "next_cursor"))
+CallPage = Page[Call]
+read_call_page = page_reader(Call.from_json)
 
 
 @dataclass(frozen=True)
@@ -297,34 +309,12 @@ class BatchRow:
         )
 
 
-@dataclass(frozen=True)
-class BatchRowPage:
-    """One page of GET /batches/{id}/rows."""
-
-    data: tuple[BatchRow, ...]
-    next_cursor: str | None
-
-    @classmethod
-    def from_json(cls, value: object) -> BatchRowPage:
-        """Read a page of batch rows."""
-        obj = read_obj(value, "page")
-        data = tuple(BatchRow.from_json(item) for item in read_list(obj, "data"))
-        return cls(data, read_opt_str(obj, "next_cursor"))
+BatchRowPage = Page[BatchRow]
+read_batch_row_page = page_reader(BatchRow.from_json)
 
 
-@dataclass(frozen=True)
-class SessionPage:
-    """One page of GET /sessions."""
-
-    data: tuple[Session, ...]
-    next_cursor: str | None
-
-    @classmethod
-    def from_json(cls, value: object) -> SessionPage:
-        """Read a page of sessions."""
-        obj = read_obj(value, "page")
-        data = tuple(Session.from_json(item) for item in read_list(obj, "data"))
-        return cls(data, read_opt_str(obj, "next_cursor"))
+SessionPage = Page[Session]
+read_session_page = page_reader(Session.from_json)
 
 
 @dataclass(frozen=True)
