@@ -136,7 +136,6 @@ def run(
         campaign run pipelines/spring.yaml --until 20:00
         campaign run pipelines/spring.yaml pipelines/winback.yaml
     """
-    import os
     import time
 
     from campaign.logs import setup_logging
@@ -154,12 +153,8 @@ def run(
         _run_several(campaign_files, options, log_format, verbose)
     config = _load(campaign_files[0])
     key = config.require_api_key()
-    log_file = config.state_dir / f"{config.campaign}.log"
-    # The log names row keys, which are phone numbers by default: private like the checkpoint.
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     setup_logging(
-        log_file=log_file,
+        log_file=config.state_dir / f"{config.campaign}.log",
         log_format=log_format,  # type: ignore[arg-type]
         verbose=verbose,
         secrets=[key],
@@ -179,7 +174,6 @@ def _run_several(
     campaign_files: tuple[str, ...], options: Any, log_format: str, verbose: bool
 ) -> None:
     """``campaign run A.yaml B.yaml …``: every campaign's summary, then the worst exit code."""
-    import os
 
     from campaign.allowance_runs import run_campaigns, worst_exit_code
     from campaign.config import CampaignConfig
@@ -192,12 +186,8 @@ def _run_several(
         except CampaignError as exc:  # this campaign exits 2; the others still run
             entries.append((path, exc))
     configs = [entry for _, entry in entries if isinstance(entry, CampaignConfig)]
-    log_file = configs[0].state_dir / "campaigns.log" if configs else None
-    if log_file is not None:  # private like each campaign's own log
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     setup_logging(
-        log_file=log_file,
+        log_file=configs[0].state_dir / "campaigns.log" if configs else None,
         log_format=log_format,  # type: ignore[arg-type]
         verbose=verbose,
         secrets=[key for key in (config.api_key() for config in configs) if key],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterable
@@ -152,6 +153,9 @@ def setup_logging(
     handlers: list[logging.Handler] = [to_stderr]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
+        # The log names row keys, which are phone numbers by default: private like the
+        # checkpoint. Created 0600 here; an existing file keeps its mode.
+        os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
         to_file = logging.FileHandler(log_file, encoding="utf-8")
         to_file.setFormatter(kind(tracebacks=True))
         handlers.append(to_file)

@@ -121,3 +121,11 @@ def test_calling_setup_again_does_not_duplicate_lines(
     assert capsys.readouterr().err.count("once") == 1
     assert "once" in (tmp_path / "b.log").read_text(encoding="utf-8")
     assert "once" not in (tmp_path / "a.log").read_text(encoding="utf-8")
+
+
+def test_the_log_file_is_private_because_row_keys_are_phone_numbers(tmp_path: Path) -> None:
+    log_file = tmp_path / "state" / "spring.log"
+    setup_logging(log_file=log_file)
+    logging.getLogger("campaign").info("row +14155550100 placed")
+    assert log_file.stat().st_mode & 0o777 == 0o600
+    assert "+14155550100" in log_file.read_text(encoding="utf-8")
