@@ -23,10 +23,19 @@ def clock() -> FakeClock:
     return FakeClock(T0)
 
 
+SESSION_PHONE = "+14155550111"  # scripted to complete, so its call always has a session
+
+
 @pytest.fixture
 async def client(clock: FakeClock) -> AsyncIterator[AitelierClient]:
-    config = SandboxConfig(ledger=True, time_scale=1.0, requests_per_minute="1000/min",
-                           requests_per_hour="10000/h", outbound_calls="100/min")  # fmt: skip
+    config = SandboxConfig(
+        ledger=True,
+        time_scale=1.0,
+        requests_per_minute="1000/min",
+        requests_per_hour="10000/h",
+        outbound_calls="100/min",
+        scripted_outcomes={SESSION_PHONE: ["completed:goal_achieved"]},
+    )
     sandbox = await start_sandbox(config, clock=clock)
     retry = RetryPolicy(rng=lambda: 0.0)
     async with AitelierClient(sandbox.base_url, DEFAULT_KEY, clock=clock, retry=retry) as api:
@@ -63,14 +72,13 @@ async def test_calls_create_get_list_and_iterate(client: AitelierClient, clock: 
 async def test_a_finished_call_has_a_session_transcript_and_recording(
     client: AitelierClient, clock: FakeClock
 ) -> None:
-    call = await client.create_call(body_for("+14155550111", "s1"), "spring:s1:1")
+    call = await client.create_call(body_for(SESSION_PHONE, "s1"), "spring:s1:1")
     for _ in range(60):
         clock.advance(30)
         call = await client.get_call(call.id)
         if call.is_terminal and call.session_id:
             break
-    if call.session_id is None:
-        pytest.skip(f"the scripted call ended {call.status} without a session")
+    assert call.status == "completed" and call.session_id is not None
     assert call.session is not None and call.session.id == call.session_id
     session = await client.get_session(call.session_id)
     assert session.call_id == call.id and isinstance(session.costs.amount, Decimal)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
 from click.testing import CliRunner, Result
 
 from campaign.cli import main
@@ -109,14 +108,12 @@ def test_a_refused_key_exits_4(tmp_path: Path) -> None:
 
 
 def test_outside_every_window_nothing_is_placed_and_the_opening_is_named(tmp_path: Path) -> None:
-    now_ny = datetime.now(UTC).astimezone(ZoneInfo("America/New_York"))
-    # A one-hour window that starts two hours from now (New York time), if the day allows.
-    start = (now_ny + timedelta(hours=2)).replace(minute=0)
-    if not 8 <= start.hour <= 19:
-        start = start.replace(hour=9) if start.hour < 8 else start.replace(hour=8)
-    if start.hour - 1 <= now_ny.hour <= start.hour + 1:
-        pytest.skip("cannot build a closed window around this hour")
-    hours = f'calling_hours: {{start: "{start:%H}:00", end: "{start.hour + 1:02d}:00"}}'
+    # Every day but today (New York time, where the rows are): closed now, whatever the hour.
+    today = datetime.now(UTC).astimezone(ZoneInfo("America/New_York")).weekday()
+    days = [
+        d for i, d in enumerate(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]) if i != today
+    ]
+    hours = f'calling_hours: {{start: "09:00", end: "20:00", days: [{", ".join(days)}]}}'
     path = _write(tmp_path, ROWS[:2], extra=hours)
     result = _run("run", str(path))
     assert result.exit_code == 0, result.output
