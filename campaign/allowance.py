@@ -3,7 +3,7 @@
 The outbound and request limits belong to the project and the key, not to one campaign.
 ``SharedAllowance`` is a drop-in for ``ClientLimits`` whose sliding windows hold the sends of
 every process using the same state dir, base URL and key: each decision is one short
-``BEGIN IMMEDIATE`` transaction over a small SQLite file (``allowance_store``), so there is
+``BEGIN IMMEDIATE`` transaction over a small SQLite file (``store_allowance``), so there is
 no daemon to start and nothing to clean up after ``kill -9``.
 
 Safety is ``ClientLimits``'s proof applied to the merged log: a send is admitted at ``t``
@@ -37,7 +37,6 @@ from campaign.allowance_rules import (
     rival,
     waiting_calls,
 )
-from campaign.allowance_store import CALL, RELEASE, REQUEST, AllowanceDb, Participant
 from campaign.clock import Clock
 from campaign.limits import (
     DEFAULT_MARGIN_S,
@@ -46,6 +45,7 @@ from campaign.limits import (
     Limit,
     SlidingWindowLog,
 )
+from campaign.store_allowance import CALL, RELEASE, REQUEST, AllowanceDb, Participant
 
 __all__ = ["DEFAULT_TTL_S", "SharedAllowance", "allowance_path"]
 

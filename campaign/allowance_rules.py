@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from campaign.allowance_store import Participant
+from campaign.store_allowance import Participant
 
 DEFAULT_TTL_S = 5.0
 # How soon a participant that yielded a free slot to a rival looks again.

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from campaign.allowance_rules import DEFAULT_TTL_S, allowance_path
-from campaign.allowance_store import AllowanceDb, Participant
+from campaign.store_allowance import AllowanceDb, Participant
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,10 @@ from campaign.allowance_status import (
     allowance_members,
     allowance_view,
 )
-from campaign.allowance_store import CALL, AllowanceDb
 from campaign.clock import Clock, SystemClock
 from campaign.errors import StateError
 from campaign.limits import Limit
+from campaign.store_allowance import CALL, AllowanceDb
 
 T0 = 1_780_000_000.0
 MARGIN = 0.25
