@@ -37,6 +37,7 @@ from campaign.collect import RetryPolicy, fetch_sessions
 from campaign.config import CampaignConfig
 from campaign.engine import EngineResult, Progress
 from campaign.errors import ApiError, CampaignError
+from campaign.gate import SendGate
 from campaign.limits import Limit
 from campaign.schedule import WindowFor
 from campaign.store import Store, StoredRow
@@ -132,8 +133,12 @@ class BatchesEngine:
         opt_outs: OptOutList,
         stop: asyncio.Event,
         progress: Progress | None = None,
+        gate: SendGate | None = None,
     ) -> None:
         self.store = store
+        # Every upload and re-send asks the gate (campaign.gate); None only in unit tests
+        # that build the engine by hand.
+        self.gate = gate
         self.client = client
         self.clock = clock
         self.settings = settings

@@ -13,9 +13,16 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    """Wall-clock seconds since the epoch, and a way to wait on that clock."""
+    """Seconds since the epoch two ways, and a way to wait.
+
+    ``now()`` advances with the monotonic clock (rate windows, intervals, timeouts);
+    ``wall()`` is the wall clock read afresh (calling hours, ``--until``, every decision
+    about the calendar), so a clock correction or a suspended machine moves it at once.
+    """
 
     def now(self) -> float: ...
+
+    def wall(self) -> float: ...
 
     async def sleep(self, seconds: float) -> None: ...
 
@@ -36,6 +43,9 @@ class SystemClock:
     def now(self) -> float:
         return self._wall_anchor + (time.monotonic() - self._mono_anchor)
 
+    def wall(self) -> float:
+        return time.time()
+
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
 
@@ -45,9 +55,13 @@ class FakeClock:
 
     def __init__(self, start: float = 1_780_000_000.0) -> None:
         self._now = float(start)
+        self.wall_offset = 0.0  # a wall clock stepped away from the monotonic one
 
     def now(self) -> float:
         return self._now
+
+    def wall(self) -> float:
+        return self._now + self.wall_offset
 
     def advance(self, seconds: float) -> None:
         self._now += max(0.0, seconds)

@@ -125,6 +125,9 @@ Limits = Annotated[list[Limit], BeforeValidator(_parse_limits)]
 Region = Annotated[str | None, BeforeValidator(_parse_region)]
 
 
+DEFAULT_STOP_BEFORE_CLOSE_S = 300.0
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -135,6 +138,11 @@ class CallingHours(_Model):
     start: Annotated[time, BeforeValidator(_parse_hhmm)] = time(8, 0)
     end: Annotated[time, BeforeValidator(_parse_hhmm)] = time(21, 0)
     days: Annotated[frozenset[int], BeforeValidator(_parse_days)] = frozenset(range(7))
+    # A call starts only while the window stays open this much longer: a call created at
+    # 20:59:59 rings after 21:00, and a transport retry must not carry it past the close.
+    stop_before_close_s: Duration = Field(
+        DEFAULT_STOP_BEFORE_CLOSE_S, alias="stop_before_close", ge=0.0, le=3 * 3600.0
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> CallingHours:
@@ -287,6 +295,13 @@ class CampaignConfig(_Model):
     def is_sandbox(self) -> bool:
         """True when the in-process emulator stands in for the API."""
         return self.api.base_url == "sandbox"
+
+    @property
+    def stop_before_close_s(self) -> float:
+        """How long a recipient's window must stay open after a call starts."""
+        if isinstance(self.calling_hours, CallingHours):
+            return self.calling_hours.stop_before_close_s
+        return 0.0 if self.calling_hours == "unrestricted" else DEFAULT_STOP_BEFORE_CLOSE_S
 
     @property
     def state_path(self) -> Path:

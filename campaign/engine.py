@@ -19,6 +19,7 @@ from campaign.attempts import call_body, idempotency_key
 from campaign.clock import Clock, utc
 from campaign.collect import PollResult, RetryPolicy, apply_call, fetch_sessions, poll_once
 from campaign.errors import CampaignError
+from campaign.gate import SendGate
 from campaign.limits import Limit, SlidingWindowLog
 from campaign.schedule import WindowFor, next_due
 from campaign.store import Attempt, Store, StoredRow
@@ -97,6 +98,7 @@ class CallsEngine:
         call_times: Sequence[float] = (),
         progress: Progress | None = None,
         call_turn: Callable[[], bool] | None = None,
+        gate: SendGate | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -106,6 +108,7 @@ class CallsEngine:
         self.opt_outs = opt_outs
         self.stop = stop
         self.progress = progress
+        self.gate = gate
         # Asked before an attempt is committed when campaigns share one allowance: an
         # attempt committed and then left waiting for its turn could leave after its
         # calling window had closed.

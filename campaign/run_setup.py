@@ -8,8 +8,10 @@ from typing import Literal
 
 from campaign.clock import utc
 from campaign.config import CallingHours, CampaignConfig
+from campaign.gate import SendGate
 from campaign.hours import CallingWindow, calling_window
-from campaign.store import RowIn, StoredRow
+from campaign.store import RowIn, Store, StoredRow
+from campaign.store_optout import OptOutList
 
 Hours = CallingHours | Literal["unrestricted"] | None
 
@@ -65,6 +67,21 @@ class WindowBook:
         if window.is_open(now):
             return None
         return f"waiting for calling hours: {window.reason_closed(now)}"
+
+
+def build_gate(
+    config: CampaignConfig, store: Store, opt_outs: OptOutList, windows: WindowBook
+) -> SendGate:
+    """The send gate of this run: today's suppression lists, the opt-out list, the windows."""
+    from campaign.plan import load_suppression
+
+    return SendGate(
+        store=store,
+        suppression=load_suppression(config.suppression, config),
+        opt_outs=opt_outs,
+        window_for=windows.window_for,
+        stop_before_close_s=config.stop_before_close_s,
+    )
 
 
 def planned_rows(config: CampaignConfig, opted_out: Sequence[str]) -> list[RowIn]:

@@ -22,12 +22,14 @@ from campaign.clock import Clock, SystemClock
 from campaign.config import CampaignConfig
 from campaign.engine import CallsEngine, EngineResult, EngineSettings
 from campaign.errors import ApiError, AuthError, CampaignError, InsufficientFundsError
+from campaign.gate import SendGate
 from campaign.lock import CampaignLock
 from campaign.preflight import Preflight, run_preflight
 from campaign.results import progress_counts
 from campaign.run_outputs import RunReport, summary_lines, write_run_outputs
 from campaign.run_setup import (
     WindowBook,
+    build_gate,
     planned_rows,
 )
 from campaign.schedule import next_due
@@ -133,6 +135,7 @@ async def _run_with_store(
             "calling_hours: unrestricted — recipients' local calling hours are NOT enforced"
         )
     windows = WindowBook(config.calling_hours)
+    gate = build_gate(config, store, opt_outs, windows)
     send_log = SendLog(store)
     report = RunReport(exit_code=0)
     error: CampaignError | None = None
@@ -145,7 +148,7 @@ async def _run_with_store(
                 if not options.dry_run:
                     report.engine = await _run_engine(
                         config, options, store, client, clock, windows, opt_outs, deadline,
-                        call_times, stop, allowance,
+                        call_times, stop, allowance, gate,
                     )  # fmt: skip
                     error = report.engine.error
     except CampaignError as exc:
@@ -272,6 +275,7 @@ async def _run_engine(
     call_times: list[float],
     stop: asyncio.Event,
     allowance: SharedAllowance,
+    gate: SendGate,
 ) -> EngineResult:
     from campaign.progress import RunProgress
 
@@ -305,6 +309,7 @@ async def _run_engine(
                 opt_outs=opt_outs,
                 stop=stop,
                 progress=progress,
+                gate=gate,
             )
             return await batches.run()
         engine = CallsEngine(
@@ -318,6 +323,7 @@ async def _run_engine(
             call_times=call_times,
             progress=progress,
             call_turn=allowance.call_ready,
+            gate=gate,
         )
         return await engine.run()
 

@@ -16,7 +16,9 @@ from campaign.store_models import (
     AttemptState,
     CallEnd,
     Progress,
+    StoredRow,
     attempt_from_sql,
+    row_from_sql,
 )
 
 
@@ -26,14 +28,21 @@ class AttemptJournal(StoreBase):
     # --- attempts -----------------------------------------------------------------------
 
     def begin_attempt(
-        self, row_key: str, number: int, idempotency_key: str, body: bytes, now: float
+        self,
+        row_key: str,
+        number: int,
+        idempotency_key: str,
+        body: bytes,
+        now: float,
+        *,
+        phone: str | None = None,
     ) -> Attempt:
         """Commit an attempt as *sending* with its exact body, before the request leaves."""
         with self._tx() as conn:
             conn.execute(
                 "INSERT INTO attempts(row_key, number, idempotency_key, state, body, "
-                "sending_at) VALUES (?, ?, ?, 'sending', ?, ?)",
-                (row_key, number, idempotency_key, body, now),
+                "sending_at, phone) VALUES (?, ?, ?, 'sending', ?, ?, ?)",
+                (row_key, number, idempotency_key, body, now, phone),
             )
             conn.execute(
                 "UPDATE rows SET progress='in_flight', next_due=NULL, "
@@ -41,6 +50,25 @@ class AttemptJournal(StoreBase):
                 (row_key,),
             )
         return self.attempt(idempotency_key)
+
+    def note_send(self, idempotency_key: str) -> None:
+        """Count that the attempt's request is about to leave (committed first)."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE attempts SET sends = sends + 1 WHERE idempotency_key = ?",
+                (idempotency_key,),
+            )
+
+    def caller_of_number(self, phone: str, row_key: str) -> StoredRow | None:
+        """Another row of this campaign that has an attempt dialling ``phone``, if any."""
+        found = self._query(
+            "SELECT rows.* FROM attempts JOIN rows ON rows.row_key = attempts.row_key "
+            "WHERE attempts.phone = ? AND attempts.row_key != ? "
+            "AND attempts.state IN ('sending', 'sent', 'ended') "
+            "ORDER BY attempts.sending_at LIMIT 1",
+            (phone, row_key),
+        )
+        return row_from_sql(found[0]) if found else None
 
     def attempt(self, idempotency_key: str) -> Attempt:
         """One attempt by its key."""

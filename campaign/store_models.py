@@ -78,6 +78,8 @@ class Attempt:
     sent_at: float | None
     ended_at: float | None
     call_updated_at: str | None
+    phone: str | None = None  # the number this attempt dials (recorded with its body)
+    sends: int = 0  # how many times its request has left (0: never)
 
 
 @dataclass(frozen=True)
@@ -148,4 +150,6 @@ def attempt_from_sql(r: dict[str, Any]) -> Attempt:
         sent_at=r["sent_at"],
         ended_at=r["ended_at"],
         call_updated_at=r["call_updated_at"],
+        phone=r.get("phone"),
+        sends=int(r.get("sends") or 0),
     )

@@ -39,6 +39,19 @@ class OptOutList:
         finally:
             conn.close()
 
+    def contains(self, e164: str) -> bool:
+        """True if the number is on the list now (another run may have added it)."""
+        if not self.path.exists():
+            return False
+        conn = self._connect()
+        try:
+            return (
+                conn.execute("SELECT 1 FROM opt_outs WHERE e164 = ?", (e164,)).fetchone()
+                is not None
+            )
+        finally:
+            conn.close()
+
     def numbers(self) -> list[str]:
         """Every opted-out number."""
         if not self.path.exists():

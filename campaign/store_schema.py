@@ -98,6 +98,23 @@ BATCH_MIGRATION: list[str] = [
 ]
 
 
+# The send gate: which number each attempt dialled (not the row's number today), how many
+# times its request left, and every part of a batch upload, so a re-send is the recorded
+# request and never one rebuilt from today's campaign file.
+SEND_GATE_MIGRATION: list[str] = [
+    "ALTER TABLE attempts ADD COLUMN phone TEXT",
+    "ALTER TABLE attempts ADD COLUMN sends INTEGER NOT NULL DEFAULT 0",
+    """UPDATE attempts SET phone = json_extract(CAST(body AS TEXT), '$.phone')
+        WHERE length(body) > 0 AND json_valid(CAST(body AS TEXT))""",
+    """UPDATE attempts SET phone = (SELECT e164 FROM rows WHERE rows.row_key = attempts.row_key)
+        WHERE phone IS NULL""",
+    "CREATE INDEX attempts_phone ON attempts(phone)",
+    "CREATE INDEX rows_e164 ON rows(e164)",
+    "ALTER TABLE batches ADD COLUMN scenario_id TEXT",
+    "ALTER TABLE batches ADD COLUMN name TEXT",
+]
+
+
 def migrations() -> list[list[str]]:
     """Every migration in order; migration N sets ``PRAGMA user_version = N``."""
-    return [CALLS_MIGRATION, BATCH_MIGRATION]
+    return [CALLS_MIGRATION, BATCH_MIGRATION, SEND_GATE_MIGRATION]
