@@ -6,7 +6,8 @@ as fast as the limiter lets them and poll each call once; pollers spend every re
 left, so both limits are saturated and calls compete with plain requests.
 
 Prints the achieved call rate against the allowed one (target >= 0.97) and the number of
-429s the sandbox answered (target 0), plus the peaks the sandbox saw in any window.
+429s the sandbox answered (target 0), plus the peaks the sandbox saw in any window and the
+longest pause between two calls (a stall shows there first: at most one window).
 
     .venv/bin/python benchmarks/limits.py [--seconds 60] [--workers 40] [--pollers 10]
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import time
 
 from campaign.api import AitelierClient, ClientLimits, call_request_body
@@ -81,6 +83,7 @@ async def run(seconds: float, workers: int, pollers: int) -> int:
     achieved_rate = count / (sum(gaps) / len(gaps)) if gaps else 0.0
     ratio = achieved_rate / allowed_rate
     rate_limited = ledger["rate_limited"]
+    pause = max((later - earlier for earlier, later in itertools.pairwise(sends)), default=0.0)
     print(
         f"limits: calls {CALLS}, requests {REQUESTS}; latency {LATENCY}; "
         f"workers {workers}, pollers {pollers}"
@@ -89,6 +92,7 @@ async def run(seconds: float, workers: int, pollers: int) -> int:
     print(f"achieved call rate {achieved_rate:.4f}/s vs allowed {allowed_rate:.4f}/s")
     print(f"ratio {ratio:.4f} (target >= 0.97)")
     print(f"429 responses: {rate_limited} (target 0)")
+    print(f"longest pause between two calls: {pause:.2f} s (window {call_limit.window:g} s)")
     print(
         f"server peaks: {ledger['max_outbound_in_window']} calls in a window "
         f"(limit {ledger['outbound_limit']}), "

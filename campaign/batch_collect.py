@@ -8,8 +8,10 @@ on the rows page; one list of the batch's failed calls tells an empty wallet apa
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, Protocol
 
+from campaign.batch_plan import recorded_rows, written_ref
 from campaign.batch_results import (
     BATCH_TERMINAL,
     RowVerdict,
@@ -75,8 +77,14 @@ class BatchCollector:
         """Read the batch's unsettled pages and fold every settled row in."""
         assert stored.batch_id is not None
         members = self.store.batch_members(stored.seq)
-        row_keys = [m.row_key for m in members]
-        by_key = {m.row_key: m for m in members}
+        # Rows are matched against the file as uploaded (its row_ref cells and numbers),
+        # and map to members by position: a key the file could not hold as is still matches.
+        recorded = recorded_rows(stored.csv)
+        if len(recorded) == len(members):
+            refs = [r.row_ref for r in recorded]
+            phones: list[str] | None = [r.phone for r in recorded]
+        else:  # not a file we rendered: fall back to the keys as written
+            refs, phones = [written_ref(m.row_key) for m in members], None
         cursor, rows_read = stored.rows_cursor, stored.rows_read
         failure_reasons: dict[str, str | None] | None = None
         while True:
@@ -85,12 +93,14 @@ class BatchCollector:
             )
             self.result.polls += 1
             now = self.clock.now()
-            verdicts = [classify_row(r, row_keys, batch_status, ended_at=now) for r in page.data]
+            verdicts = [
+                classify_row(r, refs, batch_status, ended_at=now, phones=phones) for r in page.data
+            ]
             if failure_reasons is None and any(needs_failure_reason(v) for v in verdicts):
                 failure_reasons = await self._failure_reasons(stored.batch_id)
             with self.store.batch():
                 for verdict in verdicts:
-                    self._apply(verdict, by_key, failure_reasons or {}, now)
+                    self._apply(verdict, members, failure_reasons or {}, now)
             settled_to = first_open_row(verdicts)
             if settled_to < len(verdicts) or page.next_cursor is None:
                 if settled_to == len(verdicts):
@@ -133,11 +143,11 @@ class BatchCollector:
     def _apply(
         self,
         verdict: RowVerdict,
-        members: dict[str, Member],
+        members: Sequence[Member],
         failure_reasons: dict[str, str | None],
         now: float,
     ) -> None:
-        member = members.get(verdict.row_key or "")
+        member = None if verdict.position is None else members[verdict.position]
         if member is None:
             log.warning("a batch row matches none of the batch's rows (status %s)", verdict.status)
             return

@@ -28,7 +28,7 @@ from campaign.batch_plan import (
     seconds_per_call,
     split_batches,
 )
-from campaign.batch_reconcile import find_uploaded, needs_lookup
+from campaign.batch_reconcile import BatchUploads, UploadSettings
 from campaign.batch_results import (
     should_read_rows,
 )
@@ -36,8 +36,8 @@ from campaign.clock import Clock, utc
 from campaign.collect import RetryPolicy, fetch_sessions
 from campaign.config import CampaignConfig
 from campaign.engine import EngineResult, Progress
-from campaign.errors import ApiError, CampaignError
-from campaign.gate import SendGate
+from campaign.errors import CampaignError
+from campaign.gate import ALLOW, GateVerdict, SendGate
 from campaign.limits import Limit
 from campaign.schedule import WindowFor
 from campaign.store import Store, StoredRow
@@ -148,6 +148,13 @@ class BatchesEngine:
         self.progress = progress
         self.result = EngineResult()
         self.spacing = seconds_per_call(settings.call_limits)
+        # How late the platform may dial a row compared with our estimate (picked, queued,
+        # a poll's worth of error): each expected dial time is taken this much later.
+        self.slack_s = DEFAULT_MARGIN_S
+        # A row is planned only if dialled this long before its window closes: the slack,
+        # plus the gate's stop_before_close (else the planner would pick rows the gate
+        # then leaves out, batch after batch).
+        self.margin_s = self.slack_s + (gate.margin_s if gate is not None else 0.0)
         request_rate = min((lim.count / lim.window for lim in settings.request_limits), default=1.0)
         # Poll about once per POLL_EVERY_ROWS dials, and never faster than half the
         # request budget allows: a poll is one request per running batch.
@@ -167,8 +174,21 @@ class BatchesEngine:
             result=self.result,
             progress=progress,
         )
+        self.uploads = BatchUploads(
+            store=store,
+            client=client,
+            clock=clock,
+            gate=gate,
+            settings=UploadSettings(
+                campaign=settings.campaign,
+                scenario_id=settings.scenario_id,
+                spacing=self.spacing,
+                slack_s=self.slack_s,
+            ),
+            result=self.result,
+            progress=progress,
+        )
         self._last_poll = float("-inf")
-        self._halt = False
         self._no_fit_until = float("-inf")  # due rows fit in no batch until then
 
     # --- the loop -----------------------------------------------------------------------
@@ -192,18 +212,21 @@ class BatchesEngine:
                 return
             for stored in self.store.stored_batches("uploading"):
                 await self._upload(stored)
+                if self.result.error is not None:
+                    break
+            if self.result.error is not None:
+                return
             active = self.store.stored_batches(*ACTIVE_STATES)
             if active and now - self._last_poll >= self.poll_s:
                 await self._poll(active)
                 continue
-            may_start = not self._halt and now >= self._no_fit_until
-            if may_start and await self._maybe_start_batch(now):
+            if now >= self._no_fit_until and await self._maybe_start_batch(now):
                 continue
             if self.settings.fetch_sessions and self.store.count_needing_session():
                 self.result.sessions += await fetch_sessions(self.store, self.client)
             if not active:
                 wait_until = self._idle_until(now)
-                if wait_until is None or self._halt:
+                if wait_until is None:
                     return
                 await self._sleep_until(wait_until)
                 continue
@@ -231,15 +254,22 @@ class BatchesEngine:
 
     # --- uploads ------------------------------------------------------------------------
 
+    def _skew(self) -> float:
+        """Wall clock minus the engine clock: calendar decisions (calling windows, a
+        batch's not_before) are taken on the wall clock, rate pacing on ``now()``."""
+        return self.clock.wall() - self.clock.now()
+
     def _queue_drains_at(self, now: float) -> float:
         """When the rows waiting at the platform will have been dialed (estimate)."""
         # Batches share the outbound limit: their queues drain one after the other, each
-        # from when it was last seen (or from its hold).
+        # from when it was last seen (or from its hold, a wall-clock instant).
+        skew = self._skew()
         drains = float("-inf")
         for stored in self.store.stored_batches(*ACTIVE_STATES):
             if stored.queued is None or stored.queued_seen_at is None:
                 continue
-            start = max(stored.queued_seen_at, stored.not_before or 0.0, drains)
+            hold = float("-inf") if stored.not_before is None else stored.not_before - skew
+            start = max(stored.queued_seen_at, hold, drains)
             drains = start + stored.queued * self.spacing
         return max(now, drains)
 
@@ -251,39 +281,68 @@ class BatchesEngine:
         rows = {row.row_key: row for row in self.store.rows_due(now)}
         if not rows:
             return False
+        skew = self._skew()
+        wall = now + skew
         candidates = []
         for row in rows.values():
             window = self.window_for(row)
-            opens = now if window.is_open(now) else window.next_open(now)
+            opens = wall if window.is_open(wall) else window.next_open(wall)
             if opens is None:
                 continue
-            if self.settings.deadline is not None and opens >= self.settings.deadline:
+            if self.settings.deadline is not None and opens - skew >= self.settings.deadline:
                 continue
             candidates.append(Candidate(row.row_key, opens, window.closes_at(opens), row.line))
         paced = plan_next_batch(
             candidates,
-            now=now,
+            now=wall,
             spacing=self.spacing,
             queued_rows=queued_rows,
             max_rows=self.settings.max_rows,
+            margin_s=self.margin_s,
             hold_horizon_s=self.lead_s,
         )
         if paced is None:
             self._no_fit_until = now + self.poll_s
             return False
-        members = []
-        for row_key in paced.row_keys:
+        # The gate, at the moment of sending, with each member's expected dial time: the
+        # platform dials in file order from the hold (or now), one row per spacing.
+        ring_from = max(wall, paced.not_before or wall)
+        members, blocked = [], 0
+        for index, row_key in enumerate(paced.row_keys):
             row = rows[row_key]
-            assert row.e164 is not None
-            members.append(BatchMember(row_key, row.e164, row.variables))
+            dial_by = paced.first_dial_at + index * self.spacing + self.slack_s
+            verdict = self._check(row, row.e164, ring_from, dial_by)
+            if verdict.final:
+                self.store.block_row(
+                    row_key,
+                    plan_state=verdict.plan_state or "suppressed",
+                    reason=verdict.reason or "refused by the send gate",
+                )
+                log.info("line %d left out of the next batch: %s", row.line, verdict.reason)
+                blocked += 1
+            elif verdict.ok and row.e164 is not None:
+                members.append(BatchMember(row_key, row.e164, row.variables))
+        if not members:
+            self._no_fit_until = now + self.poll_s
+            return blocked > 0
         chunk = split_batches(members, self.settings.variables, max_rows=self.settings.max_rows)[0]
         stored = self.commit(chunk, paced.not_before, now)
         log.info(
             "batch %d: %d rows%s", stored.seq, stored.rows_total,
             f", held until {_fmt(paced.not_before)}" if paced.not_before else "",
         )  # fmt: skip
-        await self._upload(stored)
+        await self._upload(stored, fresh=True)
         return True
+
+    def _check(
+        self, row: StoredRow, phone: str | None, ring_from: float, dial_by: float
+    ) -> GateVerdict:
+        """The send gate's verdict for one member (everything passes without a gate)."""
+        if self.gate is None:
+            return ALLOW
+        # ``ring_from`` is the first moment the platform may dial the row (now, or the
+        # batch's hold): its window must be open then and stay open past ``dial_by``.
+        return self.gate.check(row, phone, ring_from, dial_by=dial_by)
 
     def commit(
         self, chunk: Sequence[BatchMember], not_before: float | None, now: float
@@ -305,47 +364,13 @@ class BatchesEngine:
             not_before=not_before,
             members=attempts,
             now=now,
+            scenario_id=self.settings.scenario_id,
+            name=f"{campaign} #{seq}",
+            phones=[member.phone for member in chunk],
         )
 
-    async def _upload(self, stored: StoredBatch) -> None:
-        """POST /batches with the recorded bytes and key (a resend replays on the server)."""
-        batch = None
-        if needs_lookup(stored, self.clock.now()):
-            members = self.store.batch_members(stored.seq)
-            phones = [self.store.row(m.row_key).e164 or "" for m in members]
-            batch = await find_uploaded(self.client, stored, members, phones)
-        # Every part is sent as recorded, not_before included even once it has passed: the
-        # server compares the parts, and a replay must be the same request.
-        try:
-            batch = batch or await self.client.create_batch(
-                stored.csv,
-                scenario_id=self.settings.scenario_id,
-                idempotency_key=stored.idempotency_key,
-                name=f"{self.settings.campaign} #{stored.seq}",
-                not_before=None if stored.not_before is None else utc(stored.not_before),
-            )
-        except ApiError as exc:
-            if exc.transient:
-                raise  # the batch stays *uploading*: the next run re-sends it
-            self._refused(stored, exc)
-            return
-        queued = batch.progress.pending + batch.progress.queued
-        self.store.mark_batch_uploaded(stored.seq, batch.id, batch.status, queued, self.clock.now())
-        self.result.sends += 1
-        self.result.calls_placed += stored.rows_total
-        if self.progress is not None:
-            for _ in range(stored.rows_total):
-                self.progress.placed()
-
-    def _refused(self, stored: StoredBatch, exc: ApiError) -> None:
-        """A 400/413/422 for the whole file: its rows go back untouched, the run stops."""
-        reason = f"batch {stored.seq} refused: {exc}"
-        with self.store.batch():
-            for member in self.store.batch_members(stored.seq):
-                self.store.abandon_attempt(member.attempt_key, reason)
-            self.store.finish_batch(stored.seq, "failed", self.clock.now(), error=str(exc))
-        self.result.error = self.result.error or exc
-        self._halt = True
+    async def _upload(self, stored: StoredBatch, *, fresh: bool = False) -> None:
+        await self.uploads.upload(stored, fresh=fresh, queue_drains_at=self._queue_drains_at)
 
     # --- following ----------------------------------------------------------------------
 
@@ -401,12 +426,16 @@ class BatchesEngine:
         """When a row can next go into a batch: a row open now but left out of every
         batch has too little window left, so it waits for its next window."""
         window = self.window_for(row)
+        skew = self._skew()
+        start, now = start + skew, now + skew
+        due: float | None = start
         if not window.is_open(start):
-            return window.next_open(start)
-        closes = window.closes_at(start)
-        if closes is None or (start > now and start + DEFAULT_MARGIN_S < closes):
-            return start
-        return window.next_open(closes)
+            due = window.next_open(start)
+        else:
+            closes = window.closes_at(start)
+            if closes is not None and not (start > now and start + self.margin_s < closes):
+                due = window.next_open(closes)
+        return None if due is None else due - skew
 
     def _finish(self) -> None:
         now = self.clock.now()

@@ -103,6 +103,42 @@ def render_csv(members: Sequence[BatchMember], variable_names: Sequence[str]) ->
     return header_line(names) + _encode(_row_line(m, names) for m in members)
 
 
+@dataclass(frozen=True)
+class RecordedRow:
+    """One data row of a batch file as we wrote it: what the platform dials and echoes."""
+
+    position: int  # 0-based data row index, the ``row`` of GET /batches/{id}/rows
+    phone: str
+    row_ref: str
+
+
+def recorded_rows(csv_bytes: bytes) -> list[RecordedRow]:
+    """The data rows of a batch file we rendered (its own bytes, never today's input).
+
+    The file is the recorded request: the number each row dials and the ``row_ref`` the
+    platform echoes back are read from it, so a key that lost a character on the way
+    (NUL) or a number changed in today's input cannot hide a row that was uploaded.
+    """
+    text = csv_bytes.decode("utf-8").removeprefix("\ufeff")
+    records = [r for r in csv.reader(io.StringIO(text, newline="")) if r]
+    if not records:
+        return []
+    header = records[0]
+    phone_at = header.index("phone") if "phone" in header else None
+    ref_at = header.index("row_ref") if "row_ref" in header else None
+    rows = []
+    for position, cells in enumerate(records[1:]):
+        phone = cells[phone_at] if phone_at is not None and phone_at < len(cells) else ""
+        ref = cells[ref_at] if ref_at is not None and ref_at < len(cells) else ""
+        rows.append(RecordedRow(position, phone, ref))
+    return rows
+
+
+def written_ref(row_key: str) -> str:
+    """The ``row_ref`` cell a row key becomes in a batch file."""
+    return _cell(row_key)
+
+
 def content_hash(csv_bytes: bytes) -> str:
     """SHA-256 of a batch file, hex."""
     return hashlib.sha256(csv_bytes).hexdigest()

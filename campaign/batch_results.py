@@ -1,15 +1,17 @@
 """Batches mode: what each row of ``GET /batches/{id}/rows`` means for its attempt.
 
-Rows are mapped back by ``row`` (0-based file index), checked against ``row_ref`` (the row
-key we wrote into the file). A row the server marks ``invalid`` is rejected with the
-server's reason; a row that was never dialed (``canceled``, or left ``pending``/``queued``
-when its batch ended ``failed``/``canceled``) goes back to be placed again as a new attempt.
+Rows are mapped back by ``row`` (0-based file index), checked against ``row_ref`` as we
+wrote it into the file: a row key with a character the file cannot hold (NUL) is written
+without it, so the comparison is with the written cell, never the key itself. A row the
+server marks ``invalid`` is rejected with the server's reason; a row that was never dialed
+(``canceled``, or left ``pending``/``queued`` when its batch ended ``failed``/``canceled``)
+goes back to be placed again as a new attempt.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from campaign.api.models import BatchRow
@@ -27,29 +29,58 @@ class RowVerdict:
     """What one batch row tells us about the attempt it carries."""
 
     kind: VerdictKind
-    row_key: str | None
+    row_key: str | None  # the member's entry in ``members`` (the written row_ref)
     status: str
     call_id: str | None = None
     end: CallEnd | None = None  # for ``ended``
     reason: str | None = None  # for ``invalid`` and ``undialed``
+    position: int | None = None  # the member's index in the file
 
 
-def member_of(row: BatchRow, members: Sequence[str]) -> str | None:
-    """The row key a batch row belongs to: by index, confirmed by row_ref; else by row_ref."""
-    if 0 <= row.row < len(members) and row.row_ref in (None, members[row.row]):
-        return members[row.row]
+def member_index(
+    row: BatchRow, members: Sequence[str], phones: Sequence[str] | None = None
+) -> int | None:
+    """The file position a batch row belongs to: by index, confirmed by row_ref (or, when
+    the server echoes a row_ref changed on the way, by the number at that index); else the
+    member whose row_ref it carries.
+
+    ``members`` are the row_ref cells as written in the file, ``phones`` its numbers.
+    """
+    in_file = 0 <= row.row < len(members)
+    if in_file and row.row_ref in (None, members[row.row]):
+        return row.row
     if row.row_ref is not None and row.row_ref in members:
-        return row.row_ref
+        return members.index(row.row_ref)
+    if in_file and phones is not None and row.phone is not None and row.phone == phones[row.row]:
+        return row.row
     return None
 
 
+def member_of(
+    row: BatchRow, members: Sequence[str], phones: Sequence[str] | None = None
+) -> str | None:
+    """The member (its written row_ref) a batch row belongs to, if any."""
+    index = member_index(row, members, phones)
+    return None if index is None else members[index]
+
+
 def classify_row(
-    row: BatchRow, members: Sequence[str], batch_status: str, *, ended_at: float | None = None
+    row: BatchRow,
+    members: Sequence[str],
+    batch_status: str,
+    *,
+    ended_at: float | None = None,
+    phones: Sequence[str] | None = None,
 ) -> RowVerdict:
     """The verdict on one batch row, given the batch's status (pure; tested as a table)."""
-    row_key = member_of(row, members)
-    if row_key is None:
+    position = member_index(row, members, phones)
+    if position is None:
         return RowVerdict("unknown", None, row.status, row.call_id)
+    verdict = _classify(row, members[position], batch_status, ended_at)
+    return replace(verdict, position=position)
+
+
+def _classify(row: BatchRow, row_key: str, batch_status: str, ended_at: float | None) -> RowVerdict:
     if row.status == "invalid":
         message = row.error.message if row.error else "no reason given"
         return RowVerdict("invalid", row_key, row.status, reason=f"rejected by the API: {message}")

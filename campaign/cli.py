@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from campaign.errors import CampaignError
+from campaign.logs import redact
 from campaign.sandbox.command import sandbox
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,16 +33,28 @@ def exits_cleanly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except CampaignError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            # The traceback goes to the log file, and to stderr only with -v.
+            log.debug("stopped by %s", type(exc).__name__, exc_info=True)
+            say_error(str(exc))
             sys.exit(exc.exit_code)
         except (click.ClickException, click.exceptions.Exit, SystemExit, KeyboardInterrupt):
             raise
         except Exception as exc:  # unexpected: one line for the user, the traceback to the log
             log.exception("unexpected error")
-            click.echo(f"Error: unexpected {type(exc).__name__}: {exc}", err=True)
+            say_error(f"unexpected {type(exc).__name__}: {exc}")
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def say_error(message: str) -> None:
+    """Print ``Error: <message>`` on stderr, redacted like the log (the key never shows)."""
+    from campaign.config import DEFAULT_KEY_ENV
+
+    # The key is registered with the log handlers once the campaign file names it; the
+    # default variable covers an error raised before that.
+    key = os.environ.get(DEFAULT_KEY_ENV, "")
+    click.echo(f"Error: {redact(message, also=[key])}", err=True)
 
 
 @click.group()
@@ -198,7 +212,7 @@ def _run_several(
         for line in outcome.lines:
             click.echo(line)
         if outcome.error:
-            click.echo(f"Error: {outcome.error}", err=True)
+            say_error(str(outcome.error))
     sys.exit(worst_exit_code([outcome.exit_code for outcome in outcomes]))
 
 

@@ -125,9 +125,9 @@ def apply_call(
     except Exception:  # a call of ours the checkpoint does not know (another state dir)
         log.warning("call %s carries this campaign's metadata but no attempt matches", call.id)
         return
-    if attempt.state not in ("sending", "sent"):
+    if attempt.state not in ("sending", "sent", "withheld"):
         return
-    if attempt.state == "sending":
+    if attempt.state in ("sending", "withheld"):
         # The response to our POST was lost, but the list shows the call exists.
         store.mark_sent(key, call.id, call.status, now)
     updated = rfc3339(call.updated_at) if getattr(call, "updated_at", None) else None
@@ -158,8 +158,10 @@ def apply_call(
     result.ended_keys.append(key)
     if decision.void:
         result.insufficient_funds += 1
-    if end.outcome == "opted_out" and row.e164:
-        opt_outs.add(row.e164, campaign=campaign, row_key=row_key, now=now)
+    # The number that was called said stop, whatever the row's number is today.
+    called = getattr(call, "phone", None) or attempt.phone or row.e164
+    if end.outcome == "opted_out" and called:
+        opt_outs.add(called, campaign=campaign, row_key=row_key, now=now)
     log.info(
         "row %s attempt %d ended %s%s",
         row_key,

@@ -8,19 +8,17 @@ environment and is kept out of ``repr``, ``str`` and ``model_dump``.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
 from datetime import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import phonenumbers
-import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -29,102 +27,30 @@ from pydantic import (
     model_validator,
 )
 
+from campaign.config_values import DAY_NAMES as DAY_NAMES
+from campaign.config_values import (
+    Days,
+    Duration,
+    Limits,
+    Region,
+    TimeOfDay,
+    shown,
+)
+from campaign.config_values import parse_duration as parse_duration
+from campaign.config_yaml import read_yaml
 from campaign.errors import ConfigError
-from campaign.limits import Limit, parse_limit
+from campaign.limits import parse_limit
+
+log = logging.getLogger("campaign.config")
 
 DEFAULT_BASE_URL = "https://api.aitelier.org/v1"
 DEFAULT_KEY_ENV = "AITELIER_API_KEY"
 SANDBOX_API_KEY = "avp_test_sandbox"
 # Final call statuses of the API (contract §5) after which another attempt makes sense.
 RETRYABLE_STATUSES = ("no_answer", "busy", "voicemail", "failed", "canceled")
-DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|min|h|d)?\s*$")
-_DURATION_UNITS = {None: 1.0, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _CAMPAIGN_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
-_HHMM_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from ``90s``, ``30min``, ``4h``, ``1.5h``, ``2d`` or a bare number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 30min, 4h")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION_RE.match(str(value))
-        if not match:
-            raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 30min, 4h or 1.5h")
-        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    if seconds < 0:
-        raise ValueError(f"{value!r}: a duration cannot be negative")
-    return seconds
-
-
-def _parse_limits(value: object) -> list[Limit]:
-    items = value if isinstance(value, list) else [value]
-    if not items:
-        raise ValueError("at least one limit is needed, e.g. 5/min")
-    limits = []
-    for item in items:
-        if isinstance(item, Limit):
-            limits.append(item)
-        else:
-            limits.append(parse_limit(str(item)))
-    return limits
-
-
-def _parse_region(value: object) -> str | None:
-    if value is None:
-        return None
-    region = str(value).strip().upper()
-    if region not in phonenumbers.SUPPORTED_REGIONS:
-        raise ValueError(f"{value!r} is not an ISO 3166 alpha-2 region code such as US, GB, FR")
-    return region
-
-
-def _parse_hhmm(value: object) -> time:
-    if isinstance(value, time):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        # YAML 1.1 reads an unquoted 09:00 as the sexagesimal integer 540
-        value = f"{value // 60:02d}:{value % 60:02d}"
-    match = _HHMM_RE.match(str(value).strip())
-    if not match:
-        raise ValueError(f'{value!r} is not a time of day; write HH:MM such as "09:00"')
-    return time(int(match.group(1)), int(match.group(2)))
-
-
-def _parse_days(value: object) -> frozenset[int]:
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list | tuple | set | frozenset) or not items:
-        raise ValueError("days must be a list such as [mon, tue, wed, thu, fri]")
-    days: set[int] = set()
-    for item in items:
-        if isinstance(item, int) and not isinstance(item, bool) and 0 <= item <= 6:
-            days.add(item)
-            continue
-        text = str(item).strip().lower()[:3] if "-" not in str(item) else str(item).lower()
-        if "-" in text:  # a range such as mon-fri
-            first, _, last = (part.strip()[:3] for part in text.partition("-"))
-            if first not in DAY_NAMES or last not in DAY_NAMES:
-                raise ValueError(f"{item!r} is not a day range; write e.g. mon-fri")
-            start, end = DAY_NAMES.index(first), DAY_NAMES.index(last)
-            days.update(
-                range(start, end + 1) if start <= end else [*range(start, 7), *range(end + 1)]
-            )
-        elif text in DAY_NAMES:
-            days.add(DAY_NAMES.index(text))
-        else:
-            raise ValueError(f"{item!r} is not a day; use mon, tue, wed, thu, fri, sat, sun")
-    return frozenset(days)
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Limits = Annotated[list[Limit], BeforeValidator(_parse_limits)]
-Region = Annotated[str | None, BeforeValidator(_parse_region)]
-
-
+_MAX_MESSAGE_CHARS = 300
 DEFAULT_STOP_BEFORE_CLOSE_S = 300.0
 
 
@@ -135,9 +61,9 @@ class _Model(BaseModel):
 class CallingHours(_Model):
     """Recipient-local calling hours; they can only narrow the legal defaults."""
 
-    start: Annotated[time, BeforeValidator(_parse_hhmm)] = time(8, 0)
-    end: Annotated[time, BeforeValidator(_parse_hhmm)] = time(21, 0)
-    days: Annotated[frozenset[int], BeforeValidator(_parse_days)] = frozenset(range(7))
+    start: TimeOfDay = time(8, 0)
+    end: TimeOfDay = time(21, 0)
+    days: Days = frozenset(range(7))
     # A call starts only while the window stays open this much longer: a call created at
     # 20:59:59 rings after 21:00, and a transport retry must not carry it past the close.
     stop_before_close_s: Duration = Field(
@@ -227,7 +153,7 @@ class ApiConfig(_Model):
     def _url(cls, value: str) -> str:
         value = value.strip().rstrip("/")
         if value != "sandbox" and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError(f"{value!r} is not an http(s) URL or 'sandbox'")
+            raise ValueError(f"{shown(value)} is not an http(s) URL or 'sandbox'")
         return value
 
 
@@ -240,6 +166,30 @@ class SandboxSettings(_Model):
     wallet_balance: str | None = None
 
 
+class SuppressionList(_Model):
+    """A do-not-call list: its file and, if its numbers need them, its column and region.
+
+    In the campaign file an entry is a path (``dnc.csv``) or a mapping
+    (``{path: dnc.csv, column: "Phone Number", region: GB}``).
+    """
+
+    path: Path
+    column: str | None = None
+    region: Region = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_path(cls, value: object) -> object:
+        return {"path": value} if isinstance(value, str | Path) else value
+
+    @field_validator("column")
+    @classmethod
+    def _column(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("the column name cannot be empty; leave it out to pick by name")
+        return value
+
+
 class CampaignConfig(_Model):
     """A validated campaign file."""
 
@@ -248,7 +198,7 @@ class CampaignConfig(_Model):
     scenario_id: str
     mode: Literal["calls", "batches"] = "calls"
     input: InputConfig
-    suppression: list[Path] = Field(default_factory=list)
+    suppression: list[SuppressionList] = Field(default_factory=list)
     calling_hours: CallingHours | Literal["unrestricted"] | None = None
     retry: RetryConfig = Field(default_factory=RetryConfig)  # type: ignore[arg-type]
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
@@ -267,7 +217,7 @@ class CampaignConfig(_Model):
     def _campaign_name(cls, value: str) -> str:
         if not _CAMPAIGN_RE.match(value):
             raise ValueError(
-                f"{value!r} must be 1-100 characters of A-Z a-z 0-9 . _ - (it names files)"
+                f"{shown(value)} must be 1-100 characters of A-Z a-z 0-9 . _ - (it names files)"
             )
         return value
 
@@ -286,9 +236,9 @@ class CampaignConfig(_Model):
         try:
             cost = Decimal(str(value))
         except InvalidOperation:
-            raise ValueError(f'{value!r} is not an amount such as "0.12"') from None
+            raise ValueError(f'{shown(value)} is not an amount such as "0.12"') from None
         if not cost.is_finite() or cost < 0:
-            raise ValueError(f'{value!r} must be a non-negative amount such as "0.12"')
+            raise ValueError(f'{shown(value)} must be a non-negative amount such as "0.12"')
         return cost
 
     @property
@@ -330,19 +280,7 @@ def load_campaign(path: Path, env: Mapping[str, str] | None = None) -> CampaignC
     path = Path(path)
     env = os.environ if env is None else env
     where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError("campaign file not found", path=where) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the campaign file ({exc})", path=where) from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"not valid YAML{line}: {problem}", path=where) from None
+    document = read_yaml(path)
     if not isinstance(document, dict):
         raise ConfigError("the campaign file must be a YAML mapping of keys", path=where)
     data = _with_defaults(document, path, env)
@@ -375,20 +313,33 @@ def _with_defaults(document: dict[str, Any], path: Path, env: Mapping[str, str])
         if "path" in data["input"]:
             data["input"]["path"] = resolve(data["input"]["path"])
     suppression = data.get("suppression")
-    if isinstance(suppression, str):
+    if isinstance(suppression, str | dict):
         suppression = [suppression]
     if isinstance(suppression, list):
-        data["suppression"] = [resolve(item) for item in suppression]
+        data["suppression"] = [
+            {**item, "path": resolve(item["path"])}
+            if isinstance(item, dict) and "path" in item
+            else resolve(item)
+            for item in suppression
+        ]
     if isinstance(data.get("sandbox"), dict) and data["sandbox"].get("config"):
         data["sandbox"] = {**data["sandbox"], "config": resolve(data["sandbox"]["config"])}
     data["state_dir"] = resolve(data.get("state_dir", "../.campaign-state"))
     data["output_dir"] = resolve(data.get("output_dir", f"../reports/{name}"))
-    if env.get("AITELIER_BASE_URL"):
-        api = data.get("api")
-        data["api"] = {
-            **(api if isinstance(api, dict) else {}),
-            "base_url": env["AITELIER_BASE_URL"],
-        }
+    override = env.get("AITELIER_BASE_URL")
+    if override:
+        given = data.get("api")
+        api: dict[str, Any] = given if isinstance(given, dict) else {}
+        if str(api.get("base_url", "")).strip().rstrip("/") == "sandbox":
+            # An environment variable left over from another job must never turn a
+            # practice campaign into one that rings real phones.
+            log.warning(
+                "AITELIER_BASE_URL is set but ignored: %s says api.base_url: sandbox, and "
+                "the variable only replaces a real API URL",
+                path,
+            )
+        else:
+            data["api"] = {**api, "base_url": override}
     return data
 
 
@@ -400,10 +351,10 @@ def _check_files(config: CampaignConfig, where: str) -> None:
             path=where,
             key="input.path",
         )
-    for index, list_path in enumerate(config.suppression):
-        if not list_path.is_file():
+    for index, listed in enumerate(config.suppression):
+        if not listed.path.is_file():
             raise ConfigError(
-                f"suppression list {list_path} does not exist",
+                f"suppression list {listed.path} does not exist",
                 path=where,
                 key=f"suppression[{index}]",
             )
@@ -419,7 +370,7 @@ def _config_error(exc: ValidationError, where: str) -> ConfigError:
         valid = _valid_keys(loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
         hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(valid)}"
-        return ConfigError(f"unknown key '{loc[-1]}'{hint}", path=where, key=key)
+        return ConfigError(f"unknown key {shown(str(loc[-1]))}{hint}", path=where, key=key)
     if kind == "missing":
         return ConfigError("required key is missing", path=where, key=key)
     if loc == ["calling_hours"] and not isinstance(error.get("input"), dict | None):
@@ -429,7 +380,9 @@ def _config_error(exc: ValidationError, where: str) -> ConfigError:
             key=key,
         )
     message = str(error["msg"]).removeprefix("Value error, ")
-    got = repr(error.get("input"))
+    if len(message) > _MAX_MESSAGE_CHARS:
+        message = message[: _MAX_MESSAGE_CHARS - 3] + "..."
+    got = shown(error.get("input"))
     # never echo api.key_env: someone may have pasted the key itself there
     if got not in message and key != "api.key_env":
         message = f"{message} (got {got})"
@@ -448,7 +401,8 @@ def _key_path(loc: Sequence[object]) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += f".{part}" if text else str(part)
+            name = str(part) if len(str(part)) <= 40 else str(part)[:37] + "..."
+            text += f".{name}" if text else name
     return text
 
 

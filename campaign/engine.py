@@ -11,22 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from campaign.attempts import call_body, idempotency_key
 from campaign.clock import Clock, utc
 from campaign.collect import PollResult, RetryPolicy, apply_call, fetch_sessions, poll_once
-from campaign.errors import CampaignError
-from campaign.gate import SendGate
+from campaign.errors import ApiError, CampaignError, DeadlineExceededError, PollOutageError
+from campaign.gate import GateVerdict, SendGate
 from campaign.limits import Limit, SlidingWindowLog
-from campaign.schedule import WindowFor, next_due
+from campaign.schedule import CallingWindowLike, WindowFor, next_due
 from campaign.store import Attempt, Store, StoredRow
 from campaign.store_optout import OptOutList
-from campaign.submit import CallsApi, reconcile_stale, send_attempt
+from campaign.submit import RECONCILE_AFTER_S, CallsApi, reconcile_stale, send_attempt
 
 log = logging.getLogger("campaign.engine")
+T = TypeVar("T")
 
 # How far back the collector looks on a fresh checkpoint: server and local clocks may
 # disagree by this much.
@@ -35,6 +36,10 @@ TICK_S = 0.02
 CATCH_UP_SLOTS = 3
 QUEUE_REFRESH_S = 1.0
 STOP_GRACE_S = 15.0
+# Polling that fails for this long without a break ends the run (exit 1): the outcomes
+# of calls in progress cannot be read, and a run that waits for them forever would hold
+# the campaign's lock against every later cron run.
+POLL_OUTAGE_S = 300.0
 
 
 class Progress(Protocol):
@@ -56,7 +61,8 @@ class EngineSettings:
     retry: RetryPolicy
     call_limits: Sequence[Limit]
     request_limits: Sequence[Limit]
-    deadline: float | None = None
+    deadline: float | None = None  # on the clock's now(): --max-duration
+    until: float | None = None  # wall-clock time: --until
     fetch_sessions: bool = True
     max_parallel_sends: int = 16
     min_poll_s: float = 1.0
@@ -133,6 +139,9 @@ class CallsEngine:
         self._queue: list[tuple[str, StoredRow | Attempt]] = []
         self._queue_built_at = float("-inf")
         self._halt_sending = False
+        self._collector_task: asyncio.Task[None] | None = None
+        self._crash: Exception | None = None
+        self._poll_ok_at = clock.now()  # the last moment polling was known to work
 
     def note_call_sent(self, t: float) -> None:
         """Count a POST /calls send against the pre-check and the pacing."""
@@ -148,6 +157,7 @@ class CallsEngine:
         """Place and collect until nothing more can be done now (or until told to stop)."""
         await self._reconcile()
         collector = asyncio.create_task(self._collector())
+        self._collector_task = collector
         try:
             await self._sender()
         finally:
@@ -162,10 +172,11 @@ class CallsEngine:
         self._finish()
         return self.result
 
-    async def _reconcile(self) -> None:
+    async def _reconcile(self, only: set[str] | None = None) -> None:
         _, found = await reconcile_stale(
-            self.store, self.client, campaign=self.settings.campaign, now=self.clock.now()
-        )
+            self.store, self.client, campaign=self.settings.campaign, now=self.clock.now(),
+            only=only,
+        )  # fmt: skip
         for call in found:
             apply_call(
                 self.store,
@@ -184,11 +195,17 @@ class CallsEngine:
         if self.settings.deadline is not None and now >= self.settings.deadline:
             self.result.stop_reason = self.result.stop_reason or "reached the time limit"
             return True
+        if self.settings.until is not None and self.clock.wall() >= self.settings.until:
+            self.result.stop_reason = self.result.stop_reason or "reached the --until time"
+            return True
         return False
 
     async def _sender(self) -> None:
         while True:
             now = self.clock.now()
+            self._check_collector()
+            if self._crash is not None:
+                raise self._crash
             if self.result.error is not None or self.result.insufficient_funds:
                 return
             if self._should_stop(now):
@@ -204,6 +221,21 @@ class CallsEngine:
                 continue
             await self.clock.sleep(TICK_S)
 
+    def _check_collector(self) -> None:
+        """A collector that died takes the run with it (never a sender ticking forever)."""
+        task = self._collector_task
+        if task is None or not task.done() or task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, CampaignError):
+            self.result.error = self.result.error or exc
+        elif exc is not None:
+            raise exc
+        else:
+            self.result.error = self.result.error or PollOutageError(
+                "the collector stopped unexpectedly"
+            )
+
     def _open_attempts_remain(self) -> bool:
         # "sent" attempts still need their outcome (and, for the report, their session);
         # "sending" ones not in flight are resent from the queue when their window is open.
@@ -216,49 +248,58 @@ class CallsEngine:
         return bool(self._queue)
 
     def _idle_until(self, now: float) -> float | None:
-        """When the next piece of work falls due, if the run may wait for it."""
+        """When the next piece of work falls due (wall clock), if the run may wait for it."""
         self._compute_next_due(now)
         due = self.result.next_due
-        if due is None or self.settings.deadline is None or due >= self.settings.deadline:
+        if due is None:
+            return None
+        bounds = []
+        if self.settings.deadline is not None:  # the same instant on the wall clock
+            bounds.append(self.clock.wall() + (self.settings.deadline - now))
+        if self.settings.until is not None:
+            bounds.append(self.settings.until)
+        if not bounds or due >= min(bounds):
             return None
         return due
 
     async def _sleep_until(self, moment: float) -> None:
+        """Wait until a wall-clock moment (a calling window, a retry time)."""
         log.info("waiting until %s for the next calling window or retry", _fmt(moment))
         if self.progress is not None:
             self.progress.note(f"waiting until {_fmt(moment)}")
-        while self.clock.now() < moment and not self._should_stop(self.clock.now()):
-            await self.clock.sleep(min(1.0, moment - self.clock.now()))
+        while self.clock.wall() < moment and not self._should_stop(self.clock.now()):
+            self._check_collector()
+            if self.result.error is not None:
+                return
+            await self.clock.sleep(min(1.0, max(TICK_S, moment - self.clock.wall())))
 
     def _refresh_queue(self, now: float, *, force: bool = False) -> None:
         if not force and self._queue and now - self._queue_built_at < QUEUE_REFRESH_S:
             return
         self._queue_built_at = now
+        wall = self.clock.wall()
         candidates: list[tuple[float, int, str, StoredRow | Attempt]] = []
         # Resends first: they are calls that may already exist and only need confirming.
+        margin = self.gate.margin_s if self.gate is not None else 0.0
         for attempt in self.store.attempts("sending"):
             if attempt.idempotency_key in self._in_flight:
                 continue
             row = self.store.row(attempt.row_key)
-            window = self.window_for(row)
-            if window.is_open(now):
+            if _open_for(self.window_for(row), wall, margin) is not None:
                 candidates.append((float("-inf"), row.line, "resend", attempt))
         in_flight = self._rows_in_flight()
         # Rows share a handful of windows: ask each window once per refresh.
-        asked: dict[int, tuple[bool, float | None]] = {}
-        for row in self.store.rows_due(now):
+        asked: dict[int, float | None] = {}
+        for row in self.store.rows_due(wall):
             if row.row_key in in_flight:
                 continue
             window = self.window_for(row)
-            answer = asked.get(id(window))
-            if answer is None:
-                is_open = window.is_open(now)
-                answer = asked[id(window)] = (is_open, window.closes_at(now) if is_open else None)
-            if answer[0]:
-                closes = answer[1]
-                candidates.append(
-                    (closes if closes is not None else float("inf"), row.line, "new", row)
-                )
+            key = id(window)
+            if key not in asked:
+                asked[key] = _open_for(window, wall, margin)
+            closes = asked[key]
+            if closes is not None:
+                candidates.append((closes, row.line, "new", row))
         candidates.sort(key=lambda c: (c[0], c[1]))
         self._queue = [(kind, item) for _, _, kind, item in candidates]
 
@@ -286,18 +327,51 @@ class CallsEngine:
                 if attempt.state != "sending":  # the collector found its call meanwhile
                     continue
                 row = self.store.row(attempt.row_key)
+                phone = attempt.phone
             else:
                 assert isinstance(item, StoredRow)
-                row = item
-            # The queue may be a second old: a window that closed since then stays closed.
-            if not self.window_for(row).is_open(now):
+                row = self.store.row(item.row_key)  # the queue may be a second old
+                if row.progress not in ("pending", "retry_scheduled"):
+                    continue
+                phone = row.e164
+            verdict = self._gate(row, phone, kind, attempt if kind == "resend" else None)
+            if not verdict.ok:
                 continue
             if kind == "new":
                 attempt = self._begin(row, now)
             # Reserve the slot now: the client records the real send a moment later.
             self.note_call_sent(now)
-            task = asyncio.create_task(self._send(attempt), name=attempt.row_key)
+            send_by = None
+            if verdict.send_by is not None:  # the same instant on the clock the client uses
+                send_by = now + (verdict.send_by - self.clock.wall())
+            task = asyncio.create_task(self._send(attempt, send_by), name=attempt.row_key)
             self._in_flight[attempt.idempotency_key] = task
+
+    def _gate(
+        self, row: StoredRow, phone: str | None, kind: str, attempt: Attempt | None
+    ) -> GateVerdict:
+        """Ask the send gate; a final refusal blocks the row (and withholds a re-send)."""
+        wall = self.clock.wall()
+        if self.gate is None:  # unit tests that build the engine by hand: windows only
+            window = self.window_for(row)
+            return GateVerdict(window.is_open(wall), "outside calling hours")
+        verdict = self.gate.check(row, phone, wall)
+        if verdict.final:
+            reason = verdict.reason or "refused by the send gate"
+            if attempt is not None:
+                log.warning(
+                    "row %s attempt %d is not re-sent: %s", row.row_key, attempt.number, reason
+                )
+                self.store.withhold_attempt(
+                    attempt.idempotency_key, plan_state=verdict.plan_state or "rejected",
+                    reason=reason,
+                )  # fmt: skip
+            else:
+                log.info("row %s is not called: %s", row.row_key, reason)
+                self.store.block_row(
+                    row.row_key, plan_state=verdict.plan_state or "rejected", reason=reason
+                )
+        return verdict
 
     def _begin(self, row: StoredRow, now: float) -> Attempt:
         number = self.store.next_attempt_number(row.row_key)
@@ -311,13 +385,24 @@ class CallsEngine:
             variables=row.variables,
         )
         key = idempotency_key(self.settings.campaign, row.row_key, number)
-        return self.store.begin_attempt(row.row_key, number, key, body, now)
+        return self.store.begin_attempt(row.row_key, number, key, body, now, phone=row.e164)
 
-    async def _send(self, attempt: Attempt) -> None:
+    async def _send(self, attempt: Attempt, send_by: float | None = None) -> None:
         try:
-            outcome = await send_attempt(self.store, self.client, attempt, self.clock)
+            if self.clock.now() - attempt.sending_at > RECONCILE_AFTER_S:
+                # The server may have forgotten the key: look for the call before re-sending.
+                await self._reconcile(only={attempt.idempotency_key})
+                if self.store.attempt(attempt.idempotency_key).state != "sending":
+                    return
+            outcome = await send_attempt(
+                self.store, self.client, attempt, self.clock, send_by=send_by
+            )
         except CampaignError as exc:
             self.result.error = self.result.error or exc
+            self._halt_sending = True
+            return
+        except Exception as exc:  # a bug: never lose it in a task nobody awaits
+            self._crash = self._crash or exc
             self._halt_sending = True
             return
         finally:
@@ -329,6 +414,8 @@ class CallsEngine:
                 self.progress.placed()
         elif outcome.verdict == "rejected":
             self.result.rejected.append(attempt.row_key)
+        elif outcome.verdict == "window_closed":
+            pass  # stays *sending*: re-sent (same key, same bytes) in its next window
         elif outcome.error is not None:
             # The client already retried until its deadline: the API is unreachable.
             self.result.error = self.result.error or outcome.error
@@ -363,11 +450,35 @@ class CallsEngine:
 
     async def _collector(self) -> None:
         while True:
-            if self.store.count_attempts("sent") or self._unsent_waiting():
-                await self.poll()
-            elif self.settings.fetch_sessions and self.store.count_needing_session():
-                self.result.sessions += await fetch_sessions(self.store, self.client)
+            try:
+                if self.store.count_attempts("sent") or self._unsent_waiting():
+                    await self._bounded(self.poll())
+                elif self.settings.fetch_sessions and self.store.count_needing_session():
+                    self.result.sessions += await self._bounded(
+                        fetch_sessions(self.store, self.client)
+                    )
+                self._poll_ok_at = self.clock.now()
+            except (ApiError, TimeoutError) as exc:
+                gave_up = isinstance(exc, DeadlineExceededError)
+                if isinstance(exc, ApiError) and not (exc.transient or gave_up):
+                    raise
+                down_s = self.clock.now() - self._poll_ok_at
+                if down_s >= POLL_OUTAGE_S:
+                    raise PollOutageError(
+                        f"the API could not be read for {down_s / 60:.0f} min ({exc}); the "
+                        "run stops with everything it learned kept — calls in progress are "
+                        "collected by the next run"
+                    ) from exc
+                log.warning("polling failed (%s); trying again", exc)
             await self.clock.sleep(self._poll_interval())
+
+    async def _bounded(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run one poll, cut short when polling has been failing for too long."""
+        left = self._poll_ok_at + POLL_OUTAGE_S - self.clock.now()
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancellation
+        # that ends the collector when the poll finishes in the same loop turn.
+        async with asyncio.timeout(max(5.0, left)):
+            return await work
 
     def _unsent_waiting(self) -> bool:
         return self.store.count_attempts("sending") > len(self._in_flight)
@@ -400,8 +511,9 @@ class CallsEngine:
     # --- the end ------------------------------------------------------------------------
 
     def _compute_next_due(self, now: float) -> None:
+        margin = self.gate.margin_s if self.gate is not None else 0.0
         self.result.next_due, self.result.next_due_reason = next_due(
-            self.store, self.window_for, now
+            self.store, self.window_for, self.clock.wall(), margin_s=margin
         )
 
     def _finish(self) -> None:
@@ -409,6 +521,17 @@ class CallsEngine:
         self._compute_next_due(now)
         self._refresh_queue(now, force=True)
         self.result.work_left_now = bool(self._queue) or self.store.count_attempts("sent") > 0
+
+
+def _open_for(window: CallingWindowLike, wall: float, margin: float) -> float | None:
+    """When the window open at ``wall`` closes (inf: never), if a call may start now with
+    ``margin`` to spare; None when it may not."""
+    if not window.is_open(wall):
+        return None
+    closes = window.closes_at(wall)
+    if closes is None:
+        return float("inf")
+    return closes if wall + margin <= closes else None
 
 
 def _fmt(moment: float) -> str:

@@ -10,6 +10,7 @@ matching — decides retry versus fail. ``exit_code`` is what the CLI exits with
     ├── LowBalanceError                estimated cost above the wallet balance     exit 2
     ├── LockedError                    another run holds the campaign's lock       exit 75
     ├── StateError                     the checkpoint cannot be used               exit 1
+    ├── OutputError                    an output file cannot be written            exit 1
     ├── InsufficientFundsError         the wallet ran dry mid-run                  exit 1
     └── ApiError                       anything the API or the network did          exit 1
         ├── TransportError             transient: no response; request not sent
@@ -28,7 +29,10 @@ matching — decides retry versus fail. ``exit_code`` is what the CLI exits with
         ├── RateLimitedError           429 rate_limited (transient; .retry_after)
         ├── InternalServerError        500 internal (transient)
         ├── UnavailableError           502/503/504 unavailable (transient)
-        └── UnexpectedResponseError    any other status or an unreadable body
+        ├── UnexpectedResponseError    any other status or an unreadable body
+        ├── PollOutageError            polling failed for minutes without a break
+        ├── SendWindowClosedError      transient: not sent, the calling window closes
+        └── RateLimitWaitError         transient: a 429's wait ends past the run's bound
 
 No message of any error ever contains the API key.
 """
@@ -209,3 +213,31 @@ class UnavailableError(ApiError):
 
 class UnexpectedResponseError(ApiError):
     """A status or body the contract does not describe."""
+
+
+class PollOutageError(ApiError):
+    """Polling the API failed without a break for too long: the run stops (exit 1)."""
+
+
+class SendWindowClosedError(ApiError):
+    """A request was not sent (again): the recipient's calling window closes before it could.
+
+    Transient: the attempt stays *sending* and is re-sent, same key and bytes, in the
+    recipient's next calling window.
+    """
+
+    transient = True
+
+
+class OutputError(CampaignError):
+    """results.csv, summary.json or report.html cannot be written (the checkpoint is fine)."""
+
+
+class RateLimitWaitError(ApiError):
+    """A 429's ``Retry-After`` ends after the run must stop (or the run was told to stop).
+
+    Transient: nothing was created; the run stops early with work left and the next run
+    resumes once the limit has freed.
+    """
+
+    transient = True

@@ -47,6 +47,8 @@ class GateVerdict:
     reason: str | None = None
     final: bool = False  # never call this row (suppressed, opted out, called by another row)
     retry_at: float | None = None  # when the calling window lets it through (wall clock)
+    plan_state: str | None = None  # with final: the row's state, suppressed or duplicate
+    send_by: float | None = None  # with ok: the last moment the call may start (wall clock)
 
     @property
     def waits(self) -> bool:
@@ -80,12 +82,16 @@ class SendGate:
     ) -> GateVerdict:
         """The verdict for ringing ``phone`` for ``row``; ``now`` is wall-clock time."""
         if not phone:
-            return GateVerdict(False, "no number to dial", final=True)
+            return GateVerdict(False, "no number to dial", final=True, plan_state="rejected")
         listed = self.suppression.get(phone)
         if listed is not None:
-            return GateVerdict(False, f"on suppression list {listed}", final=True)
+            return GateVerdict(
+                False, f"on suppression list {listed}", final=True, plan_state="suppressed"
+            )
         if self.opt_outs.contains(phone):
-            return GateVerdict(False, "opted out (state dir opt-out list)", final=True)
+            return GateVerdict(
+                False, "opted out (state dir opt-out list)", final=True, plan_state="suppressed"
+            )
         caller = self.store.caller_of_number(phone, row.row_key)
         if caller is not None:
             return GateVerdict(
@@ -93,6 +99,7 @@ class SendGate:
                 f"duplicate of line {caller.line} (key {caller.label}), which already "
                 "called this number",
                 final=True,
+                plan_state="duplicate",
             )
         return self.window_verdict(row, now, dial_by=dial_by)
 
@@ -104,8 +111,10 @@ class SendGate:
         last_start = max(now, dial_by if dial_by is not None else now)
         if window.is_open(now):
             closes = window.closes_at(now)
-            if closes is None or last_start + self.margin_s <= closes:
+            if closes is None:
                 return ALLOW
+            if last_start + self.margin_s <= closes:
+                return GateVerdict(True, send_by=closes - self.margin_s)
             reopen = window.next_open(closes)
             return GateVerdict(
                 False,

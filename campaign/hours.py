@@ -15,6 +15,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from campaign.config import DAY_NAMES, CallingHours
+from campaign.phones import UNKNOWN_US_STATE
 
 # A day's window: (start, end) local time, or None for "no calls that day".
 DayWindow = tuple[time, time] | None
@@ -93,6 +94,9 @@ def week_rule(us_state: str | None, hours: CallingHours | None) -> dict[int, Day
     rule = _FEDERAL
     if us_state in STATE_RULES:
         rule = _narrow(rule, STATE_RULES[us_state])
+    elif us_state == UNKNOWN_US_STATE:
+        for state_rule in STATE_RULES.values():
+            rule = _narrow(rule, state_rule)
     if hours is not None:
         campaign = {
             day: (hours.start, hours.end) if day in hours.days else None for day in range(7)
@@ -159,6 +163,8 @@ class CallingWindow:
                 window = self.rule[local.weekday()]
                 day = DAY_NAMES[local.weekday()]
                 state = f" ({self.us_state} rules)" if self.us_state in STATE_RULES else ""
+                if self.us_state == UNKNOWN_US_STATE:
+                    state = " (US state unknown: the strictest state rules)"
                 if window is None:
                     return f"no calls on {day} in {zone.key}{state}"
                 return (

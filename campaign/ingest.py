@@ -11,7 +11,8 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections.abc import Generator, Iterator
+from collections import deque
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,9 @@ import charset_normalizer
 from campaign.errors import InputError
 
 _SAMPLE_BYTES = 64 * 1024
+# A physical line longer than this is rejected ("field too long") without being held in
+# memory; a single field is bounded by the csv module's field_size_limit (128 Ki).
+MAX_LINE_CHARS = 1024 * 1024
 _DELIMITERS = ",;\t|"
 # cp1252 covers what Western CRMs export; latin-1 decodes any byte, so it is the fallback
 # that guarantees a file of legacy bytes is always readable.
@@ -48,6 +52,13 @@ class CsvFormat:
 def column_key(name: str) -> str:
     """How column names are matched: trimmed, inner whitespace collapsed, case-folded."""
     return " ".join(name.split()).casefold()
+
+
+def column_list(header: Sequence[str], limit: int = 20) -> str:
+    """Header names for an error message, kept short when the header is junk."""
+    names = [name if len(name) <= 40 else name[:37] + "..." for name in header[:limit]]
+    more = f", … ({len(header) - limit} more)" if len(header) > limit else ""
+    return ", ".join(names) + more
 
 
 def read_header(path: Path) -> list[str]:
@@ -82,43 +93,145 @@ Record = tuple[int, tuple[str, ...], str | None]
 def read_records(path: Path, fmt: CsvFormat) -> Iterator[Record]:
     """Stream records as (line, cells, error); cells are padded/trimmed to the header width.
 
-    A record with an error keeps all its cells (more than the header has).
+    Every physical line is accounted for: a record that cannot be read (a quote never
+    closed, a line or field over the limit) becomes an error on its first line, and the
+    other lines it took are read again as records of their own. A record with an error
+    keeps all its cells (more than the header has), or none.
     """
     width = len(fmt.header)
     padding = [""] * width
+    delimiter = fmt.delimiter
     with _open_text(path, fmt.encoding) as stream:
         for _ in range(fmt.header_line):
             stream.readline()
-        reader = csv.reader(stream, delimiter=fmt.delimiter, strict=False)
-        first_line = fmt.header_line + 1
+        feed = _Feed(stream)
+        taken = feed.taken
+        reader = csv.reader(feed.lines(), delimiter=delimiter, strict=False)
+        start = fmt.header_line + 1  # the line the next record starts on
         while True:
-            # line_num counts the physical lines the reader has consumed, quoted
-            # newlines included, so the next record starts on the line after them.
-            start = first_line + reader.line_num
             try:
                 cells = next(reader)
             except StopIteration:
                 return
-            except csv.Error as exc:
-                yield start, (), f"cannot parse this line ({exc})"
+            except (csv.Error, _LineTooLong) as exc:
+                yield start, (), feed.reject(exc)
+                start += 1
+                reader = csv.reader(feed.lines(), delimiter=delimiter, strict=False)
                 continue
+            if len(taken) > 1 or feed.at_end:
+                # Lenient parsing lets a quote that is never closed swallow every line
+                # after it, so a record spanning lines must also parse strictly.
+                problem = _strict_problem(taken, delimiter)
+                if problem is not None:
+                    yield start, (), feed.reject(problem)
+                    start += 1
+                    reader = csv.reader(feed.lines(), delimiter=delimiter, strict=False)
+                    continue
+            line = start
+            start += len(taken)
+            taken.clear()
             count = len(cells)
             first = cells[0] if cells else ""
             # a first cell with a visible character proves the line is not blank (cheap)
             if (not first or first.isspace()) and (not any(cells) or "".join(cells).isspace()):
                 continue  # blank lines (or lines of empty cells) are not rows
             if count == width:
-                yield start, tuple(cells), None
+                yield line, tuple(cells), None
                 continue
             if count > width:
                 if any(cell.strip() for cell in cells[width:]):
                     error = f"{count} fields but the header has {width} (a stray delimiter?)"
-                    yield start, tuple(cells), error
+                    yield line, tuple(cells), error
                     continue
-                yield start, tuple(cells[:width]), None
+                yield line, tuple(cells[:width]), None
             else:
                 # ragged rows: trailing columns an exporter left off are empty, not an error
-                yield start, (*cells, *padding[count:]), None
+                yield line, (*cells, *padding[count:]), None
+
+
+class _LineTooLong(Exception):
+    """A physical line longer than MAX_LINE_CHARS (skipped, never held in memory)."""
+
+
+class _Feed:
+    """The physical lines given to the csv reader: bounded, with push-back.
+
+    ``taken`` holds the lines of the record being read (consecutive lines of the file),
+    so that a broken record can be rejected by its first line and its other lines read
+    again. A line longer than MAX_LINE_CHARS is read in bounded pieces and dropped (kept
+    as ``None``), so memory stays flat whatever the file holds.
+    """
+
+    def __init__(self, stream: io.TextIOWrapper) -> None:
+        self.stream = stream
+        self.taken: list[str | None] = []
+        self.pushed: deque[str | None] = deque()
+        self.at_end = False  # the reader asked for a line past the end of the file
+
+    def lines(self) -> Iterator[str]:
+        """Lines for one csv reader (a new one after each rejected record).
+
+        Raises _LineTooLong (and ends) at an over-long line.
+        """
+        readline, taken, pushed = self.stream.readline, self.taken, self.pushed
+        limit = MAX_LINE_CHARS
+        while True:
+            text: str | None
+            if pushed:
+                text = pushed.popleft()
+            else:
+                text = readline(limit)
+                if not text:
+                    self.at_end = True
+                    return
+                if len(text) == limit and text[-1] not in "\r\n":
+                    self._skip_rest_of_line()
+                    text = None
+            taken.append(text)
+            if text is None:
+                raise _LineTooLong
+            yield text
+
+    def _skip_rest_of_line(self) -> None:
+        text = "x"
+        while text and text[-1] not in "\r\n":
+            text = self.stream.readline(MAX_LINE_CHARS)
+
+    def reject(self, problem: Exception | str) -> str:
+        """Why the record being read is rejected; its lines after the first are read again."""
+        first, rest = self.taken[0], self.taken[1:]
+        unclosed = bool(rest) or self.at_end
+        self.taken.clear()
+        self.pushed.extendleft(reversed(rest))
+        self.at_end = False
+        if first is None:
+            return f"field too long: the line has over {MAX_LINE_CHARS:,} characters"
+        limit = csv.field_size_limit()
+        if isinstance(problem, _LineTooLong) or "field limit" in str(problem):
+            if unclosed:
+                return (
+                    f"field too long: a quoted field starting on this line runs past {limit:,} "
+                    "characters (a quote never closed?); the lines after it are read as rows"
+                )
+            return f"field too long: a field has over {limit:,} characters"
+        if rest:
+            return (
+                f"a quote opened on this line is not closed properly ({problem}); "
+                f"the {len(rest)} line(s) after it are read as rows of their own"
+            )
+        if unclosed:
+            return f"a quote opened on this line is never closed ({problem})"
+        return f"cannot parse this line ({problem})"
+
+
+def _strict_problem(taken: list[str | None], delimiter: str) -> str | None:
+    """Why the lines of one record do not parse as strict CSV, if they do not."""
+    try:
+        for _ in csv.reader((text or "" for text in taken), delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as exc:
+        return str(exc)
+    return None
 
 
 def _read_sample(path: Path) -> bytes:
@@ -177,22 +290,33 @@ def _open_text(path: Path, encoding: str) -> io.TextIOWrapper:
 
 
 def _read_header_lines(
-    path: Path, lines: Iterator[str], sample: bytes, encoding: str
+    path: Path, stream: io.TextIOWrapper, sample: bytes, encoding: str
 ) -> tuple[str, list[str], int]:
     """Delimiter, normalised header and the number of lines the header part took."""
-    first = next(lines, None)
-    consumed = 1
-    while first is not None and not first.strip():  # blank lines above the header
-        first = next(lines, None)
+    consumed = 0
+
+    def next_line() -> str | None:
+        nonlocal consumed
         consumed += 1
+        text = stream.readline(MAX_LINE_CHARS)
+        if len(text) == MAX_LINE_CHARS and text[-1] not in "\r\n":
+            raise InputError(
+                f"line too long for a header (over {MAX_LINE_CHARS:,} characters)",
+                path=str(path),
+                line=consumed,
+            )
+        return text or None
+
+    first = next_line()
+    while first is not None and not first.strip():  # blank lines above the header
+        first = next_line()
     if first is None:
         raise InputError("the file is empty; expected a header line", path=str(path))
     delimiter = None
     stripped = first.strip().strip('"')
     if stripped.lower().startswith("sep=") and len(stripped) == 5:
         delimiter = stripped[4]  # Excel's "sep=;" hint line
-        first = next(lines, None)
-        consumed += 1
+        first = next_line()
         if first is None:
             raise InputError("no header line after 'sep='", path=str(path), line=consumed)
     if delimiter is None:

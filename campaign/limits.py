@@ -217,7 +217,11 @@ class ClientLimits:
             self._calls_due.pop(token, None)
 
     def release_call(self, sent_at: float) -> None:
-        """Give back the call slot of a send the server did not count as a call (a replay)."""
+        """Give back the call slot of a send the server did not count as a call.
+
+        A replay, a definite refusal (4xx, a 429 included: refused calls are not created)
+        or a slot taken and then not used; the request slot stays counted.
+        """
         for log in self._call_logs:
             log.discard(sent_at)
 
@@ -256,7 +260,11 @@ class ClientLimits:
         """Whether the server has at least as much left as our own count of the same limit."""
         for log in self._request_logs:
             if log.limit.count == limit:
-                ours = limit - log.count_between(sent_at - log.span, sent_at)
+                # Our sends of up to one margin later may have overtaken this one on the way
+                # (the jitter bound of the proof above), so the server may count them too.
+                # Leaving them out took a burst's own reordering for another client's
+                # traffic and held every send for a whole header window.
+                ours = limit - log.count_between(sent_at - log.span, sent_at + self.margin_s)
                 if remaining >= ours:
                     return True
         return False

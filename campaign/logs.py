@@ -4,11 +4,18 @@ Plain lines read ``2026-11-29T14:03:12Z INFO placed call row=cust-0042 attempt=1
 passed as ``extra={"row": …, "attempt": …}`` are appended as ``key=value``. ``json`` writes
 one object per line for log shippers. The log file gets everything, tracebacks included;
 stderr gets INFO and up (DEBUG with ``verbose``). Whatever a caller logs, anything shaped
-like an API key is redacted before it is written — a last line of defence, not the plan.
+like an API key, and the configured key itself, is redacted before it is written — a last
+line of defence, not the plan.
+
+The redaction sits on the handlers, not on one logger, and every record written reaches
+them: the ``campaign`` loggers' own, and (through a forwarder on the root logger) those of
+asyncio ("Task exception was never retrieved"), of ``warnings`` and of any library, at
+WARNING and up. ``redact`` gives the CLI's final ``Error:`` line the same treatment.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -54,8 +61,12 @@ class RedactSecrets(logging.Filter):
         if record.stack_info:
             record.stack_info = self.redact(record.stack_info)
         for name, value in list(vars(record).items()):
-            if name not in _STANDARD_ATTRS and isinstance(value, str):
-                setattr(record, name, self.redact(value))
+            if name in _STANDARD_ATTRS or isinstance(value, int | float | bool | None):
+                continue
+            text = str(value)
+            clean = self.redact(text)
+            if isinstance(value, str) or clean != text:  # a dict of headers, say
+                setattr(record, name, clean)
         return True
 
 
@@ -130,6 +141,65 @@ class StderrHandler(logging.Handler):
             self.handleError(record)
 
 
+class LogFileHandler(logging.FileHandler):
+    """The log file; if it cannot be written (a full disk), one line says so, not a traceback."""
+
+    broken = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if self.broken:
+            return
+        self.broken = True  # say it once; the run goes on, logging to stderr only
+        error = sys.exc_info()[1]
+        sys.stderr.write(
+            f"{_timestamp(record)} WARNING the log file {self.baseFilename} cannot be "
+            f"written ({error}); logging to stderr only\n"
+        )
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.broken:
+            super().emit(record)
+
+    def close(self) -> None:
+        # The last flush may meet the same full disk; the file is closed all the same.
+        with contextlib.suppress(OSError):
+            super().close()
+
+
+class ForwardToCampaign(logging.Handler):
+    """On the root logger: hands other loggers' records to the ``campaign`` handlers.
+
+    So asyncio's, warnings' and libraries' records are redacted, formatted and filed like
+    ours. The handlers are looked up at each record, so this holds no stale file; with none
+    installed, it does what logging does without handlers (``lastResort``).
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        handlers = _owned(logging.getLogger(LOGGER_NAME))
+        if not handlers:  # none of ours (any more): act as if this forwarder were absent
+            others = [h for h in logging.getLogger().handlers if h is not self]
+            handlers = [logging.lastResort] if logging.lastResort and not others else []
+        elif record.name == LOGGER_NAME or record.name.startswith(LOGGER_NAME + "."):
+            return  # the campaign logger's own handlers have it already
+        for handler in handlers:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+
+
+def _owned(logger: logging.Logger) -> list[logging.Handler]:
+    return [h for h in logger.handlers if getattr(h, "_campaign_owned", False)]
+
+
+def redact(text: str, also: Iterable[str] = ()) -> str:
+    """``text`` as the log handlers would write it, with the secrets ``also`` redacted too."""
+    text = RedactSecrets(also).redact(text)
+    for handler in _owned(logging.getLogger(LOGGER_NAME)):
+        for found in handler.filters:
+            if isinstance(found, RedactSecrets):
+                return found.redact(text)
+    return text
+
+
 def setup_logging(
     *,
     log_file: Path | None,
@@ -137,15 +207,20 @@ def setup_logging(
     verbose: bool = False,
     secrets: Iterable[str] = (),
 ) -> None:
-    """Send the ``campaign`` logger to stderr (INFO+) and to ``log_file`` (everything)."""
+    """Send the ``campaign`` logger to stderr (INFO+) and to ``log_file`` (everything).
+
+    Other loggers (asyncio, warnings, libraries) reach the same handlers at WARNING and up.
+    """
     logger = logging.getLogger(LOGGER_NAME)
+    root = logging.getLogger()
     # Calling this again (tests, several commands in one process) replaces, never stacks.
-    for old in [h for h in logger.handlers if getattr(h, "_campaign_owned", False)]:
-        logger.removeHandler(old)
-        old.close()
+    for owner in (logger, root):
+        for old in _owned(owner):
+            owner.removeHandler(old)
+            old.close()
     logger.setLevel(logging.DEBUG)
     kind = JsonFormatter if log_format == "json" else PlainFormatter
-    redact = RedactSecrets(secrets)
+    redactor = RedactSecrets(secrets)
 
     # People read stderr: one line per event; tracebacks go to the log file (or -v).
     to_stderr = StderrHandler(logging.DEBUG if verbose else logging.INFO)
@@ -156,10 +231,15 @@ def setup_logging(
         # The log names row keys, which are phone numbers by default: private like the
         # checkpoint. Created 0600 here; an existing file keeps its mode.
         os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
-        to_file = logging.FileHandler(log_file, encoding="utf-8")
+        to_file = LogFileHandler(log_file, encoding="utf-8")
         to_file.setFormatter(kind(tracebacks=True))
         handlers.append(to_file)
     for handler in handlers:
-        handler.addFilter(redact)
+        handler.addFilter(redactor)
         handler._campaign_owned = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
+    forward = ForwardToCampaign()
+    forward._campaign_owned = True  # type: ignore[attr-defined]
+    root.addHandler(forward)
+    # warnings.warn() becomes a record of the "py.warnings" logger, redacted like the rest.
+    logging.captureWarnings(True)

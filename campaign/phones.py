@@ -279,10 +279,17 @@ def _describe(parsed: _Parsed, notes: list[str]) -> PhoneResult:
     us_state = None
     if number.country_code == 1 and region in ("US", "CA"):
         us_state = _nanp_state(number)
+        if us_state is None and region == "US":
+            us_state = UNKNOWN_US_STATE  # no geography: every state's rule (fail closed)
     note = "; ".join(notes) or None
     type_name = _TYPE_NAMES.get(kind, "unknown")
     reason = _FORBIDDEN_TYPES.get(kind)
     return PhoneResult(e164, reason, region, type_name, extension, zones, us_state, note)
+
+
+# A US number whose area code names no state (toll-free, non-geographic, geocoded per
+# exchange only): the calling window applies the strictest of every state's rules.
+UNKNOWN_US_STATE = "US-?"
 
 
 def _timezones(number: phonenumbers.PhoneNumber, kind: int, e164: str) -> tuple[str, ...]:

@@ -16,15 +16,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Literal
 
 from campaign.config import CampaignConfig
-from campaign.errors import ConfigError, InputError
+from campaign.errors import ConfigError
 from campaign.hours import calling_window
-from campaign.ingest import Record, column_key, detect_format, read_header, read_records, read_rows
+from campaign.ingest import Record, column_key, column_list, detect_format, read_records
 from campaign.phones import (
-    PhoneCache,
     PhoneFields,
     apply_policy_fields,
     clean_region,
@@ -32,6 +30,7 @@ from campaign.phones import (
     normalise_number,
     phone_fields,
 )
+from campaign.suppression import Suppression, load_suppression, suppression_reason
 
 PlanState = Literal["callable", "rejected", "duplicate", "suppressed"]
 
@@ -44,7 +43,6 @@ _MAX_PHONES = 300_000  # normalised numbers a plan remembers (bounded memory)
 _PhoneKey = tuple[str, str | None, str | None]  # raw phone, region, why the region is unusable
 # A batch of (raw, region) pairs sent to a worker, and the future of its results.
 _Work = tuple[list[tuple[str, str | None]], Future[list[PhoneFields]]]
-_SUPPRESSION_WORDS = ("phone", "e164", "e.164", "mobile", "msisdn", "tel", "number", "cell")
 
 
 @dataclass(slots=True)
@@ -120,13 +118,17 @@ def iter_plan(
     *,
     opted_out: Iterable[str] = (),
     workers: int | None = None,
+    suppression: Suppression | None = None,
 ) -> Iterator[PlannedRow]:
-    """Stream planned rows in input order, counting them into ``counts`` as they go."""
+    """Stream planned rows in input order, counting them into ``counts`` as they go.
+
+    ``suppression`` is the campaign's lists when the caller has read them already.
+    """
     fmt = detect_format(config.input.path)
     check_columns(config, fmt.header)
-    planner = _Planner(
-        config, fmt.header, set(opted_out), load_suppression(config.suppression, config)
-    )
+    if suppression is None:
+        suppression = load_suppression(config)
+    planner = _Planner(config, fmt.header, set(opted_out), suppression.numbers)
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
     pool: Executor | None = None
     pending: deque[_Chunk] = deque()
@@ -240,6 +242,8 @@ class _Planner:
             else:
                 cell = cells[region_index]
                 region, problem = region_cells.get(cell) or self._region(cell)
+            if "\0" in raw:
+                problem = f"NUL character in column '{self.config.input.phone_column}'"
             problem = error or problem  # an unparsable record is rejected for that first
             phone_keys.append((raw, region, problem))
             if problem is not None:
@@ -303,6 +307,11 @@ class _Planner:
         variables = {name: cells[index] for name, index in self.variables}
         # rows without a number (or key) still need a stable identity in results and state
         key_cell = "" if self.key_index is None else cells[self.key_index].strip()
+        if "\0" in key_cell:
+            # A NUL cannot survive the trip through the API and back (batch rows are
+            # matched by key), so the row is rejected here, by its line.
+            problem = problem or f"NUL character in key column '{self.config.input.key_column}'"
+            key_cell = ""
         if problem or phone is None:  # problem includes the record's error (see look_up)
             reason = error or problem
             row_key = key_cell or f"line:{line}"
@@ -326,7 +335,7 @@ class _Planner:
             elif e164 in self.opted_out:
                 state, reason = "suppressed", "opted out (state dir opt-out list)"
             elif e164 in self.suppression:
-                state, reason = "suppressed", f"on suppression list {self.suppression[e164]}"
+                state, reason = "suppressed", suppression_reason(self.suppression[e164])
             else:
                 first = self.first_line_of_number.get(e164)
                 if self.key_index is not None:  # the key's first line wins over the number's
@@ -390,59 +399,7 @@ def check_columns(config: CampaignConfig, header: Sequence[str]) -> None:
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ConfigError(
                 f"column '{name}' is not in {config.input.path.name}{hint} "
-                f"(columns: {_column_list(header)})",
+                f"(columns: {column_list(header)})",
                 path=str(config.source_path),
                 key=key,
             )
-
-
-def load_suppression(paths: Iterable[Path], config: CampaignConfig | None = None) -> dict[str, str]:
-    """E.164 → list name, from CSVs with a phone column or files of one number a line."""
-    region = config.input.default_region if config else None
-    cache = PhoneCache()
-    numbers: dict[str, str] = {}
-    for path in paths:
-        header = read_header(path)
-        cells: Iterator[str]
-        if sum(char.isdigit() for char in header[0]) >= 6:  # no header: a number a line
-            cells = _plain_lines(path)
-        else:
-            column = _suppression_column(header)
-            if column is None:
-                raise InputError(
-                    "no phone column in this suppression list; name one 'phone' "
-                    f"(columns: {_column_list(header)})",
-                    path=str(path),
-                    line=1,
-                )
-            cells = (row.fields.get(column, "") for row in read_rows(path))
-        for cell in cells:
-            result = cache.get(cell, region)
-            if result.e164:  # a list entry's type does not matter: suppressed is suppressed
-                numbers.setdefault(result.e164, path.name)
-    return numbers
-
-
-def _suppression_column(header: Sequence[str]) -> str | None:
-    """The column of a suppression CSV that holds the numbers (by its name)."""
-    for word in _SUPPRESSION_WORDS:
-        for name in header:
-            if word in name:
-                return name
-    return None
-
-
-def _column_list(header: Sequence[str], limit: int = 20) -> str:
-    """Header names for an error message, kept short when the header is junk."""
-    names = [name if len(name) <= 40 else name[:37] + "..." for name in header[:limit]]
-    more = f", … ({len(header) - limit} more)" if len(header) > limit else ""
-    return ", ".join(names) + more
-
-
-def _plain_lines(path: Path) -> Iterator[str]:
-    """Cells of a one-number-a-line list (the first line is a number too)."""
-    header = read_header(path)
-    if header:
-        yield header[0]
-    for row in read_rows(path):
-        yield next(iter(row.fields.values()), "")

@@ -2,9 +2,10 @@
 
 The engine hands over one ``RowResult`` per input data row, one ``CallRecord`` per
 attempt that left, and the ``RunFacts`` of the run; ``write_outputs`` writes the three
-files atomically (temp file + ``os.replace``) so that a reader — or a run killed half-way
-through writing — never sees a torn file. ``summary.json`` is built once by
-``build_summary`` and the HTML page shows exactly those numbers.
+files private (0600: they hold phone numbers) and atomically (temp file, fsync,
+``os.replace``) so that a reader — or a run killed half-way through writing — never sees
+a torn file. ``summary.json`` is built once by ``build_summary`` and the HTML page shows
+exactly those numbers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from campaign.errors import OutputError
 from campaign.report_html import render_report
 
 State = Literal[
@@ -251,20 +253,34 @@ def build_summary(
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
+    """Write ``text`` to ``path`` (mode 0600) so readers see the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # open(..., "x") rather than mkstemp: the file gets the umask's mode (mkstemp's 0600
-    # would hide the report from the people it is written for).
+    # The outputs hold phone numbers, like the checkpoint and the log: private whatever
+    # the umask (share a report on purpose). The temp file is born 0600 in the same
+    # folder, so os.replace is atomic and no reader ever sees a wider mode.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        with tmp.open("x", encoding="utf-8", newline="") as handle:
+        fd = os.open(tmp, flags, 0o600)
+        with open(fd, "w", encoding="utf-8", newline="") as handle:
+            os.fchmod(fd, 0o600)  # a umask cannot widen it, but one like 0o277 narrows it
             handle.write(text)
             handle.flush()
-            os.fsync(handle.fileno())
+            os.fsync(fd)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (a power cut could otherwise undo it)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def summary_json_text(summary: Mapping[str, Any]) -> str:
@@ -284,7 +300,17 @@ def write_outputs(
         summary_json=output_dir / "summary.json",
         report_html=output_dir / "report.html",
     )
-    atomic_write_text(paths.results_csv, render_results_csv(row_list, facts))
-    atomic_write_text(paths.summary_json, summary_json_text(summary))
-    atomic_write_text(paths.report_html, render_report(summary, call_list))
+    for target, text in (
+        (paths.results_csv, render_results_csv(row_list, facts)),
+        (paths.summary_json, summary_json_text(summary)),
+        (paths.report_html, render_report(summary, call_list)),
+    ):
+        try:
+            atomic_write_text(target, text)
+        except OSError as exc:
+            raise OutputError(
+                f"{target}: the output cannot be written ({exc.strerror or exc}); the "
+                "checkpoint is intact — fix the cause (a full disk, the folder's "
+                "permissions), then run `campaign report FILE` to write the outputs again"
+            ) from exc
     return paths

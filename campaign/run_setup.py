@@ -73,11 +73,11 @@ def build_gate(
     config: CampaignConfig, store: Store, opt_outs: OptOutList, windows: WindowBook
 ) -> SendGate:
     """The send gate of this run: today's suppression lists, the opt-out list, the windows."""
-    from campaign.plan import load_suppression
+    from campaign.suppression import suppressed_numbers
 
     return SendGate(
         store=store,
-        suppression=load_suppression(config.suppression, config),
+        suppression=suppressed_numbers(config),
         opt_outs=opt_outs,
         window_for=windows.window_for,
         stop_before_close_s=config.stop_before_close_s,

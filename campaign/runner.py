@@ -13,7 +13,7 @@ import hashlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,7 @@ async def _run_with_store(
     send_log = SendLog(store)
     report = RunReport(exit_code=0)
     error: CampaignError | None = None
-    deadline = _deadline(options, started)
+    deadline = _deadline(options, started, clock)
     stop = options.stop or asyncio.Event()
     try:
         with _signals(stop) if options.stop is None else contextlib.nullcontext():
@@ -148,7 +148,7 @@ async def _run_with_store(
                 if not options.dry_run:
                     report.engine = await _run_engine(
                         config, options, store, client, clock, windows, opt_outs, deadline,
-                        call_times, stop, allowance, gate,
+                        call_times, stop, allowance, gate, started,
                     )  # fmt: skip
                     error = report.engine.error
     except CampaignError as exc:
@@ -162,7 +162,7 @@ async def _run_with_store(
     store.set_meta("requests_spent", str(total_requests))
     engine = report.engine or EngineResult()
     if report.engine is None:  # dry run, or stopped before the loop: still say what is next
-        engine.next_due, engine.next_due_reason = next_due(store, windows.window_for, clock.now())
+        engine.next_due, engine.next_due_reason = next_due(store, windows.window_for, clock.wall())
     report.outputs = write_run_outputs(
         config, store, windows, clock, started=started, dry_run=options.dry_run, engine=engine
     )
@@ -182,8 +182,12 @@ async def _run_with_store(
     return report
 
 
-def _deadline(options: RunOptions, started: float) -> float | None:
-    bounds = [b for b in (options.until,) if b is not None]
+def _deadline(options: RunOptions, started: float, clock: Clock) -> float | None:
+    """The run's bound on ``clock.now()``; the calls engine also watches ``--until`` on
+    the wall clock itself, so a clock correction mid-run moves the stop with it."""
+    bounds = []
+    if options.until is not None:
+        bounds.append(started + (options.until - clock.wall()))
     if options.max_duration_s is not None:
         bounds.append(started + options.max_duration_s)
     return min(bounds) if bounds else None
@@ -242,7 +246,7 @@ async def _preflight(
     windows: WindowBook,
     clock: Clock,
 ) -> Preflight:
-    now = clock.now()
+    now = clock.wall()  # calling windows and retry times are calendar decisions
     rows_now = rows_later = 0
     for row in store.rows(include_vanished=False):
         if row.progress not in ("pending", "retry_scheduled"):
@@ -276,6 +280,7 @@ async def _run_engine(
     stop: asyncio.Event,
     allowance: SharedAllowance,
     gate: SendGate,
+    started: float,
 ) -> EngineResult:
     from campaign.progress import RunProgress
 
@@ -285,7 +290,9 @@ async def _run_engine(
         retry=config.retry,
         call_limits=list(config.limits.calls),
         request_limits=list(config.limits.requests),
-        deadline=deadline,
+        # --until is watched on the wall clock by the engine itself
+        deadline=_deadline(replace(options, until=None), started, clock),
+        until=options.until,
         fetch_sessions=options.fetch_sessions,
     )
     todo = sum(

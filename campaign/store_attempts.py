@@ -64,7 +64,7 @@ class AttemptJournal(StoreBase):
         found = self._query(
             "SELECT rows.* FROM attempts JOIN rows ON rows.row_key = attempts.row_key "
             "WHERE attempts.phone = ? AND attempts.row_key != ? "
-            "AND attempts.state IN ('sending', 'sent', 'ended') "
+            "AND attempts.state IN ('sending', 'sent', 'ended', 'withheld') "
             "ORDER BY attempts.sending_at LIMIT 1",
             (phone, row_key),
         )
@@ -120,7 +120,7 @@ class AttemptJournal(StoreBase):
         with self._tx() as conn:
             conn.execute(
                 "UPDATE attempts SET state='sent', call_id=?, status=?, sent_at=? "
-                "WHERE idempotency_key=? AND state='sending'",
+                "WHERE idempotency_key=? AND state IN ('sending', 'withheld')",
                 (call_id, status, now, idempotency_key),
             )
 
@@ -177,6 +177,29 @@ class AttemptJournal(StoreBase):
                 (error, idempotency_key),
             )
             self._move_row(conn, idempotency_key, row_progress, row_reason, None, False)
+
+    def withhold_attempt(self, idempotency_key: str, *, plan_state: str, reason: str) -> None:
+        """Never re-send an unconfirmed attempt: the gate refused it; the row is blocked."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE attempts SET state='withheld', error=? "
+                "WHERE idempotency_key=? AND state='sending'",
+                (f"not re-sent: {reason}", idempotency_key),
+            )
+            conn.execute(
+                "UPDATE rows SET plan_state=?, reason=?, progress='blocked', next_due=NULL "
+                "WHERE row_key=(SELECT row_key FROM attempts WHERE idempotency_key=?)",
+                (plan_state, reason, idempotency_key),
+            )
+
+    def block_row(self, row_key: str, *, plan_state: str, reason: str) -> None:
+        """The gate refused a row for good (suppressed, opted out, number called by another)."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE rows SET plan_state=?, reason=?, progress='blocked', next_due=NULL "
+                "WHERE row_key=?",
+                (plan_state, reason, row_key),
+            )
 
     def abandon_attempt(self, idempotency_key: str, error: str) -> None:
         """Give the row back untouched (the refusal was the campaign's fault, not the row's)."""

@@ -7,7 +7,7 @@ identical bytes under the same key, and an attempt belongs to exactly one batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,6 +38,15 @@ class StoredBatch:
     error: str | None
     created_at: float
     updated_at: float
+    # The other parts of the recorded upload (None: recorded before they were kept, so a
+    # re-send cannot be rebuilt and the batch is looked up first).
+    scenario_id: str | None = None
+    name: str | None = None
+
+    @property
+    def request_recorded(self) -> bool:
+        """True if every part of the upload request is in the checkpoint."""
+        return self.scenario_id is not None
 
 
 @dataclass(frozen=True)
@@ -66,17 +75,28 @@ class BatchLedger(StoreBase):
         not_before: float | None,
         members: Sequence[tuple[str, int, str]],
         now: float,
+        scenario_id: str | None = None,
+        name: str | None = None,
+        phones: Sequence[str | None] = (),
     ) -> StoredBatch:
         """Record the batch as *uploading* with one *sending* attempt per member, atomically.
 
-        ``members`` are (row key, attempt number, attempt key) in file order.
+        ``members`` are (row key, attempt number, attempt key) in file order, ``phones`` the
+        number each dials; the batch keeps every part of its upload request (file,
+        scenario_id, name, not_before), so a re-send is that request and nothing else.
         """
+        if phones and len(phones) != len(members):
+            raise ValueError("one phone per member")
+        numbers = list(phones) or [None] * len(members)
         with self._tx() as conn:
             # The same transitions as begin_attempt (body: the batch file holds the bytes).
             conn.executemany(
                 "INSERT INTO attempts(row_key, number, idempotency_key, state, body, "
-                "sending_at) VALUES (?, ?, ?, 'sending', x'', ?)",
-                [(row_key, number, key, now) for row_key, number, key in members],
+                "sending_at, phone) VALUES (?, ?, ?, 'sending', x'', ?, ?)",
+                [
+                    (row_key, number, key, now, phone)
+                    for (row_key, number, key), phone in zip(members, numbers, strict=True)
+                ],
             )
             conn.executemany(
                 "UPDATE rows SET progress='in_flight', next_due=NULL, "
@@ -85,10 +105,13 @@ class BatchLedger(StoreBase):
             )
             conn.execute(
                 "INSERT INTO batches(seq, idempotency_key, state, csv, content_hash, "
-                "not_before, rows_total, created_at, updated_at) "
-                "VALUES (?, ?, 'uploading', ?, ?, ?, ?, ?, ?)",
-                (seq, idempotency_key, csv, content_hash, not_before, len(members), now, now),
-            )
+                "not_before, rows_total, created_at, updated_at, scenario_id, name) "
+                "VALUES (?, ?, 'uploading', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    seq, idempotency_key, csv, content_hash, not_before, len(members),
+                    now, now, scenario_id, name,
+                ),
+            )  # fmt: skip
             conn.executemany(
                 "INSERT INTO batch_members(seq, position, row_key, attempt_key) "
                 "VALUES (?, ?, ?, ?)",
@@ -145,6 +168,51 @@ class BatchLedger(StoreBase):
                 "UPDATE batches SET state=?, error=COALESCE(?, error), updated_at=? WHERE seq=?",
                 (state, error, now, seq),
             )
+
+    def release_batch(
+        self,
+        seq: int,
+        *,
+        error: str,
+        blocked: Mapping[str, tuple[str, str]],
+        now: float,
+    ) -> None:
+        """The batch provably never reached the platform: void its attempts, free its rows.
+
+        ``blocked`` maps row keys the send gate refused for good to (plan state, reason);
+        those rows are blocked, the others go back to *pending* to be planned afresh. One
+        transaction, so a crash leaves either the held batch or the released rows.
+        """
+        with self._tx() as conn:
+            members = [
+                (r[0], r[1])
+                for r in conn.execute(
+                    "SELECT m.row_key, m.attempt_key FROM batch_members m JOIN attempts a "
+                    "ON a.idempotency_key = m.attempt_key WHERE m.seq=? AND a.state='sending'",
+                    (seq,),
+                )
+            ]
+            for row_key, attempt_key in members:
+                conn.execute(
+                    "UPDATE attempts SET state='void', error=? WHERE idempotency_key=?",
+                    (error, attempt_key),
+                )
+                plan_state, reason = blocked.get(row_key, (None, None))
+                conn.execute(
+                    "UPDATE rows SET progress=?, plan_state=COALESCE(?, plan_state), reason=?, "
+                    "next_due=NULL, attempts_used=MAX(0, attempts_used - 1) WHERE row_key=?",
+                    ("blocked" if plan_state else "pending", plan_state, reason, row_key),
+                )
+            conn.execute(
+                "UPDATE batches SET state='failed', error=?, updated_at=? WHERE seq=? "
+                "AND state='uploading'",
+                (error, now, seq),
+            )
+
+    def note_batch(self, seq: int, note: str, now: float) -> None:
+        """Keep a fact about the batch a user must be able to read later (``error``)."""
+        with self._tx() as conn:
+            conn.execute("UPDATE batches SET error=?, updated_at=? WHERE seq=?", (note, now, seq))
 
     def stored_batch(self, seq: int) -> StoredBatch:
         """One batch by its sequence number."""
@@ -211,4 +279,6 @@ def _batch(r: dict[str, Any]) -> StoredBatch:
         error=r["error"],
         created_at=float(r["created_at"]),
         updated_at=float(r["updated_at"]),
+        scenario_id=r.get("scenario_id"),
+        name=r.get("name"),
     )

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Progress = Literal["blocked", "pending", "in_flight", "retry_scheduled", "done", "failed"]
-AttemptState = Literal["sending", "sent", "ended", "failed", "void"]
+# withheld: left *sending* by an earlier run, then refused a re-send by the send gate
+# (the number was suppressed or opted out since); if its call turns up, it is recorded.
+AttemptState = Literal["sending", "sent", "ended", "failed", "void", "withheld"]
 OPEN_ATTEMPT_STATES: tuple[AttemptState, ...] = ("sending", "sent")
 WAITING_PROGRESS = ("pending", "retry_scheduled", "blocked")
 

@@ -12,6 +12,7 @@ from typing import Any
 from campaign.config import CampaignConfig
 from campaign.hours import calling_window
 from campaign.plan import PlanCounts, iter_plan
+from campaign.suppression import LoadedList, load_suppression, suppression_reason
 
 _Group = tuple[tuple[str, ...], str | None]  # recipients sharing a calling window
 _STEP = timedelta(minutes=15)
@@ -39,6 +40,11 @@ class ValidationSummary:
     input_path: str
     counts: PlanCounts
     projection: Projection
+    suppression_lists: tuple[LoadedList, ...] = ()
+
+    def matched_rows(self, listed: LoadedList) -> int:
+        """Input rows suppressed because of this list."""
+        return self.counts.suppressed[suppression_reason(listed.name)]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (``--json``)."""
@@ -53,6 +59,21 @@ class ValidationSummary:
             "duplicates": counts.duplicates,
             "suppressed": sum(counts.suppressed.values()),
             "suppressed_by_list": dict(counts.suppressed.most_common()),
+            "suppression_lists": [
+                {
+                    "list": listed.name,
+                    "path": str(listed.path),
+                    "column": listed.column,
+                    "region": listed.region,
+                    "entries": listed.entries,
+                    "usable": listed.usable,
+                    "unusable": listed.unusable_count,
+                    "unusable_by_reason": dict(listed.unusable.most_common()),
+                    "unusable_lines": listed.unusable_lines,
+                    "matched_rows": self.matched_rows(listed),
+                }
+                for listed in self.suppression_lists
+            ],
             "by_country": dict(counts.by_country.most_common()),
             "by_timezone": dict(counts.by_timezone.most_common()),
             "projection": {
@@ -75,13 +96,16 @@ def validate_campaign(
     """Plan the input and project the campaign's duration; no API call is made."""
     counts = PlanCounts()
     windows: Counter[_Group] = Counter()
-    for row in iter_plan(config, counts, opted_out=opted_out):
+    suppression = load_suppression(config)
+    for row in iter_plan(config, counts, opted_out=opted_out, suppression=suppression):
         if row.state == "callable":
             windows[(row.timezones, row.us_state)] += 1
     rate = calls_per_hour(config)
     started = (now or datetime.now(UTC)).astimezone(UTC)
     projection = project(windows, config, rate, started)
-    return ValidationSummary(config.campaign, str(config.input.path), counts, projection)
+    return ValidationSummary(
+        config.campaign, str(config.input.path), counts, projection, tuple(suppression.lists)
+    )
 
 
 def calls_per_hour(config: CampaignConfig) -> float:
@@ -158,6 +182,7 @@ def render_text(summary: ValidationSummary) -> str:
     lines.append(f"  duplicates   {counts.duplicates:>9,}")
     lines.append(f"  suppressed   {sum(counts.suppressed.values()):>9,}")
     lines += [f"    {count:>9,}  {reason}" for reason, count in counts.suppressed.most_common()]
+    lines += _suppression_lines(summary)
     if counts.by_country:
         lines.append("  callable by country")
         lines += [f"    {n:>9,}  {country}" for country, n in counts.by_country.most_common()]
@@ -179,3 +204,24 @@ def render_text(summary: ValidationSummary) -> str:
     elif projection.calls:
         lines.append("  it would take more than a year at these limits and calling hours")
     return "\n".join(lines)
+
+
+def _suppression_lines(summary: ValidationSummary) -> list[str]:
+    """Per suppression list: entries read, unusable ones by reason, rows matched."""
+    if not summary.suppression_lists:
+        return []
+    lines = ["  suppression lists"]
+    for listed in summary.suppression_lists:
+        column = "one number a line" if listed.column is None else f"column '{listed.column}'"
+        region = f", region {listed.region}" if listed.region else ""
+        lines.append(
+            f"    {listed.name} ({column}{region}): {listed.entries:,} entries read, "
+            f"{listed.unusable_count:,} unusable, {summary.matched_rows(listed):,} row(s) matched"
+        )
+        for reason, count in listed.unusable.most_common():
+            lines.append(f"      {count:>9,}  unusable: {reason}")
+        if listed.unusable_lines:
+            more = ", …" if listed.unusable_count > len(listed.unusable_lines) else ""
+            shown = ", ".join(str(line) for line in listed.unusable_lines)
+            lines.append(f"                 unusable lines: {shown}{more}")
+    return lines

@@ -41,7 +41,9 @@ class FakeApi:
     balance: str = "100.00"
     limits: ClientLimits | None = None
 
-    async def create_call(self, body: bytes, idempotency_key: str) -> Any:
+    async def create_call(
+        self, body: bytes, idempotency_key: str, *, send_by: float | None = None
+    ) -> Any:
         self.posts += 1
         if self.limits is not None:  # as the real client does before every POST /calls
             await self.limits.acquire_call()

@@ -12,7 +12,13 @@ from campaign.api import AitelierClient, ClientLimits, RetryPolicy, call_request
 from campaign.clock import FakeClock
 from campaign.errors import ConfigError, NotFoundError
 from campaign.limits import Limit
-from campaign.sandbox import DEFAULT_KEY, DEFAULT_PROJECT, SandboxConfig, start_sandbox
+from campaign.sandbox import (
+    DEFAULT_KEY,
+    DEFAULT_PROJECT,
+    SandboxConfig,
+    parse_faults,
+    start_sandbox,
+)
 
 T0 = 1_780_000_000.0
 
@@ -186,3 +192,27 @@ async def test_a_malformed_idempotency_key_is_refused_before_sending(
     with pytest.raises(ValueError, match="Idempotency-Key"):
         await client.create_call(body_for("+14155550140", "bad"), key)
     assert (await client.list_calls()).data == ()
+
+
+async def test_create_call_tells_a_replay_from_a_new_call(client: AitelierClient) -> None:
+    first = await client.create_call(body_for("+14155550150", "p1"), "spring:p1:1")
+    assert (first.replayed, first.tries) == (False, 1)
+    # The same key again (a re-send after a crash, or another checkpoint's key): a replay.
+    again = await client.create_call(body_for("+14155550150", "p1"), "spring:p1:1")
+    assert again.id == first.id and (again.replayed, again.tries) == (True, 1)
+    fetched = await client.get_call(first.id)  # only create_call fills them in
+    assert (fetched.replayed, fetched.tries) == (False, 1)
+
+
+@pytest.mark.parametrize("fault", ["error_after", "reset_after"])
+async def test_a_call_whose_answer_was_lost_comes_back_as_a_replay_on_the_second_try(
+    clock: FakeClock, fault: str
+) -> None:
+    config = SandboxConfig(ledger=True, faults=parse_faults(f"POST /v1/calls={fault};max=1"))
+    async with await start_sandbox(config, clock=clock) as sandbox:
+        retry = RetryPolicy(rng=lambda: 0.0)
+        async with AitelierClient(sandbox.base_url, DEFAULT_KEY, clock=clock, retry=retry) as api:
+            call = await api.create_call(body_for("+14155550151", "p2"), "spring:p2:1")
+        assert [c["id"] for c in sandbox.ledger()["calls"]] == [call.id]
+    # Our own first try created it: replayed, but in this invocation (tries > 1).
+    assert (call.replayed, call.tries) == (True, 2)

@@ -27,6 +27,7 @@ from campaign.errors import (
     PayloadTooLargeError,
     PermissionDeniedError,
     RateLimitedError,
+    RateLimitWaitError,
     RequestInProgressError,
     TransportError,
     UnauthenticatedError,
@@ -363,6 +364,99 @@ async def test_a_deadline_passed_while_waiting_for_a_slot_sends_nothing(
         await api.create_call(call_body(), "k-deadline")
     assert isinstance(caught.value.__cause__, InternalServerError)
     assert sent == ["call"] and sandbox.ledger()["calls"] == []
+
+
+async def test_a_429_refused_call_gives_its_call_slot_back(sandboxed: Sandboxed) -> None:
+    clock = FakeClock(T0)
+    # The server's outbound window is shorter than ours: another client filled it.
+    config = SandboxConfig(ledger=True, outbound_calls="1/10s")
+    limits = ClientLimits([], [Limit(2, 60)], clock=clock)
+    sandbox, api = await sandboxed(config, clock=clock, limits=limits, retry=QUICK_RETRY)
+    async with AitelierClient(sandbox.base_url, DEFAULT_KEY, clock=clock) as other:
+        await other.create_call(call_body("+14155550401"), "k-other")
+    await api.create_call(call_body(), "k-refused-first")  # 429, waits Retry-After, placed
+    placed_at = clock.now()
+    assert placed_at >= T0 + 10 and sandbox.ledger()["rate_limited"] == 1
+    # Only the call that was created holds a slot: the next one may leave at once.
+    assert await limits.acquire_call() == placed_at
+
+
+# ---- a long Retry-After: wait, bounded by the run -----------------------------------------
+
+HOURLY = SandboxConfig(ledger=True, requests_per_hour="3/h")
+
+
+async def fill_the_hour(api: AitelierClient) -> None:
+    for _ in range(3):
+        await api.get_wallet()
+
+
+async def test_an_hourly_limits_retry_after_is_waited_out_past_the_request_deadline(
+    sandboxed: Sandboxed,
+) -> None:
+    clock = FakeClock(T0)
+    retry = RetryPolicy(rng=lambda: 0.0)
+    _, api = await sandboxed(HOURLY, clock=clock, retry=retry, deadline_s=300)
+    await fill_the_hour(api)
+    assert (await api.get_wallet()).currency == "USD"  # waited ~an hour, then admitted
+    assert T0 + 3600 <= clock.now() < T0 + 3700
+
+
+async def test_a_retry_after_past_the_runs_end_stops_the_run_early_without_waiting(
+    sandboxed: Sandboxed,
+) -> None:
+    clock = FakeClock(T0)
+    _, api = await sandboxed(
+        HOURLY, clock=clock, retry=RetryPolicy(rng=lambda: 0.0), stop_at=lambda: T0 + 1800
+    )
+    await fill_the_hour(api)
+    with pytest.raises(RateLimitWaitError) as caught:
+        await api.create_call(call_body(), "k-hour")
+    error = caught.value
+    assert error.transient and error.http_status == 429 and clock.now() == T0
+    assert isinstance(error.__cause__, RateLimitedError)
+    text = str(error)
+    assert "requests_per_hour limit frees at 2026-" in text and "run's time limit" in text
+    assert "stops early with work left" in text
+
+
+async def test_a_retry_after_longer_than_any_limit_window_is_not_waited(
+    sandboxed: Sandboxed,
+) -> None:
+    clock = FakeClock(T0)
+    retry = RetryPolicy(rng=lambda: 0.0, longest_wait_s=600)
+    _, api = await sandboxed(HOURLY, clock=clock, retry=retry)
+    await fill_the_hour(api)
+    with pytest.raises(RateLimitWaitError, match="waits at most"):
+        await api.get_wallet()
+    assert clock.now() == T0
+
+
+class ParkedClock(FakeClock):
+    """A fake clock whose waits never end by themselves (only a stop ends one)."""
+
+    def __init__(self, start: float) -> None:
+        super().__init__(start)
+        self.waiting = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.waiting.set()
+        await asyncio.get_running_loop().create_future()
+
+
+async def test_a_stop_signal_abandons_the_wait_for_the_rate_limit(sandboxed: Sandboxed) -> None:
+    clock = ParkedClock(T0)
+    stop = asyncio.Event()
+    _, api = await sandboxed(HOURLY, clock=clock, retry=RetryPolicy(rng=lambda: 0.0), stop=stop)
+    await fill_the_hour(api)
+    waiting = asyncio.create_task(api.get_wallet())
+    await clock.waiting.wait()  # refused, and waiting out the Retry-After
+    stop.set()  # SIGTERM
+    with pytest.raises(RateLimitWaitError, match="told to stop") as caught:
+        await asyncio.wait_for(waiting, timeout=10)
+    assert caught.value.transient
+    with pytest.raises(RateLimitWaitError):  # once stopped, no new wait begins
+        await api.get_wallet()
 
 
 # ---- the key stays secret ----------------------------------------------------------------

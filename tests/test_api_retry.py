@@ -17,8 +17,10 @@ from campaign.errors import (
     PayloadTooLargeError,
     PermissionDeniedError,
     RateLimitedError,
+    RateLimitWaitError,
     RequestInProgressError,
     ResponseTimeoutError,
+    SendWindowClosedError,
     TransportError,
     UnauthenticatedError,
     UnavailableError,
@@ -47,6 +49,8 @@ NOW = 1_780_000_000.0
         (FailedPreconditionError("x", http_status=422), False),
         (UnexpectedResponseError("x", http_status=418), False),
         (DeadlineExceededError("x"), False),
+        (SendWindowClosedError("x"), False),  # re-sent in the next window, not now
+        (RateLimitWaitError("x", http_status=429), False),  # the run stops first
     ],
 )
 def test_should_retry_follows_the_transient_marker(error: ApiError, retried: bool) -> None:

@@ -7,7 +7,7 @@ import contextlib
 import random
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import datetime, time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from campaign.batch_engine import BatchesEngine, BatchSettings
 from campaign.batch_plan import BatchMember
 from campaign.clock import FakeClock
 from campaign.config import CallingHours, RetryConfig
+from campaign.gate import SendGate
 from campaign.limits import Limit
 from campaign.run_setup import WindowBook
 from campaign.sandbox import DEFAULT_KEY, RunningSandbox, SandboxConfig, start_sandbox
@@ -73,10 +74,12 @@ class Platform:
         client: Any = None,
         calls_per_min: int = 60,
         stop: asyncio.Event | None = None,
+        gate: SendGate | None = None,
+        scenario_id: str = "scn_demo",
     ) -> BatchesEngine:
         settings = BatchSettings(
             campaign="spring",
-            scenario_id="scn_demo",
+            scenario_id=scenario_id,
             variables=["first_name", "phone"],
             retry=RetryConfig.model_validate({"max_attempts": 2, "min_interval": "10min"}),
             call_limits=[Limit(calls_per_min, 60)],
@@ -93,6 +96,7 @@ class Platform:
             window_for=WindowBook(hours).window_for,
             opt_outs=OptOutList(self.tmp),
             stop=stop or asyncio.Event(),
+            gate=gate,
         )
 
     def ledger(self) -> dict[str, Any]:
@@ -227,7 +231,10 @@ async def test_a_window_closing_mid_batch_stops_dialing_in_time(evening: Platfor
     store.sync_rows(rows(60), evening.clock.now())
     closes = evening.clock.now() + 600
     engine = evening.engine(
-        store, hours=CallingHours(start=time(8), end=time(21)), max_rows=500, calls_per_min=5
+        store,
+        hours=CallingHours.model_validate({"start": "08:00", "end": "21:00"}),
+        max_rows=500,
+        calls_per_min=5,
     )
     result = await engine.run()
     assert result.error is None
@@ -239,12 +246,15 @@ async def test_a_window_closing_mid_batch_stops_dialing_in_time(evening: Platfor
     assert result.next_due is not None and result.next_due > closes + 10 * 3600
 
 
-async def _faulty_platform(tmp: Path, seed: int) -> AsyncIterator[Platform]:
+FAULTS = "ambiguous@0.4,GET /v1/batches/*=proxy_503@0.1"
+
+
+async def _faulty_platform(tmp: Path, seed: int, faults: str = FAULTS) -> AsyncIterator[Platform]:
     clock = FakeClock(T0)
     config = SandboxConfig(
         ledger=True, time_scale=0.05, outbound_calls="60/min",
         requests_per_minute="600/min", requests_per_hour="10000/h",
-        faults=parse_faults("ambiguous@0.4,GET /v1/batches/*=proxy_503@0.1"), fault_seed=seed,
+        faults=parse_faults(faults), fault_seed=seed,
     )  # fmt: skip
     sandbox = await start_sandbox(config, clock=clock)
     async with AitelierClient(

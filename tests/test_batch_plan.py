@@ -17,10 +17,12 @@ from campaign.batch_plan import (
     content_hash,
     may_start_batch,
     plan_next_batch,
+    recorded_rows,
     render_csv,
     seconds_per_call,
     split_batches,
     variable_columns,
+    written_ref,
 )
 from campaign.limits import Limit
 from campaign.sandbox.uploads import parse_batch_csv
@@ -101,6 +103,20 @@ def test_any_keys_and_values_survive_the_round_trip(pairs: list[tuple[str, str]]
     ]
     parsed = parse_batch_csv(render_csv(rows, ["v"]))
     assert [(r.row_ref, r.variables.get("v")) for r in parsed] == pairs
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=8, unique=True))
+def test_the_recorded_file_says_what_the_server_echoes_for_any_key(keys: list[str]) -> None:
+    # NUL included: the file cannot hold it, so the row_ref the server echoes is the cell
+    # as written, and that is what rows are matched against.
+    rows = [BatchMember(key, f"+1415555{i:04d}") for i, key in enumerate(keys)]
+    body = render_csv(rows, [])
+    recorded = recorded_rows(body)
+    parsed = parse_batch_csv(body)
+    assert [(r.row_ref, r.phone) for r in parsed] == [(r.row_ref, r.phone) for r in recorded]
+    assert [r.row_ref for r in recorded] == [written_ref(key) for key in keys]
+    assert [r.position for r in recorded] == list(range(len(keys)))
 
 
 def test_idempotency_key_depends_on_campaign_sequence_and_content_only() -> None:

@@ -13,6 +13,7 @@ from campaign.batch_plan import BatchMember, batch_idempotency_key, render_csv
 from campaign.batch_results import (
     classify_row,
     first_open_row,
+    member_index,
     member_of,
     needs_failure_reason,
     should_read_rows,
@@ -91,6 +92,17 @@ def test_rows_are_matched_by_index_and_checked_by_row_ref() -> None:
     assert member_of(row(1, "pending", row_ref="c-2"), MEMBERS) == "c-2"
     assert member_of(row(7, "pending", row_ref="nobody"), MEMBERS) is None
     assert classify_row(row(7, "completed", row_ref="x"), MEMBERS, "running").kind == "unknown"
+
+
+def test_a_key_written_without_its_nul_still_maps_back_to_its_position() -> None:
+    written = ["c-0", "c1", "c-2"]  # "c\x001" as the file holds it
+    assert member_index(row(1, "completed", row_ref="c1"), written) == 1
+    # A server that echoes the reference changed on the way: the number at that index decides.
+    phones = ["+14155550100", "+14155550101", "+14155550102"]
+    changed = row(2, "completed", row_ref="c 2", phone="+14155550102")
+    assert member_index(changed, written, phones) == 2
+    assert member_index(changed, written) is None
+    assert classify_row(changed, written, "running", phones=phones).position == 2
 
 
 def test_first_open_row_and_when_to_read_pages() -> None:

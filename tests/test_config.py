@@ -1,3 +1,4 @@
+import logging
 from datetime import time
 from decimal import Decimal
 from pathlib import Path
@@ -76,7 +77,7 @@ output_dir: ../out
         start=time(9), end=time(20), days=frozenset(range(6))
     )
     assert config.cost_estimate == Decimal("0.12")
-    assert config.suppression == [campaign_dir / "data" / "dnc.csv"]
+    assert [listed.path for listed in config.suppression] == [campaign_dir / "data" / "dnc.csv"]
     assert config.is_sandbox
     assert config.api_key() == "avp_live_x"
     assert config.state_dir == campaign_dir / "state"
@@ -89,6 +90,24 @@ def test_environment_overrides_key_and_base_url(campaign_dir: Path) -> None:
     assert config.require_api_key() == "avp_live_secret"
     for text in (repr(config), str(config), str(config.model_dump())):
         assert "avp_live_secret" not in text
+
+
+def test_aitelier_base_url_never_turns_a_sandbox_campaign_into_a_real_one(
+    campaign_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = {"AITELIER_BASE_URL": "https://api.aitelier.org/v1"}
+    with caplog.at_level(logging.WARNING, logger="campaign"):
+        sandbox = load_campaign(write(campaign_dir, BASE + "api: {base_url: sandbox/}\n"), env=env)
+    assert sandbox.is_sandbox and sandbox.api.base_url == "sandbox"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("AITELIER_BASE_URL is set but ignored")
+    caplog.clear()
+    real_file = BASE + "api: {base_url: 'https://staging.example.org/v1'}\n"
+    with caplog.at_level(logging.WARNING, logger="campaign"):
+        real = load_campaign(write(campaign_dir, real_file), env=env)
+    assert real.api.base_url == "https://api.aitelier.org/v1"  # a real URL is replaced
+    assert not caplog.records
 
 
 def test_missing_key_is_only_an_error_when_required(campaign_dir: Path) -> None:

@@ -119,3 +119,28 @@ def test_unrestricted_is_always_open() -> None:
     at = datetime(2026, 6, 7, 3, tzinfo=UTC)
     assert window.unrestricted and window.is_open(at)
     assert window.next_open(at) == at and window.closes_at(at) is None
+
+
+def test_a_us_number_without_a_state_gets_the_strictest_state_rules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import campaign.phones as phones
+
+    # An area code whose geocoding names no state (a new or non-geographic code, or one
+    # geocoded per exchange only): the number keeps its zone but no state is known.
+    monkeypatch.setattr(phones, "_nanp_state", lambda number: None)
+    found = phones.normalise_number("+1 312 555 0100", "US")
+    assert found.timezones == ("America/Chicago",)
+    assert found.us_state == phones.UNKNOWN_US_STATE
+    window = calling_window(list(found.timezones), found.us_state, None)
+    federal_only = calling_window(list(found.timezones), None, None)
+    # Sunday 12:00 in Chicago: the federal window is open, but AL, LA, MS, RI and UT forbid
+    # Sunday calls and the person could be in any of them.
+    sunday_noon = local("America/Chicago", 2026, 6, 7, 12, 0)
+    assert federal_only.is_open(sunday_noon)
+    assert not window.is_open(sunday_noon)
+    assert "US state unknown" in window.reason_closed(sunday_noon)
+    # Monday: 10:00-18:00 (KY's start, RI's end), strict but not never.
+    assert not window.is_open(local("America/Chicago", 2026, 6, 8, 9, 30))
+    assert window.is_open(local("America/Chicago", 2026, 6, 8, 10, 0))
+    assert not window.is_open(local("America/Chicago", 2026, 6, 8, 18, 0))

@@ -31,6 +31,9 @@ class SteppingClock:
     def now(self) -> float:
         return self._now
 
+    def wall(self) -> float:
+        return self._now
+
     def advance(self, seconds: float) -> None:
         self._now += seconds
 
@@ -141,6 +144,20 @@ async def test_headers_our_own_sends_explain_hold_nothing_back() -> None:
     tasks = [asyncio.create_task(limits.acquire_request()) for _ in range(2)]
     await clock.drive(*tasks)
     assert [task.result() for task in tasks] == [T0 + 10.25, T0 + 10.25]
+
+
+async def test_headers_counting_our_own_overtaking_sends_hold_nothing_back() -> None:
+    clock = FakeClock(T0)
+    limits = limiter([Limit(3, 10.0)], [], clock)
+    await limits.acquire_request()
+    clock.advance(0.05)
+    observed = await limits.acquire_request()
+    clock.advance(0.05)
+    await limits.acquire_request()  # overtakes the observed one on the way to the server
+    # The server counted all three when the observed one arrived: "0 left" is ours alone.
+    limits.observe_headers(0, utc(T0 + 10), sent_at=observed, limit=3)
+    # The log decides (the first send leaves its window), not a header window's stall.
+    assert await limits.acquire_request() == pytest.approx(T0 + 10.25, abs=1e-6)
 
 
 async def test_unexplained_headers_release_one_send_per_reset() -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import gc
 import json
 import logging
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,10 +23,12 @@ PLAIN_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (INFO|DEBUG|WARNING|E
 @pytest.fixture(autouse=True)
 def _reset_campaign_logger() -> Iterator[None]:
     yield
-    logger = logging.getLogger("campaign")
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        handler.close()
+    for name in ("campaign", ""):
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if getattr(h, "_campaign_owned", False)]:
+            logger.removeHandler(handler)
+            handler.close()
+    logging.captureWarnings(False)
 
 
 def _fail_with_key() -> None:
@@ -129,3 +135,78 @@ def test_the_log_file_is_private_because_row_keys_are_phone_numbers(tmp_path: Pa
     logging.getLogger("campaign").info("row +14155550100 placed")
     assert log_file.stat().st_mode & 0o777 == 0o600
     assert "+14155550100" in log_file.read_text(encoding="utf-8")
+
+
+WEIRD_KEY = "sk-weird-secret-123"  # not shaped like avp_…: only its configured value redacts it
+
+
+@pytest.mark.parametrize("log_format", ["plain", "json"])
+def test_asyncio_warnings_and_library_errors_are_logged_with_the_key_redacted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], log_format: str
+) -> None:
+    log_file = tmp_path / "run.log"
+    setup_logging(
+        log_file=log_file,
+        log_format="json" if log_format == "json" else "plain",
+        secrets=[WEIRD_KEY],
+    )
+
+    async def leak() -> None:
+        async def refused() -> None:
+            raise RuntimeError(f"Bearer {WEIRD_KEY} and {KEY} refused")
+
+        task = asyncio.get_running_loop().create_task(refused())
+        await asyncio.sleep(0)  # one turn of the loop: the task runs and fails
+        del task  # never awaited: asyncio logs "Task exception was never retrieved"
+
+    asyncio.run(leak())
+    gc.collect()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn(f"token {WEIRD_KEY} is about to expire", UserWarning, stacklevel=1)
+    logging.getLogger("aiohttp.client").error("proxy said no to %s", KEY)
+    stderr = capsys.readouterr().err
+    written = stderr + log_file.read_text(encoding="utf-8")
+    assert "Task exception was never retrieved" in written
+    assert "is about to expire" in written and "proxy said no to [REDACTED]" in written
+    assert WEIRD_KEY not in written and KEY not in written
+    assert "RuntimeError" in log_file.read_text(encoding="utf-8")  # the traceback stays
+
+
+def test_other_libraries_info_lines_stay_out_of_the_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_file = tmp_path / "run.log"
+    setup_logging(log_file=log_file)
+    logging.getLogger("aiohttp.access").info("127.0.0.1 GET /v1/calls 200")
+    logging.getLogger("campaign").info("ours")
+    written = capsys.readouterr().err + log_file.read_text(encoding="utf-8")
+    assert "GET /v1/calls" not in written
+    assert written.count("ours") == 2  # once on stderr, once in the file: never twice each
+
+
+class _FullDiskStream:
+    def write(self, text: str) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def flush(self) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_log_file_on_a_full_disk_costs_one_warning_not_a_traceback_per_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_file = tmp_path / "run.log"
+    setup_logging(log_file=log_file)
+    (to_file,) = [h for h in logging.getLogger("campaign").handlers if hasattr(h, "stream")]
+    to_file.stream = _FullDiskStream()  # type: ignore[attr-defined]
+    for n in range(3):
+        logging.getLogger("campaign").info("row %d placed", n)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Logging error" not in err
+    assert err.count(f"the log file {log_file} cannot be written") == 1
+    assert "No space left on device" in err
+    assert all(f"row {n} placed" in err for n in range(3))  # stderr still gets every line

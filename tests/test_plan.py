@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from campaign.config import CampaignConfig, load_campaign
-from campaign.errors import ConfigError, InputError
-from campaign.plan import PlanCounts, PlannedRow, iter_plan, load_suppression, plan_rows
+from campaign.errors import ConfigError
+from campaign.plan import PlanCounts, PlannedRow, iter_plan, plan_rows
 
 CASES = Path(__file__).parent / "cases"
 CASE_FILES = sorted(CASES.glob("*.yaml"))
@@ -69,21 +69,6 @@ def test_unknown_column_names_the_key_and_lists_the_header(tmp_path: Path) -> No
         "contacts.csv; did you mean 'first name'? (columns: phone, first name)"
     )
     assert caught.value.exit_code == 2
-
-
-def test_suppression_list_formats(tmp_path: Path) -> None:
-    (tmp_path / "dnc.csv").write_text("name;Mobile Number\nA;+44 7911 123456\nB;garbage\n")
-    (tmp_path / "plain.txt").write_text("07911 123457\n\n+33 6 12 34 56 78\n")
-    numbers = load_suppression([tmp_path / "dnc.csv", tmp_path / "plain.txt"])
-    # without a default region the national 07911 123457 cannot be read; the rest can
-    assert numbers == {"+447911123456": "dnc.csv", "+33612345678": "plain.txt"}
-    config = make_config(tmp_path, "phone\n+1 212 736 5000\n")
-    assert load_suppression([tmp_path / "plain.txt"], config)["+447911123457"] == "plain.txt"
-    (tmp_path / "odd.csv").write_text("name,comment\nA,B\n")
-    with pytest.raises(
-        InputError, match=r"odd.csv:1: no phone column .*\(columns: name, comment\)"
-    ):
-        load_suppression([tmp_path / "odd.csv"])
 
 
 def test_key_column_dedupes_by_key_and_still_by_number(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import json
 import os
 import random
@@ -15,6 +16,7 @@ import pytest
 from fixtures_report import row, sample_run
 
 from campaign import report
+from campaign.errors import OutputError
 from campaign.report import build_summary, render_results_csv, write_outputs
 
 
@@ -300,10 +302,32 @@ def test_calls_over_time_spans_a_long_campaign(tmp_path: Path) -> None:
     assert "30 Nov" in page
 
 
-def test_outputs_are_readable_by_others_as_the_umask_allows(tmp_path: Path) -> None:
-    old = os.umask(0o022)
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o277])
+def test_outputs_holding_phone_numbers_are_private_whatever_the_umask(
+    tmp_path: Path, umask: int
+) -> None:
+    old = os.umask(umask)
     try:
         paths = write_outputs(tmp_path, *sample_run())
+        write_outputs(tmp_path, *sample_run())  # a rewrite keeps them private too
     finally:
         os.umask(old)
-    assert paths.report_html.stat().st_mode & 0o777 == 0o644
+    for path in (paths.results_csv, paths.summary_json, paths.report_html):
+        assert path.stat().st_mode & 0o777 == 0o600, path.name
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "report.html",
+        "results.csv",
+        "summary.json",
+    ]
+
+
+def test_an_output_that_cannot_be_written_says_which_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OutputError, match=r"results\.csv: the output cannot be written \(No sp"):
+        write_outputs(tmp_path, *sample_run())
+    assert list(tmp_path.iterdir()) == []

@@ -137,7 +137,7 @@ def test_spring_campaign_targets_the_sandbox_with_raised_limits() -> None:
     assert config.is_sandbox
     assert config.calling_hours == "unrestricted"
     assert config.input.path == CONTACTS
-    assert config.suppression == [DO_NOT_CALL]
+    assert [listed.path for listed in config.suppression] == [DO_NOT_CALL]
     assert config.limits.calls[0].count >= 100
     assert config.retry.min_interval_s == 4 * 3600
     assert config.sandbox.time_scale < 1

@@ -205,3 +205,55 @@ def test_a_finished_row_keeps_its_state_when_the_plan_changes(store: Store) -> N
     opted = RowIn(line=2, row_key="+1a", raw_phone="+1a", e164="+1a", plan_state="suppressed")
     store.sync_rows([opted], T0 + 10)
     assert store.row("+1a").progress == "done"
+
+
+def test_a_full_disk_is_reported_in_words_and_loses_no_committed_state(store: Store) -> None:
+    store.sync_rows(_rows("+1a"), T0)
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own SQLITE_FULL
+    many = [
+        RowIn(line=i + 3, row_key=f"+1{i}", raw_phone="x" * 200, e164=None, plan_state="rejected")
+        for i in range(500)
+    ]
+    with pytest.raises(
+        StateError, match=r"c\.sqlite: the checkpoint cannot be written: the disk is full"
+    ):
+        store.sync_rows(_rows("+1a") + many, T0 + 1)
+    assert [r.row_key for r in store.rows()] == ["+1a"]  # the failed sync left nothing half-done
+    store.set_row_progress("+1a", "done")  # rolled back cleanly: the store still works
+    assert store.row("+1a").progress == "done"
+
+
+def test_a_damaged_checkpoint_is_refused_at_open_and_not_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    store = Store.open(path)
+    store.sync_rows(_rows(*(f"+1{i}" for i in range(300))), T0)
+    store.close()
+    data = bytearray(path.read_bytes())
+    data[4096 * 3 : 4096 * 5] = b"\x00\xff" * 4096  # the rows table and its key index
+    path.write_bytes(bytes(data))
+    with pytest.raises(StateError, match="the checkpoint is damaged"):
+        Store.open(path)
+    with pytest.raises(StateError, match="the checkpoint is damaged"):
+        Store.snapshot(path)
+    assert path.read_bytes() == bytes(data)
+
+
+@pytest.mark.parametrize("planted", ["symlink", "hardlink", "directory"])
+def test_a_lock_path_that_is_not_a_plain_file_is_refused_and_nothing_is_written(
+    tmp_path: Path, planted: str
+) -> None:
+    db = tmp_path / "c.sqlite"
+    target = tmp_path / "passwd"
+    target.write_text("root:x:0:0\n")
+    lock = Path(str(db) + ".lock")
+    if planted == "symlink":
+        lock.symlink_to(target)
+    elif planted == "hardlink":
+        os.link(target, lock)
+    else:
+        lock.mkdir()
+    problem = {"symlink": "is a symbolic link", "hardlink": "has other hard links"}
+    with pytest.raises(StateError, match=problem.get(planted, "is not a regular file")):
+        CampaignLock(db).acquire()
+    assert target.read_text() == "root:x:0:0\n"

@@ -62,3 +62,57 @@ def test_upload_and_rejection_move_attempts_and_rows(tmp_path: Path) -> None:
     bad = store.row("cust-0001")
     assert (bad.progress, bad.plan_state) == ("blocked", "rejected")
     assert bad.reason == "rejected by the API: phone must be a valid E.164 number"
+
+
+def test_a_batch_keeps_every_part_of_its_upload_and_the_number_each_attempt_dials(
+    tmp_path: Path,
+) -> None:
+    store = open_store(tmp_path / "c.sqlite")
+    store.sync_rows(rows(2), T0)
+    store.commit_batch(
+        seq=1, idempotency_key="cmpb-1", csv=b"x", content_hash="h", not_before=T0 + 60,
+        members=[("cust-0000", 1, "key-0"), ("cust-0001", 1, "key-1")], now=T0,
+        scenario_id="scn_demo", name="spring #1", phones=["+14155550000", "+14155550001"],
+    )  # fmt: skip
+    store.close()
+    again = open_store(tmp_path / "c.sqlite")
+    stored = again.stored_batch(1)
+    assert (stored.scenario_id, stored.name, stored.not_before) == (
+        "scn_demo",
+        "spring #1",
+        T0 + 60,
+    )
+    assert stored.request_recorded
+    assert {a.row_key: a.phone for a in again.attempts()} == {
+        "cust-0000": "+14155550000",
+        "cust-0001": "+14155550001",
+    }
+    # The gate sees the batch's calls: another row with one of these numbers is refused.
+    caller = again.caller_of_number("+14155550001", "someone-else")
+    assert caller is not None and caller.row_key == "cust-0001"
+
+
+def test_releasing_a_batch_voids_its_attempts_and_blocks_only_the_refused_rows(
+    tmp_path: Path,
+) -> None:
+    store = open_store(tmp_path / "c.sqlite")
+    store.sync_rows(rows(3), T0)
+    store.commit_batch(
+        seq=1, idempotency_key="cmpb-1", csv=b"x", content_hash="h", not_before=None,
+        members=[(f"cust-{i:04d}", 1, f"key-{i}") for i in range(3)], now=T0,
+    )  # fmt: skip
+    store.release_batch(
+        1,
+        error="batch 1 was never created",
+        blocked={"cust-0001": ("suppressed", "on suppression list dnc.csv")},
+        now=T0 + 1,
+    )
+    assert store.stored_batch(1).state == "failed"
+    assert {a.state for a in store.attempts()} == {"void"}
+    assert [(r.progress, r.attempts_used) for r in store.rows()] == [
+        ("pending", 0),
+        ("blocked", 0),
+        ("pending", 0),
+    ]
+    blocked = store.row("cust-0001")
+    assert (blocked.plan_state, blocked.reason) == ("suppressed", "on suppression list dnc.csv")

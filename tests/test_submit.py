@@ -33,7 +33,9 @@ class OneAnswer:
         self.answer = answer
         self.sent: list[tuple[bytes, str]] = []
 
-    async def create_call(self, body: bytes, idempotency_key: str) -> Any:
+    async def create_call(
+        self, body: bytes, idempotency_key: str, *, send_by: float | None = None
+    ) -> Any:
         self.sent.append((body, idempotency_key))
         if isinstance(self.answer, Exception):
             raise self.answer

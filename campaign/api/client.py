@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -32,7 +34,7 @@ from campaign.api.models import (
     read_session_page,
 )
 from campaign.api.retry import RetryPolicy
-from campaign.api.transport import OnSend, Reply, Transport
+from campaign.api.transport import OnSend, Reply, StopAt, Transport
 from campaign.api.wire import (
     call_request_body,
     encode_json_body,
@@ -79,7 +81,12 @@ def _parse(reply: Reply, reader: Callable[[Any], T], where: str) -> T:
 
 
 class AitelierClient:
-    """Async client of the Aitelier REST API v1; use as ``async with AitelierClient(...)``."""
+    """Async client of the Aitelier REST API v1; use as ``async with AitelierClient(...)``.
+
+    ``stop_at`` gives the run's own end (``--until``/``--max-duration``) on ``clock.now()``,
+    or None; ``stop`` is set when the run is told to stop.  Both bound only the wait for a
+    429's ``Retry-After``, which may outlast ``deadline_s`` (``RateLimitWaitError``).
+    """
 
     # A module-level function too; kept here so callers need only the client.
     call_request_body = staticmethod(call_request_body)
@@ -96,6 +103,8 @@ class AitelierClient:
         request_timeout_s: float = 30.0,
         deadline_s: float = 300.0,
         on_send: OnSend | None = None,
+        stop_at: StopAt | None = None,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self._transport = Transport(
             base_url,
@@ -107,6 +116,8 @@ class AitelierClient:
             request_timeout_s=request_timeout_s,
             deadline_s=deadline_s,
             on_send=on_send,
+            stop_at=stop_at,
+            stop=stop,
         )
 
     def __repr__(self) -> str:
@@ -159,12 +170,25 @@ class AitelierClient:
 
     # ---- calls (§5) ----------------------------------------------------------------------
 
-    async def create_call(self, body: bytes, idempotency_key: str) -> Call:
-        """POST /calls with the exact committed ``body`` bytes, the same key on every retry."""
+    async def create_call(
+        self, body: bytes, idempotency_key: str, *, send_by: float | None = None
+    ) -> Call:
+        """POST /calls with the exact committed ``body`` bytes, the same key on every retry.
+
+        No try leaves at or after ``send_by`` (on ``clock.now()``; the recipient's calling
+        window closes): ``SendWindowClosedError`` instead.  The result says whether the
+        answer was a replay of the key's earlier request and how many tries left.
+        """
         reply = await self._transport.request(
-            "POST", "/calls", json_body=body, idempotency_key=idempotency_key, kind="call"
+            "POST",
+            "/calls",
+            json_body=body,
+            idempotency_key=idempotency_key,
+            kind="call",
+            send_by=send_by,
         )
-        return _parse(reply, Call.from_json, "POST /calls")
+        call = _parse(reply, Call.from_json, "POST /calls")
+        return replace(call, replayed=reply.replayed, tries=reply.tries)
 
     async def get_call(self, call_id: str) -> Call:
         """GET /calls/{id}: the call, with its session once one exists."""

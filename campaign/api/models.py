@@ -139,7 +139,12 @@ class Session:
 
 @dataclass(frozen=True)
 class Call:
-    """An outbound call (contract §5); ``session`` only from GET /calls/{id}."""
+    """An outbound call (contract §5); ``session`` only from GET /calls/{id}.
+
+    ``replayed`` and ``tries`` are set by ``create_call`` alone: whether the answer was an
+    idempotent replay (``Idempotent-Replayed: true``) and how many tries of the request
+    left the client in that invocation.  Every other reader leaves the defaults.
+    """
 
     id: str
     status: str
@@ -158,6 +163,8 @@ class Call:
     goal_achieved: bool | None
     failure_reason: str | None
     session: Session | None = None
+    replayed: bool = False
+    tries: int = 1
 
     @property
     def is_terminal(self) -> bool:

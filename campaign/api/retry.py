@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
-from campaign.errors import ApiError, DeadlineExceededError, RateLimitedError
+from campaign.errors import (
+    ApiError,
+    DeadlineExceededError,
+    RateLimitedError,
+    RateLimitWaitError,
+    SendWindowClosedError,
+)
 
 Jitter = Callable[[], float]
 
@@ -24,11 +30,19 @@ class RetryPolicy:
     base_s: float = 0.5
     cap_s: float = 30.0
     rng: Jitter = field(default=random.random, repr=False)
+    # The longest Retry-After honoured: the API's longest window is an hour, so a longer
+    # wait is a misbehaving server or proxy, and waiting it out would hold the campaign's
+    # lock for no good reason.  A longer one stops the run early (RateLimitWaitError).
+    longest_wait_s: float = 3600.0 + 60.0
+
+
+# Transient for the run, never for this request: the client itself decided to stop trying.
+_GIVEN_UP = (DeadlineExceededError, SendWindowClosedError, RateLimitWaitError)
 
 
 def should_retry(error: ApiError) -> bool:
-    """Retry exactly the errors marked transient (never a deadline already passed)."""
-    return error.transient and not isinstance(error, DeadlineExceededError)
+    """Retry exactly the errors marked transient, except those where the client gave up."""
+    return error.transient and not isinstance(error, _GIVEN_UP)
 
 
 def backoff_seconds(

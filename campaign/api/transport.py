@@ -1,15 +1,20 @@
 """One request, done safely: limiter slots, the same Idempotency-Key on every retry,
-backoff, an overall deadline, and every failure mapped to ``campaign.errors``."""
+backoff, an overall deadline, and every failure mapped to ``campaign.errors``.
+
+Times given to the transport (``send_by``, the run's ``stop_at``) are on the clock's
+``now()``, the clock of every send time and limiter window.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import aiohttp
@@ -17,22 +22,38 @@ from yarl import URL
 
 from campaign import __version__
 from campaign.api.failures import NETWORK_FAILURES, RawResponse, to_api_error
+from campaign.api.giving_up import (
+    deadline_error,
+    rate_limit_wait_error,
+    sleep_unless_stopped,
+    window_closed_error,
+)
 from campaign.api.retry import RetryPolicy, retry_after_of, should_retry, sleep_seconds
-from campaign.api.wire import parse_timestamp
-from campaign.clock import Clock, SystemClock
-from campaign.errors import ApiError, ConfigError, DeadlineExceededError, UnexpectedResponseError
+from campaign.api.wire import format_timestamp, parse_timestamp
+from campaign.clock import Clock, SystemClock, utc
+from campaign.errors import (
+    AmbiguousError,
+    ApiError,
+    ConfigError,
+    RateLimitedError,
+    TransportError,
+    UnexpectedResponseError,
+)
 from campaign.limits import ClientLimits
 
 log = logging.getLogger("campaign.api")
 
 SendKind = Literal["request", "call"]
 OnSend = Callable[[str, float], None]
+# The run's bound (``--until``/``--max-duration``) on the clock's now(), or None: unbounded.
+StopAt = Callable[[], float | None]
 FormFactory = Callable[[], aiohttp.FormData]
 
-# Statuses after which POST /calls certainly created nothing new (executed-and-refused,
-# or refused before execution for a reason other than the outbound limit).
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?")
-_NO_CALL_CREATED = frozenset({400, 401, 403, 404, 409, 413, 422})
+# Statuses after which POST /calls certainly created nothing new: executed and refused, or
+# refused before execution — a 429 included, whichever limit refused it: the outbound
+# limit counts calls when they are created, and a refusal creates none (contract §4).
+_NO_CALL_CREATED = frozenset({400, 401, 403, 404, 409, 413, 422, 429})
 
 
 class Secret:
@@ -77,12 +98,17 @@ def _is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class Reply:
-    """A successful response: parsed JSON (None for 204) and whether it was a replay."""
+    """A successful response: parsed JSON (None for 204) and whether it was a replay.
+
+    ``tries`` counts the tries of this request that left the client in this invocation,
+    this one included (a try that could not even connect did not leave).
+    """
 
     status: int
     body: Any
     replayed: bool
     request_id: str | None
+    tries: int = 1
 
 
 class Transport:
@@ -100,6 +126,8 @@ class Transport:
         request_timeout_s: float,
         deadline_s: float,
         on_send: OnSend | None,
+        stop_at: StopAt | None = None,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self.base_url = check_base_url(base_url)
         if not api_key or any(ch in api_key for ch in "\r\n"):
@@ -113,6 +141,8 @@ class Transport:
         self.request_timeout_s = request_timeout_s
         self.deadline_s = deadline_s
         self.on_send = on_send
+        self.stop_at = stop_at
+        self.stop = stop
 
     def __repr__(self) -> str:
         return f"Transport(base_url={str(self.base_url)!r})"
@@ -133,8 +163,15 @@ class Transport:
         form: FormFactory | None = None,
         idempotency_key: str | None = None,
         kind: SendKind = "request",
+        send_by: float | None = None,
     ) -> Reply:
-        """Send until success, a terminal error, the attempt limit or the deadline."""
+        """Send until success, a terminal error, the attempt limit or the deadline.
+
+        No try starts at or after ``send_by``, and no wait is begun that would end there:
+        ``SendWindowClosedError`` instead.  A 429's ``Retry-After`` is waited out even past
+        the deadline, but not past the run's ``stop_at`` nor once ``stop`` is set:
+        ``RateLimitWaitError`` instead.
+        """
         where = f"{method} {path}"
         if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise ValueError(
@@ -147,14 +184,25 @@ class Transport:
         started: float | None = None
         last_error: ApiError | None = None
         attempt = 0
+        tries = 0  # tries that left the client
+        # Time spent waiting out a Retry-After is the server's doing, not a slow request:
+        # it does not count against the deadline.
+        server_waits = 0.0
         while True:
             attempt += 1
             sent_at = await self._acquire(kind)
             started = sent_at if started is None else started
-            deadline = started + self.deadline_s
+            deadline = started + self.deadline_s + server_waits
+            if send_by is not None and sent_at >= send_by:
+                self._unsend(kind, sent_at)
+                closes = self._wall_text(send_by)
+                raise window_closed_error(where, tries, closes, last_error) from last_error
             if last_error is not None and sent_at >= deadline:
                 # The limiter kept us past the deadline: do not send at all.
-                raise self._deadline_error(where, attempt - 1, last_error) from last_error
+                self._unsend(kind, sent_at)
+                raise deadline_error(
+                    where, attempt - 1, self.deadline_s, last_error
+                ) from last_error
             if self.on_send is not None:
                 self.on_send(kind, sent_at)
             outcome = await self._attempt(
@@ -169,33 +217,69 @@ class Transport:
                 sent_at,
                 deadline,
             )
+            if _left_the_client(outcome):
+                tries += 1
             if isinstance(outcome, Reply):
-                return outcome
+                return replace(outcome, tries=tries)
             last_error = outcome
             if not should_retry(outcome) or attempt >= self.retry.max_attempts:
                 raise outcome
+            retry_after = retry_after_of(outcome)
             wait = sleep_seconds(
                 attempt,
-                retry_after_of(outcome),
+                retry_after,
                 self.retry.rng,
                 base_s=self.retry.base_s,
                 cap_s=self.retry.cap_s,
             )
-            if self.clock.now() + wait >= deadline:
-                raise self._deadline_error(where, attempt, outcome) from outcome
+            wake = self.clock.now() + wait
+            if send_by is not None and wake >= send_by:
+                closes = self._wall_text(send_by)
+                raise window_closed_error(where, tries, closes, outcome) from outcome
+            if isinstance(outcome, RateLimitedError) and retry_after is not None:
+                server_waits += wait
+                await self._wait_out_limit(where, attempt, outcome, wait, wake)
+                continue
+            if wake >= deadline:
+                raise deadline_error(where, attempt, self.deadline_s, outcome) from outcome
             log.warning(
                 "%s: attempt %d failed (%s); retrying in %.2fs", where, attempt, outcome, wait
             )
             await self.clock.sleep(wait)
 
-    def _deadline_error(self, where: str, attempts: int, last: ApiError) -> DeadlineExceededError:
-        return DeadlineExceededError(
-            f"{where}: gave up after {attempts} attempt(s) within the "
-            f"{self.deadline_s:g}s deadline; last error: {last}",
-            http_status=last.http_status,
-            code=last.code,
-            request_id=last.request_id,
-        )
+    async def _wait_out_limit(
+        self, where: str, attempt: int, error: RateLimitedError, wait: float, wake: float
+    ) -> None:
+        """Wait out a 429's Retry-After, or raise RateLimitWaitError if the run cannot."""
+        stop_at = None if self.stop_at is None else self.stop_at()
+        reason = None
+        if stop_at is not None and wake >= stop_at:
+            reason = f"after the run's time limit ({self._wall_text(stop_at)})"
+        elif wait > self.retry.longest_wait_s:
+            reason = f"longer than the {self.retry.longest_wait_s:g}s the client waits at most"
+        else:
+            log.warning(
+                "%s: attempt %d refused (%s); retrying in %.2fs, when the limit frees",
+                where,
+                attempt,
+                error,
+                wait,
+            )
+            if await sleep_unless_stopped(self.clock, wait, self.stop):
+                return
+            reason = "and the run was told to stop"
+        raise rate_limit_wait_error(where, error, self._wall_text(wake), reason) from error
+
+    def _wall_text(self, moment: float) -> str:
+        """A moment on now() as the RFC 3339 wall-clock time a user reads."""
+        wall = self.clock.wall() + (moment - self.clock.now())
+        return format_timestamp(utc(round(wall)))
+
+    def _unsend(self, kind: SendKind, sent_at: float) -> None:
+        """A slot was taken but nothing left: give the call slot back (the request slot
+        stays counted, which is only cautious)."""
+        if kind == "call" and self.limits is not None:
+            self.limits.release_call(sent_at)
 
     async def _acquire(self, kind: SendKind) -> float:
         if self.limits is None:
@@ -302,3 +386,8 @@ class Transport:
         # Reset is on the server's clock; a skewed clock only shifts the wait, and the limiter
         # never waits longer than one header window on its account.
         self.limits.observe_headers(remaining, reset, sent_at=sent_at, limit=limit)
+
+
+def _left_the_client(outcome: Reply | ApiError) -> bool:
+    """Whether a try reached the network (a connect failure did not; anything else did)."""
+    return not isinstance(outcome, TransportError) or isinstance(outcome, AmbiguousError)

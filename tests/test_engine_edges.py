@@ -1,0 +1,185 @@
+"""The calls-mode loop at its edges: an API that cannot be read, a clock that is corrected,
+an opt-out after the number changed, a window that closes while a send is retried."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from fixtures_engine import FakeApi
+
+from campaign.attempts import idempotency_key
+from campaign.clock import FakeClock
+from campaign.collect import PollResult, apply_call
+from campaign.config import CallingHours, RetryConfig
+from campaign.engine import POLL_OUTAGE_S, CallsEngine, EngineSettings
+from campaign.errors import PollOutageError, SendWindowClosedError, UnavailableError
+from campaign.gate import SendGate
+from campaign.limits import parse_limit
+from campaign.run_setup import WindowBook
+from campaign.store import RowIn, Store
+from campaign.store_optout import OptOutList
+
+NY = ["America/New_York"]
+NOON_NY = datetime(2026, 6, 2, 16, 0, tzinfo=UTC).timestamp()  # Tuesday 12:00 in New York
+PHONES = [f"+1212555{n:04d}" for n in range(3)]
+
+
+def _store(tmp_path: Path, now: float, phones: list[str] = PHONES) -> Store:
+    store = Store.open(tmp_path / "c.sqlite")
+    store.claim_identity("c")
+    rows = [
+        RowIn(line=i + 2, row_key=p, raw_phone=p, e164=p, plan_state="callable", timezones=NY)
+        for i, p in enumerate(phones)
+    ]
+    store.sync_rows(rows, now)
+    return store
+
+
+def _engine(
+    store: Store,
+    api: Any,
+    clock: FakeClock,
+    tmp_path: Path,
+    *,
+    deadline: float | None = None,
+    until: float | None = None,
+    hours: CallingHours | None = None,
+) -> CallsEngine:
+    windows = WindowBook(hours or CallingHours())
+    opt_outs = OptOutList(tmp_path)
+    return CallsEngine(
+        store=store,
+        client=api,
+        clock=clock,
+        settings=EngineSettings(
+            campaign="c",
+            scenario_id="scn_demo",
+            retry=RetryConfig(),
+            call_limits=[parse_limit("5/min")],
+            request_limits=[parse_limit("60/min"), parse_limit("1000/h")],
+            deadline=deadline,
+            until=until,
+        ),
+        window_for=windows.window_for,
+        opt_outs=opt_outs,
+        stop=asyncio.Event(),
+        gate=SendGate(
+            store=store,
+            suppression={},
+            opt_outs=opt_outs,
+            window_for=windows.window_for,
+            stop_before_close_s=300.0,
+        ),
+    )
+
+
+class PollingDown(FakeApi):
+    """Calls are created, but every GET /calls fails as an unreachable API would."""
+
+    async def list_calls(self, **params: Any) -> Any:
+        self.gets += 1
+        await self.clock.sleep(10.0)  # the client's own retries take time
+        raise UnavailableError("503 from the proxy", http_status=503)
+
+
+async def test_a_polling_outage_ends_the_run_with_an_error_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(NOON_NY)
+    api = PollingDown(clock)
+    store = _store(tmp_path, clock.now())
+    started = clock.now()
+    result = await _engine(store, api, clock, tmp_path).run()
+    assert isinstance(result.error, PollOutageError)
+    assert "could not be read" in str(result.error)
+    # It gave up within the five minutes (plus one poll's worth), and kept what it knew.
+    assert clock.now() - started <= POLL_OUTAGE_S + 60.0
+    assert result.calls_placed == len(PHONES)
+    assert store.count_attempts("sent") == len(PHONES)
+
+
+async def test_calling_hours_follow_the_wall_clock_when_it_is_corrected(tmp_path: Path) -> None:
+    clock = FakeClock(NOON_NY)
+    clock.wall_offset = 12 * 3600.0  # NTP corrected the wall clock: it is midnight in NY
+    api = FakeApi(clock)
+    store = _store(tmp_path, clock.now())
+    result = await _engine(store, api, clock, tmp_path, deadline=clock.now() + 60).run()
+    assert api.calls == []
+    assert result.calls_placed == 0
+    assert result.next_due is not None and result.next_due > clock.wall()
+
+
+async def test_until_is_read_on_the_wall_clock(tmp_path: Path) -> None:
+    clock = FakeClock(NOON_NY)
+    api = FakeApi(clock)
+    store = _store(tmp_path, clock.now())
+    clock.wall_offset = 3600.0  # the wall clock is already past --until
+    result = await _engine(store, api, clock, tmp_path, until=NOON_NY + 600).run()
+    assert result.stopped_early and api.calls == []
+
+
+class WindowClosesDuringOutage(FakeApi):
+    """POST /calls fails until after the window closes; the client honours send_by."""
+
+    send_bys: list[float | None]
+
+    async def create_call(
+        self, body: bytes, idempotency_key: str, *, send_by: float | None = None
+    ) -> Any:
+        self.send_bys.append(send_by)
+        while True:
+            if send_by is not None and self.clock.now() >= send_by:
+                raise SendWindowClosedError("the recipient's calling window closes")
+            if self.clock.now() >= self.recovers_at:
+                return await super().create_call(body, idempotency_key)
+            await self.clock.sleep(5.0)
+
+
+async def test_a_call_is_never_created_after_the_window_closes(tmp_path: Path) -> None:
+    # 20:50 in New York; the window closes at 21:00 and keeps 5 minutes before close.
+    start = datetime(2026, 6, 3, 0, 50, tzinfo=UTC).timestamp()
+    clock = FakeClock(start)
+    api = WindowClosesDuringOutage(clock)
+    api.send_bys = []
+    api.recovers_at = start + 16 * 60  # 21:06 local
+    store = _store(tmp_path, start, PHONES[:1])
+    result = await _engine(store, api, clock, tmp_path, deadline=start + 30 * 60).run()
+    closes = datetime(2026, 6, 3, 1, 0, tzinfo=UTC).timestamp()
+    assert api.send_bys and all(s is not None and s <= closes - 300 for s in api.send_bys)
+    assert api.calls == []  # nothing was created after 20:55
+    assert store.count_attempts("sending") == 1  # re-sent, same key, in the next window
+    assert result.error is None
+
+
+def test_an_opt_out_is_recorded_for_the_number_that_was_called(tmp_path: Path) -> None:
+    old, new = PHONES[0], PHONES[1]
+    store = _store(tmp_path, NOON_NY, [old])
+    key = idempotency_key("c", old, 1)
+    store.begin_attempt(old, 1, key, b"{}", NOON_NY, phone=old)
+    store.mark_sent(key, "call_1", "queued", NOON_NY)
+    # A checkpoint whose row shows another number than the one its call rang (written
+    # before numbers were recorded per attempt, or edited since).
+    store._conn.execute("UPDATE rows SET e164 = ? WHERE row_key = ?", (new, old))
+    opt_outs = OptOutList(tmp_path)
+    call = SimpleNamespace(
+        id="call_1",
+        phone=old,
+        status="completed",
+        outcome="opted_out",
+        goal_achieved=False,
+        failure_reason=None,
+        session_id=None,
+        ended_at=None,
+        updated_at=None,
+        metadata={"campaign": "c", "row_key": old, "attempt": "1"},
+    )
+    apply_call(
+        store, call, campaign="c", retry=RetryConfig(), opt_outs=opt_outs, now=NOON_NY,
+        result=PollResult(),
+    )  # fmt: skip
+    assert opt_outs.contains(old)
+    assert not opt_outs.contains(new)
