@@ -19,6 +19,10 @@ it holds no share (work-conserving); one that comes back after a pause keeps at 
 window's share of credit instead of cashing in all the slots it did not ask for. A killed
 run's registration stops counting after ``ttl_s`` (at once, when its pid is gone on this
 host); its recorded sends keep counting in the windows, because the server counts them too.
+
+A batches campaign places no calls itself: the platform dials its batch rows greedily at
+the project's outbound limit. It reserves those dials (``reserve_calls``) at the latest
+moment each may ring, and the calls campaigns wait for them instead of meeting 429s.
 """
 
 from __future__ import annotations
@@ -45,7 +49,14 @@ from campaign.limits import (
     Limit,
     SlidingWindowLog,
 )
-from campaign.store_allowance import CALL, RELEASE, REQUEST, AllowanceDb, Participant
+from campaign.store_allowance import (
+    CALL,
+    RELEASE,
+    REQUEST,
+    RESERVE,
+    AllowanceDb,
+    Participant,
+)
 
 __all__ = ["DEFAULT_TTL_S", "SharedAllowance", "allowance_path"]
 
@@ -278,6 +289,24 @@ class SharedAllowance(ClientLimits):
                 calls_sent=max(0, me.calls_sent - 1),
             )
 
+    def reserve_calls(self, times: Iterable[float]) -> None:
+        """Hold call slots for dials the platform makes for this campaign's batch.
+
+        A batch's rows are dialled by the platform at the project's outbound limit without
+        a request of ours, so nothing else would tell the other campaigns. Each is recorded
+        at the latest moment it may ring: a call is admitted only while fewer than
+        ``count`` call entries lie after ``t - window - margin`` (future ones included), so
+        the other campaigns wait for the batch instead of meeting 429s, and the room each
+        reserved row needs stays free whenever the platform dials it up to that moment.
+        Reserved rows take no request slot and no turn in the fair queue.
+        """
+        with self._db.transaction():
+            now = self._clock.now()
+            self._snapshot(now)
+            for at in sorted(times):
+                self._append(at, RESERVE)
+            self._db.update(self.campaign, heartbeat=now)
+
     def participants(self) -> list[Participant]:
         """Every campaign registered on this allowance, live or not."""
         with self._db.transaction():
@@ -366,6 +395,10 @@ class SharedAllowance(ClientLimits):
         if kind == RELEASE:
             for call_log in self._call_logs:
                 call_log.discard(at)
+            return
+        if kind == RESERVE:  # a batch row the platform dials: a call slot, no request
+            for call_log in self._call_logs:
+                call_log.record(at)
             return
         for request_log in self._request_logs:
             request_log.record(at)

@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from campaign.errors import StateError
+
 LOGGER_NAME = "campaign"
 REDACTED = "[REDACTED]"
 _KEY_PATTERN = re.compile(r"avp_(?:live|test)_[A-Za-z0-9_\-]+")
@@ -229,8 +231,16 @@ def setup_logging(
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         # The log names row keys, which are phone numbers by default: private like the
-        # checkpoint. Created 0600 here; an existing file keeps its mode.
-        os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        # checkpoint. Created 0600 here; an existing file keeps its mode. A link planted
+        # in its place is not followed (the run would append phone numbers to its target).
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+        try:
+            os.close(os.open(log_file, flags, 0o600))
+        except OSError as exc:
+            what = "is a symbolic link" if log_file.is_symlink() else f"cannot be opened ({exc})"
+            raise StateError(
+                f"{log_file}: the log file {what}; nothing was done — remove it and rerun"
+            ) from exc
         to_file = LogFileHandler(log_file, encoding="utf-8")
         to_file.setFormatter(kind(tracebacks=True))
         handlers.append(to_file)

@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,13 @@ from campaign.allowance import SharedAllowance, allowance_path
 from campaign.clock import Clock, SystemClock
 from campaign.config import CampaignConfig
 from campaign.engine import CallsEngine, EngineResult, EngineSettings
-from campaign.errors import ApiError, AuthError, CampaignError, InsufficientFundsError
+from campaign.errors import (
+    ApiError,
+    AuthError,
+    CampaignError,
+    InsufficientFundsError,
+    StateError,
+)
 from campaign.gate import SendGate
 from campaign.lock import CampaignLock
 from campaign.preflight import Preflight, run_preflight
@@ -154,12 +160,14 @@ async def _run_with_store(
     except CampaignError as exc:
         error = exc
     finally:
-        send_log.flush()
+        error = _keep_first(error, send_log.flush)
+    # Bookkeeping writes can fail (a full disk): the outputs are still written from what
+    # the checkpoint can read, and the first error is the one the run ends with.
     if not options.dry_run:
-        store.prune_send_log(clock.now() - SEND_LOG_KEEP_S)
+        error = _keep_first(error, store.prune_send_log, clock.now() - SEND_LOG_KEEP_S)
     report.requests = send_log.requests
     total_requests = int(store.get_meta("requests_spent") or 0) + send_log.requests
-    store.set_meta("requests_spent", str(total_requests))
+    error = _keep_first(error, store.set_meta, "requests_spent", str(total_requests))
     engine = report.engine or EngineResult()
     if report.engine is None:  # dry run, or stopped before the loop: still say what is next
         engine.next_due, engine.next_due_reason = next_due(store, windows.window_for, clock.wall())
@@ -169,7 +177,9 @@ async def _run_with_store(
     report.counts = progress_counts(store)
     report.exit_code = _exit_code(error, engine)
     report.lines = summary_lines(config, report, engine, now=clock.now())
-    store.end_run(run_id, clock.now(), report.exit_code, report.counts)
+    error = _keep_first(error, store.end_run, run_id, clock.now(), report.exit_code, report.counts)
+    if error is not None:
+        report.exit_code = _exit_code(error, engine)
     if error is None and engine.insufficient_funds:
         error = InsufficientFundsError(
             "calls failed with insufficient_funds: top up the wallet, then rerun — the "
@@ -180,6 +190,19 @@ async def _run_with_store(
         final.summary_lines = report.lines  # type: ignore[attr-defined]
         raise final
     return report
+
+
+def _keep_first(
+    error: CampaignError | None, write: Callable[..., object], *args: object
+) -> CampaignError | None:
+    """Do one bookkeeping write; a StateError (disk full) becomes the run's error unless
+    it already has one, instead of skipping the outputs."""
+    try:
+        write(*args)
+    except StateError as exc:
+        log.error("%s", exc)
+        return error or exc
+    return error
 
 
 def _deadline(options: RunOptions, started: float, clock: Clock) -> float | None:

@@ -21,9 +21,10 @@ from pathlib import Path
 from campaign.errors import StateError
 from campaign.limits import Limit
 
-# Kinds of entries in ``sends``: a plain request, a POST /calls (a request and a call), and
-# the giving back of the call slot of an earlier entry at the same time (a replay).
-REQUEST, CALL, RELEASE = 0, 1, -1
+# Kinds of entries in ``sends``: a plain request, a POST /calls (a request and a call), the
+# giving back of the call slot of an earlier entry at the same time (a replay), and a dial
+# the platform will make for a batch (a call slot only, often at a future time).
+REQUEST, CALL, RELEASE, RESERVE = 0, 1, -1, 2
 
 # How long a writer waits for another process's transaction before giving up (ms); the
 # transactions themselves last about a millisecond.
@@ -260,7 +261,8 @@ class AllowanceDb:
         return row is not None
 
     def record_send(self, name: str, at: float, kind: int) -> int:
-        """Add one entry (``REQUEST``, ``CALL`` or ``RELEASE``) of ``name``; return its id."""
+        """Add one entry (``REQUEST``, ``CALL``, ``RELEASE`` or ``RESERVE``) of ``name``;
+        return its id."""
         cursor = self._conn.execute(
             "INSERT INTO sends (at, participant, kind) VALUES (?, ?, ?)", (at, name, kind)
         )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from campaign.errors import StateError
 from campaign.logs import setup_logging
 
 KEY = "avp_live_8f3kQ2x9Zr_T-77"
@@ -210,3 +211,16 @@ def test_a_log_file_on_a_full_disk_costs_one_warning_not_a_traceback_per_line(
     assert err.count(f"the log file {log_file} cannot be written") == 1
     assert "No space left on device" in err
     assert all(f"row {n} placed" in err for n in range(3))  # stderr still gets every line
+
+
+def test_a_symlinked_log_file_is_refused_and_its_target_gets_no_phone_numbers(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "shared.txt"
+    target.write_text("someone else's file\n")
+    log_file = tmp_path / "run.log"
+    log_file.symlink_to(target)
+    with pytest.raises(StateError, match=r"run\.log: the log file is a symbolic link"):
+        setup_logging(log_file=log_file)
+    logging.getLogger("campaign").info("row +14155550100 placed")
+    assert target.read_text() == "someone else's file\n"
