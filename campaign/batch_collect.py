@@ -43,6 +43,7 @@ class RowsApi(Protocol):
         self,
         *,
         status: str | None = None,
+        since: str | None = None,
         batch_id: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
@@ -187,7 +188,9 @@ class BatchCollector:
         if decision.void:
             log.error("calls fail with insufficient_funds: no more batches are uploaded")
             self.result.insufficient_funds = True
-        if end.outcome == "opted_out" and row.e164:
-            self.opt_outs.add(row.e164, campaign=self.campaign, row_key=row.row_key, now=now)
+        # The number the batch dialled said stop, whatever the row's number is today.
+        called = self.store.attempt(member.attempt_key).phone or row.e164
+        if end.outcome == "opted_out" and called:
+            self.opt_outs.add(called, campaign=self.campaign, row_key=row.row_key, now=now)
         if self.progress is not None:
             self.progress.finished(end.status, end.outcome)

@@ -10,25 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
 from campaign.attempts import idempotency_key
-from campaign.batch_collect import ROWS_PAGE, BatchCollector
+from campaign.batch_collect import ROWS_PAGE, BatchCollector, RowsApi
 from campaign.batch_plan import (
     DEFAULT_MARGIN_S,
     BatchMember,
     Candidate,
     batch_idempotency_key,
     content_hash,
+    latest_dial_times,
     plan_next_batch,
     render_csv,
     seconds_per_call,
     split_batches,
 )
-from campaign.batch_reconcile import BatchUploads, UploadSettings
+from campaign.batch_reconcile import BatchUploads, FindApi, UploadSettings
 from campaign.batch_results import (
     should_read_rows,
 )
@@ -54,35 +54,14 @@ MAX_LEAD_S = 600.0
 TICK_S = 0.05
 
 
-class BatchesApi(Protocol):
+class CallReservations(Protocol):
+    """The shared allowance as batches mode uses it (campaign.allowance)."""
+
+    def reserve_calls(self, times: Iterable[float]) -> None: ...
+
+
+class BatchesApi(FindApi, RowsApi, Protocol):
     """The client methods batches mode uses."""
-
-    async def create_batch(
-        self,
-        csv_bytes: bytes,
-        *,
-        scenario_id: str,
-        idempotency_key: str,
-        name: str | None = None,
-        caller_id: str | None = None,
-        not_before: datetime | None = None,
-    ) -> Any: ...
-
-    async def get_batch(self, batch_id: str) -> Any: ...
-
-    async def list_batch_rows(
-        self, batch_id: str, *, limit: int | None = None, cursor: str | None = None
-    ) -> Any: ...
-
-    async def list_calls(
-        self,
-        *,
-        status: str | None = None,
-        since: str | None = None,
-        batch_id: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> Any: ...
 
     async def get_session(self, session_id: str) -> Any: ...
 
@@ -134,8 +113,12 @@ class BatchesEngine:
         stop: asyncio.Event,
         progress: Progress | None = None,
         gate: SendGate | None = None,
+        allowance: CallReservations | None = None,
     ) -> None:
         self.store = store
+        # Campaigns sharing the key's limits learn when our batches will dial (they wait
+        # for those slots instead of meeting 429s); None when running alone in tests.
+        self.allowance = allowance
         # Every upload and re-send asks the gate (campaign.gate); None only in unit tests
         # that build the engine by hand.
         self.gate = gate
@@ -370,7 +353,21 @@ class BatchesEngine:
         )
 
     async def _upload(self, stored: StoredBatch, *, fresh: bool = False) -> None:
+        ahead_until = self._queue_drains_at(self.clock.now())  # our rows queued before it
         await self.uploads.upload(stored, fresh=fresh, queue_drains_at=self._queue_drains_at)
+        uploaded = self.store.stored_batch(stored.seq)
+        if self.allowance is None or uploaded.state != "uploaded":
+            return
+        hold = -self._skew() + (uploaded.not_before or float("-inf"))
+        self.allowance.reserve_calls(
+            latest_dial_times(
+                max(ahead_until, hold),
+                uploaded.rows_total,
+                spacing=self.spacing,
+                window=max(limit.window for limit in self.settings.call_limits),
+                slack_s=self.slack_s,
+            )
+        )
 
     # --- following ----------------------------------------------------------------------
 

@@ -266,6 +266,18 @@ def plan_next_batch(
     )
 
 
+def latest_dial_times(
+    start: float, rows: int, *, spacing: float, window: float, slack_s: float
+) -> list[float]:
+    """The latest moment each row of a batch may ring, for holding its call slots.
+
+    The platform dials greedily, so it is never behind a steady ``spacing`` from ``start``
+    except for calls already in the window when it starts (at most one ``window`` late)
+    and the time it takes to accept and validate the file (``slack_s``).
+    """
+    return [start + window + slack_s + index * spacing for index in range(rows)]
+
+
 def _before_close(candidate: Candidate, dial_at: float, margin_s: float) -> bool:
     return candidate.closes_at is None or dial_at + margin_s <= candidate.closes_at
 

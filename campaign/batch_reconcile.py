@@ -75,7 +75,13 @@ class FindApi(Protocol):
     ) -> Any: ...
 
     async def list_calls(
-        self, *, since: str | None = None, limit: int | None = None, cursor: str | None = None
+        self,
+        *,
+        status: str | None = None,
+        since: str | None = None,
+        batch_id: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
     ) -> Any: ...
 
     async def get_batch(self, batch_id: str) -> Any: ...

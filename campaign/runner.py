@@ -340,6 +340,7 @@ async def _run_engine(
                 stop=stop,
                 progress=progress,
                 gate=gate,
+                allowance=allowance,
             )
             return await batches.run()
         engine = CallsEngine(

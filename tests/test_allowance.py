@@ -25,6 +25,7 @@ from campaign.allowance_status import (
     allowance_members,
     allowance_view,
 )
+from campaign.batch_plan import latest_dial_times
 from campaign.clock import Clock, SystemClock
 from campaign.errors import StateError
 from campaign.limits import Limit
@@ -46,6 +47,9 @@ class VirtualClock:
         self._seq = 0
 
     def now(self) -> float:
+        return self._now
+
+    def wall(self) -> float:
         return self._now
 
     async def sleep(self, seconds: float) -> None:
@@ -343,6 +347,72 @@ async def test_a_replay_gives_its_call_slot_back(tmp_path: Path) -> None:
     times = [await allowance.acquire_call() for _ in range(5)]
     allowance.release_call(times[-1])
     assert await other.acquire_call() == T0  # the freed slot is usable by every campaign
+
+
+def platform_and_server(
+    direct: Sequence[float], batch_start: float, rows: int, limit: Limit
+) -> tuple[list[float], int]:
+    """What the platform does: it dials a batch's rows greedily (each at the first moment
+    its outbound window has room, direct calls and earlier rows counted), and refuses a
+    direct call that arrives when the window is full (429). Returns the dial times and how
+    many direct calls were refused."""
+    accepted: list[float] = []
+    dials: list[float] = []
+    refused = 0
+
+    def room_at(t: float) -> float:
+        in_window = sorted(a for a in accepted if t - limit.window < a <= t)
+        if len(in_window) < limit.count:
+            return t
+        return in_window[-limit.count] + limit.window
+
+    pending = sorted(direct)
+    while pending or len(dials) < rows:
+        dial_at = float("inf")
+        if len(dials) < rows:
+            dial_at = max(batch_start, dials[-1] if dials else batch_start)
+            while (free := room_at(dial_at)) > dial_at:
+                dial_at = free
+        if pending and pending[0] < dial_at:
+            at = pending.pop(0)
+            if room_at(at) > at:
+                refused += 1
+            else:
+                accepted.append(at)
+        else:
+            dials.append(dial_at)
+            accepted.append(dial_at)
+    return dials, refused
+
+
+@pytest.mark.parametrize("reserved", [True, False], ids=["reserved", "unreserved"])
+async def test_a_batch_campaign_beside_a_calls_campaign_makes_it_wait_not_meet_429s(
+    tmp_path: Path, reserved: bool
+) -> None:
+    clock = VirtualClock()
+    path = tmp_path / "a.sqlite"
+    bulk = shared(path, "bulk", clock)
+    spring = shared(path, "spring", clock)
+    # The batches campaign uploads 12 rows at T0; the platform starts dialling a second
+    # later (validation) at the project's 5/min, as fast as the window lets it.
+    batch_start, rows, limit = T0 + 1.0, 12, CALLS[0]
+    if reserved:
+        bulk.reserve_calls(
+            latest_dial_times(T0, rows, spacing=12.0, window=limit.window, slack_s=120.0)
+        )
+    sink: list[tuple[str, float]] = []
+    task = asyncio.create_task(call_loop(spring, clock, T0 + 900.0, sink))
+    await clock.drive([task])
+    direct = [t for _, t in sink]
+    dials, refused = platform_and_server(direct, batch_start, rows, limit)
+    assert len(dials) == rows
+    if not reserved:  # what happened before: the platform took the slots first
+        assert refused > 0
+        return
+    assert refused == 0
+    assert max_in_window([*direct, *dials], limit.window) <= limit.count
+    # The calls campaign still gets the limit once the batch has dialled.
+    assert len(direct) >= 5 * (900 - 400) // 61
 
 
 async def test_different_limits_are_all_held_and_named_in_a_warning(

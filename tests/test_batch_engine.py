@@ -76,6 +76,7 @@ class Platform:
         stop: asyncio.Event | None = None,
         gate: SendGate | None = None,
         scenario_id: str = "scn_demo",
+        allowance: Any = None,
     ) -> BatchesEngine:
         settings = BatchSettings(
             campaign="spring",
@@ -97,6 +98,7 @@ class Platform:
             opt_outs=OptOutList(self.tmp),
             stop=stop or asyncio.Event(),
             gate=gate,
+            **({} if allowance is None else {"allowance": allowance}),
         )
 
     def ledger(self) -> dict[str, Any]:

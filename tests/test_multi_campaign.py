@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
+from test_batch_engine import T0, _epoch, _platform, open_store, rows
 
 from campaign.allowance import SharedAllowance, allowance_path
 from campaign.allowance_runs import worst_exit_code
@@ -30,6 +31,7 @@ from campaign.api import AitelierClient, call_request_body
 from campaign.cli import main as main_cli
 from campaign.limits import parse_limit
 from campaign.sandbox import DEFAULT_KEY, SandboxConfig, parse_faults, start_sandbox
+from campaign.store_allowance import RESERVE, AllowanceDb
 
 CALLS = "60/10s"
 REQUESTS = "240/10s"
@@ -320,3 +322,34 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+async def test_a_batches_run_holds_a_slot_on_the_shared_allowance_for_every_row_it_dials(
+    tmp_path: Path,
+) -> None:
+    """The calls campaigns beside it wait for those slots instead of meeting 429s."""
+    async for platform in _platform(tmp_path, T0, "5/min"):
+        store = open_store(tmp_path / "c.sqlite")
+        store.sync_rows(rows(12), T0)
+        path = allowance_path(tmp_path, platform.sandbox.base_url, DEFAULT_KEY)
+        calls = [parse_limit("5/min")]
+        requests = [parse_limit("600/min")]
+        bulk = SharedAllowance(path, "bulk", requests, calls, clock=platform.clock)
+        engine = platform.engine(store, max_rows=20, calls_per_min=5, allowance=bulk)
+        assert (await engine.run()).error is None
+        bulk.close()
+        db = AllowanceDb(path)
+        with db.transaction():
+            reserved = sorted(at for _, at, kind in db.sends_after(0, 0.0) if kind == RESERVE)
+        db.close()
+        dialled = sorted(
+            _epoch(c["dialed_at"]) for c in platform.ledger()["calls"] if c["dialed_at"]
+        )
+        assert len(dialled) == len(reserved) == 12
+        # Every row rang no later than the moment reserved for it: the slots a calls
+        # campaign sees as taken cover the platform's dials.
+        assert all(d <= r for d, r in zip(dialled, reserved, strict=True))
+        # And a calls campaign joining now waits for them instead of calling into a 429.
+        spring = SharedAllowance(path, "spring", requests, calls, clock=platform.clock)
+        assert not spring.call_ready()
+        spring.close()
