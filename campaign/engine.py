@@ -18,7 +18,13 @@ from typing import Any, Protocol, TypeVar
 from campaign.attempts import call_body, idempotency_key
 from campaign.clock import Clock, utc
 from campaign.collect import PollResult, RetryPolicy, apply_call, fetch_sessions, poll_once
-from campaign.errors import ApiError, CampaignError, DeadlineExceededError, PollOutageError
+from campaign.errors import (
+    ApiError,
+    CampaignError,
+    DeadlineExceededError,
+    PollOutageError,
+    RateLimitWaitError,
+)
 from campaign.gate import GateVerdict, SendGate
 from campaign.limits import Limit, SlidingWindowLog
 from campaign.schedule import CallingWindowLike, WindowFor, next_due
@@ -458,6 +464,8 @@ class CallsEngine:
                         fetch_sessions(self.store, self.client)
                     )
                 self._poll_ok_at = self.clock.now()
+            except RateLimitWaitError:
+                raise  # the limit frees after the run must end: stop early (exit 3)
             except (ApiError, TimeoutError) as exc:
                 gave_up = isinstance(exc, DeadlineExceededError)
                 if isinstance(exc, ApiError) and not (exc.transient or gave_up):

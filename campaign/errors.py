@@ -236,8 +236,9 @@ class OutputError(CampaignError):
 class RateLimitWaitError(ApiError):
     """A 429's ``Retry-After`` ends after the run must stop (or the run was told to stop).
 
-    Transient: nothing was created; the run stops early with work left and the next run
-    resumes once the limit has freed.
+    Transient: nothing was created; the run stops early with work left (exit 3, like
+    ``--until``) and the next run resumes once the limit has freed.
     """
 
     transient = True
+    exit_code = 3

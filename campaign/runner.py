@@ -149,7 +149,12 @@ async def _run_with_store(
     stop = options.stop or asyncio.Event()
     try:
         with _signals(stop) if options.stop is None else contextlib.nullcontext():
-            async with _api(config, store, clock, send_log) as (client, call_times, allowance):
+            bounds = _Bounds(options, started, clock)
+            async with _api(config, store, clock, send_log, stop, bounds.stop_at) as (
+                client,
+                call_times,
+                allowance,
+            ):
                 report.preflight = await _preflight(config, options, store, client, windows, clock)
                 if not options.dry_run:
                     report.engine = await _run_engine(
@@ -192,6 +197,24 @@ async def _run_with_store(
     return report
 
 
+@dataclass(frozen=True)
+class _Bounds:
+    """When the run must stop, on ``clock.now()``: --max-duration, and --until read on the
+    wall clock each time it is asked (a clock correction moves it)."""
+
+    options: RunOptions
+    started: float
+    clock: Clock
+
+    def stop_at(self) -> float | None:
+        bounds = []
+        if self.options.max_duration_s is not None:
+            bounds.append(self.started + self.options.max_duration_s)
+        if self.options.until is not None:
+            bounds.append(self.clock.now() + (self.options.until - self.clock.wall()))
+        return min(bounds) if bounds else None
+
+
 def _keep_first(
     error: CampaignError | None, write: Callable[..., object], *args: object
 ) -> CampaignError | None:
@@ -218,7 +241,12 @@ def _deadline(options: RunOptions, started: float, clock: Clock) -> float | None
 
 @contextlib.asynccontextmanager
 async def _api(
-    config: CampaignConfig, store: Store, clock: Clock, send_log: SendLog
+    config: CampaignConfig,
+    store: Store,
+    clock: Clock,
+    send_log: SendLog,
+    stop: asyncio.Event,
+    stop_at: Callable[[], float | None],
 ) -> AsyncIterator[tuple[Any, list[float], SharedAllowance]]:
     """The API client (and the in-process sandbox for ``base_url: sandbox``)."""
     from campaign.api.client import AitelierClient
@@ -252,6 +280,8 @@ async def _api(
             limits=limits,
             clock=clock,
             on_send=send_log,
+            stop=stop,  # a signal abandons a wait for Retry-After
+            stop_at=stop_at,  # a Retry-After past the run's end stops it early (exit 3)
         ) as client:
             yield client, call_times, limits
     finally:
@@ -395,7 +425,7 @@ def _exit_code(error: CampaignError | None, engine: EngineResult) -> int:
 def _final_error(error: CampaignError) -> CampaignError:
     if isinstance(error, AuthError):
         return error
-    if isinstance(error, ApiError) and error.transient:
+    if isinstance(error, ApiError) and error.transient and error.exit_code == 1:
         return type(error)(
             f"the API did not answer ({error}); rerun later — unconfirmed calls are re-sent "
             "with the same idempotency keys",

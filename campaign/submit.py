@@ -22,6 +22,7 @@ from campaign.errors import (
     InvalidArgumentError,
     NotFoundError,
     PayloadTooLargeError,
+    RateLimitWaitError,
     SendWindowClosedError,
 )
 from campaign.store import Attempt, Store
@@ -121,8 +122,8 @@ async def send_attempt(
         # given back untouched and gets a fresh attempt once the file is fixed.
         store.abandon_attempt(key, str(exc))
         raise
-    except AuthError:
-        raise
+    except (AuthError, RateLimitWaitError):
+        raise  # the run stops: exit 4, or exit 3 when the limit frees after its end
     except ApiError as exc:
         if exc.transient:
             log.warning(

@@ -135,3 +135,30 @@ def test_a_recycled_key_with_a_new_number_is_a_new_person(tmp_path: Path) -> Non
     assert row["last_call_id"]  # its own call, not the previous person's
     third = _run(_campaign(tmp_path, keys, [PHONES[5], *PHONES[1:3]]))
     assert "this run: 0 call(s) placed" in third.output
+
+
+def test_a_second_state_dir_with_the_same_campaign_name_does_not_adopt_its_calls(
+    tmp_path: Path,
+) -> None:
+    from fixtures_crash import KEY, read_ledger, sandbox_process
+
+    with sandbox_process(tmp_path, faults="", call_limit="100/10s", seed=1) as root:
+        env = {"AITELIER_API_KEY": KEY, "AITELIER_BASE_URL": f"{root}/v1"}
+        results = {}
+        for host in ("a", "b"):  # two state dirs, one campaign name, one API project
+            folder = tmp_path / host
+            folder.mkdir()
+            path = _campaign(folder, ["K0", "K1", "K2"], PHONES[:3])
+            path.write_text(path.read_text().replace("api: {base_url: sandbox}\n", ""))
+            result = CliRunner().invoke(main, ["run", str(path)], env=env)
+            results[host] = (result, _results(folder))
+        first, second = results["a"], results["b"]
+        assert first[0].exit_code == 0, first[0].output
+        ledger = read_ledger(root)
+    assert Counter(call["phone"] for call in ledger["calls"]) == Counter(
+        dict.fromkeys(PHONES[:3], 1)
+    )
+    assert {row["state"] for row in second[1].values()} == {"failed"}
+    assert all("another checkpoint" in row["reason"] for row in second[1].values())
+    assert {row["state"] for row in first[1].values()} <= {"done", "failed", "retry_scheduled"}
+    assert not any("another checkpoint" in row["reason"] for row in first[1].values())
