@@ -20,7 +20,7 @@ import itertools
 import time
 
 from campaign.api import AitelierClient, ClientLimits, call_request_body
-from campaign.limits import parse_limit
+from campaign.config.limit import parse_limit
 from campaign.sandbox import DEFAULT_KEY, SandboxConfig, parse_faults, start_sandbox
 
 CALLS = "30/10s"

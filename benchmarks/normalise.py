@@ -5,7 +5,7 @@ junk, and raw values that repeat as they do when several exports are merged), th
 
   (a) a bare single-process loop: phonenumbers.parse + is_valid_number +
       format_number(E164) over the same (raw, region) cells, read into memory first;
-  (b) our path: campaign.plan.iter_plan (read the CSV, normalise with a cache and a
+  (b) our path: campaign.planning.plan.iter_plan (read the CSV, normalise with a cache and a
       two-process pool, timezones, calling windows, dedupe), in a fresh child process so
       its peak RSS is its own.
 
@@ -109,8 +109,8 @@ def bare_loop(cells: list[tuple[str, str]]) -> tuple[float, int]:
 
 def our_path(data: Path) -> None:
     """(b), run in a child process: prints a JSON line with its figures."""
-    from campaign.config import load_campaign
-    from campaign.plan import PlanCounts, iter_plan
+    from campaign.config.model import load_campaign
+    from campaign.planning.plan import PlanCounts, iter_plan
 
     campaign_file = data.parent / "bench.yaml"
     campaign_file.write_text(

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import click
 
+from campaign.console.logs import redact
 from campaign.errors import CampaignError
-from campaign.logs import redact
 from campaign.sandbox.command import sandbox
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,7 +49,7 @@ def exits_cleanly(func: F) -> F:
 
 def say_error(message: str) -> None:
     """Print ``Error: <message>`` on stderr, redacted like the log (the key never shows)."""
-    from campaign.config import DEFAULT_KEY_ENV
+    from campaign.config.model import DEFAULT_KEY_ENV
 
     # The key is registered with the log handlers once the campaign file names it; the
     # default variable covers an error raised before that.
@@ -83,9 +83,9 @@ def validate(campaign_file: str, as_json: bool) -> None:
     import json
     from pathlib import Path
 
-    from campaign.config import load_campaign
-    from campaign.store_optout import OptOutList
-    from campaign.validate import render_text, validate_campaign
+    from campaign.config.model import load_campaign
+    from campaign.run.validate import render_text, validate_campaign
+    from campaign.store.optout import OptOutList
 
     config = load_campaign(Path(campaign_file))
     summary = validate_campaign(config, opted_out=OptOutList(config.state_dir).numbers())
@@ -95,7 +95,7 @@ def validate(campaign_file: str, as_json: bool) -> None:
 def _load(campaign_file: str) -> Any:
     from pathlib import Path
 
-    from campaign.config import load_campaign
+    from campaign.config.model import load_campaign
 
     return load_campaign(Path(campaign_file))
 
@@ -152,8 +152,8 @@ def run(
     """
     import time
 
-    from campaign.logs import setup_logging
-    from campaign.runner import RunOptions, run_campaign
+    from campaign.console.logs import setup_logging
+    from campaign.run.runner import RunOptions, run_campaign
 
     now = time.time()
     options = RunOptions(
@@ -189,9 +189,9 @@ def _run_several(
 ) -> None:
     """``campaign run A.yaml B.yaml …``: every campaign's summary, then the worst exit code."""
 
-    from campaign.allowance_runs import run_campaigns, worst_exit_code
-    from campaign.config import CampaignConfig
-    from campaign.logs import setup_logging
+    from campaign.config.model import CampaignConfig
+    from campaign.console.logs import setup_logging
+    from campaign.run.several import run_campaigns, worst_exit_code
 
     entries: list[tuple[str, CampaignConfig | CampaignError]] = []
     for path in campaign_files:
@@ -217,7 +217,7 @@ def _run_several(
 
 
 def _duration(text: str) -> float:
-    from campaign.config import parse_duration
+    from campaign.config.model import parse_duration
 
     try:
         seconds = parse_duration(text)
@@ -239,7 +239,7 @@ def status(campaign_file: str, as_json: bool) -> None:
     Example:
         campaign status pipelines/spring.yaml --json
     """
-    from campaign.status import campaign_status, render_status
+    from campaign.run.status import campaign_status, render_status
 
     click.echo(render_status(campaign_status(_load(campaign_file)), as_json=as_json))
 
@@ -254,7 +254,7 @@ def report(campaign_file: str) -> None:
     Example:
         campaign report pipelines/spring.yaml
     """
-    from campaign.run_outputs import rewrite_outputs
+    from campaign.run.outputs import rewrite_outputs
 
     paths = rewrite_outputs(_load(campaign_file))
     click.echo(f"wrote {paths.results_csv}, {paths.summary_json}, {paths.report_html}")

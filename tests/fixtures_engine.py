@@ -15,7 +15,7 @@ from typing import Any
 
 from campaign.clock import FakeClock
 from campaign.errors import AmbiguousError, IdempotencyConflictError
-from campaign.limits import ClientLimits
+from campaign.limits.window import ClientLimits
 
 
 def _dt(ts: float) -> datetime:

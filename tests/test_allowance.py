@@ -17,19 +17,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from campaign.allowance import SharedAllowance, allowance_path
-from campaign.allowance_rules import RIVAL_GRACE_S
-from campaign.allowance_status import (
+from campaign.clock import Clock, SystemClock
+from campaign.config.limit import Limit
+from campaign.engine.batches.plan import latest_dial_times
+from campaign.errors import StateError
+from campaign.limits.allowance import SharedAllowance, allowance_path
+from campaign.limits.fairness import RIVAL_GRACE_S
+from campaign.limits.status import (
     allowance_files,
     allowance_lines,
     allowance_members,
     allowance_view,
 )
-from campaign.batch_plan import latest_dial_times
-from campaign.clock import Clock, SystemClock
-from campaign.errors import StateError
-from campaign.limits import Limit
-from campaign.store_allowance import CALL, AllowanceDb
+from campaign.store.allowance import CALL, AllowanceDb
 
 T0 = 1_780_000_000.0
 MARGIN = 0.25
@@ -422,7 +422,7 @@ async def test_different_limits_are_all_held_and_named_in_a_warning(
     path = tmp_path / "a.sqlite"
     strict = shared(path, "spring", clock, calls=[Limit(5, 60.0)])
     loose = shared(path, "survey", clock, calls=[Limit(30, 10.0)])
-    with caplog.at_level(logging.WARNING, logger="campaign.allowance"):
+    with caplog.at_level(logging.WARNING, logger="campaign.limits.allowance"):
         sink: list[tuple[str, float]] = []
         tasks = [
             asyncio.create_task(call_loop(allowance, clock, T0 + 120.0, sink))

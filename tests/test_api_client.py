@@ -10,8 +10,8 @@ import pytest
 
 from campaign.api import AitelierClient, ClientLimits, RetryPolicy, call_request_body
 from campaign.clock import FakeClock
+from campaign.config.limit import Limit
 from campaign.errors import ConfigError, NotFoundError
-from campaign.limits import Limit
 from campaign.sandbox import (
     DEFAULT_KEY,
     DEFAULT_PROJECT,

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from campaign.api import AitelierClient, ClientLimits, RetryPolicy, call_request_body
 from campaign.clock import FakeClock, SystemClock
+from campaign.config.limit import Limit
 from campaign.errors import (
     AmbiguousError,
     ApiError,
@@ -33,7 +34,6 @@ from campaign.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
-from campaign.limits import Limit
 from campaign.sandbox import (
     DEFAULT_KEY,
     DEFAULT_PROJECT,

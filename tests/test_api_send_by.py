@@ -16,8 +16,8 @@ import pytest
 from campaign.api import AitelierClient, ClientLimits, RetryPolicy, call_request_body
 from campaign.api.wire import parse_timestamp
 from campaign.clock import FakeClock
+from campaign.config.limit import Limit
 from campaign.errors import ApiError, RateLimitedError, SendWindowClosedError, UnavailableError
-from campaign.limits import Limit
 from campaign.sandbox import DEFAULT_KEY, SandboxConfig, parse_faults, start_sandbox
 
 T0 = 1_780_000_000.0

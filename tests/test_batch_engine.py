@@ -15,17 +15,17 @@ import aiohttp
 import pytest
 
 from campaign.api import AitelierClient, RetryPolicy
-from campaign.batch_engine import BatchesEngine, BatchSettings
-from campaign.batch_plan import BatchMember
 from campaign.clock import FakeClock
-from campaign.config import CallingHours, RetryConfig
-from campaign.gate import SendGate
-from campaign.limits import Limit
-from campaign.run_setup import WindowBook
+from campaign.config.limit import Limit
+from campaign.config.model import CallingHours, RetryConfig
+from campaign.engine.batches.loop import BatchesEngine, BatchSettings
+from campaign.engine.batches.plan import BatchMember
+from campaign.engine.gate import SendGate
+from campaign.planning.windows import WindowBook
 from campaign.sandbox import DEFAULT_KEY, RunningSandbox, SandboxConfig, start_sandbox
 from campaign.sandbox.faults import parse_faults
-from campaign.store import RowIn, Store
-from campaign.store_optout import OptOutList
+from campaign.store.checkpoint import RowIn, Store
+from campaign.store.optout import OptOutList
 
 T0 = 1_780_000_000.0  # 2026-05-28T20:26:40Z = 16:26:40 in New York
 NEW_YORK = ["America/New_York"]

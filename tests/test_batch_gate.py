@@ -33,14 +33,14 @@ from test_batch_engine import (
     rows,
 )
 
-from campaign.batch_plan import BatchMember, recorded_rows
-from campaign.config import CallingHours
-from campaign.gate import SendGate
-from campaign.run_setup import WindowBook
+from campaign.config.model import CallingHours
+from campaign.engine.batches.plan import BatchMember, recorded_rows
+from campaign.engine.gate import SendGate
+from campaign.planning.windows import WindowBook
 from campaign.sandbox import DEFAULT_PROJECT
-from campaign.store import RowIn, Store
-from campaign.store_batches import StoredBatch
-from campaign.store_optout import OptOutList
+from campaign.store.batches import StoredBatch
+from campaign.store.checkpoint import RowIn, Store
+from campaign.store.optout import OptOutList
 
 HOURS = CallingHours.model_validate({"start": "08:00", "end": "21:00"})
 PACIFIC = ["America/Los_Angeles"]

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from campaign.batch_plan import (
+from campaign.config.limit import Limit
+from campaign.engine.batches.plan import (
     MAX_FILE_ROWS,
     BatchMember,
     Candidate,
@@ -24,7 +25,6 @@ from campaign.batch_plan import (
     variable_columns,
     written_ref,
 )
-from campaign.limits import Limit
 from campaign.sandbox.uploads import parse_batch_csv
 
 T0 = 1_780_000_000.0

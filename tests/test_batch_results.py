@@ -9,8 +9,9 @@ import pytest
 
 from campaign.api import AitelierClient, RetryPolicy
 from campaign.api.models import BatchRow, BatchRowError
-from campaign.batch_plan import BatchMember, batch_idempotency_key, render_csv
-from campaign.batch_results import (
+from campaign.clock import FakeClock
+from campaign.engine.batches.plan import BatchMember, batch_idempotency_key, render_csv
+from campaign.engine.batches.results import (
     classify_row,
     first_open_row,
     member_index,
@@ -18,7 +19,6 @@ from campaign.batch_results import (
     needs_failure_reason,
     should_read_rows,
 )
-from campaign.clock import FakeClock
 from campaign.sandbox import DEFAULT_KEY, RunningSandbox, SandboxConfig, start_sandbox
 
 T0 = 1_780_000_000.0

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from fixtures_engine import FakeApi
 
-from campaign.attempts import call_body, idempotency_key
 from campaign.clock import FakeClock
-from campaign.collect import WATERMARK_KEY, decide, fetch_sessions, poll_once
-from campaign.config import RetryConfig
-from campaign.store import CallEnd, RowIn, Store
-from campaign.store_optout import OptOutList
+from campaign.config.model import RetryConfig
+from campaign.engine.attempts import call_body, idempotency_key
+from campaign.engine.collect import WATERMARK_KEY, decide, fetch_sessions, poll_once
+from campaign.store.checkpoint import CallEnd, RowIn, Store
+from campaign.store.optout import OptOutList
 
 T0 = 1_780_000_000.0
 RETRY = RetryConfig(min_interval="4h", max_attempts=3)

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from campaign.config import CallingHours, load_campaign, parse_duration
+from campaign.config.limit import Limit
+from campaign.config.model import CallingHours, load_campaign, parse_duration
 from campaign.errors import ConfigError
-from campaign.limits import Limit
 
 BASE = """\
 campaign: spring-2026

@@ -24,7 +24,7 @@ from fixtures_crash import (
     write_crash_campaign,
 )
 
-from campaign.attempts import idempotency_key
+from campaign.engine.attempts import idempotency_key
 
 pytestmark = pytest.mark.slow
 

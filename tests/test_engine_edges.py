@@ -11,17 +11,17 @@ from typing import Any
 
 from fixtures_engine import FakeApi
 
-from campaign.attempts import idempotency_key
 from campaign.clock import FakeClock
-from campaign.collect import PollResult, apply_call
-from campaign.config import CallingHours, RetryConfig
-from campaign.engine import POLL_OUTAGE_S, CallsEngine, EngineSettings
+from campaign.config.limit import parse_limit
+from campaign.config.model import CallingHours, RetryConfig
+from campaign.engine.attempts import idempotency_key
+from campaign.engine.calls import POLL_OUTAGE_S, CallsEngine, EngineSettings
+from campaign.engine.collect import PollResult, apply_call
+from campaign.engine.gate import SendGate
 from campaign.errors import PollOutageError, SendWindowClosedError, UnavailableError
-from campaign.gate import SendGate
-from campaign.limits import parse_limit
-from campaign.run_setup import WindowBook
-from campaign.store import RowIn, Store
-from campaign.store_optout import OptOutList
+from campaign.planning.windows import WindowBook
+from campaign.store.checkpoint import RowIn, Store
+from campaign.store.optout import OptOutList
 
 NY = ["America/New_York"]
 NOON_NY = datetime(2026, 6, 2, 16, 0, tzinfo=UTC).timestamp()  # Tuesday 12:00 in New York

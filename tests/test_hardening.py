@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from campaign.cli import main
-from campaign.store import Store
+from campaign.store.checkpoint import Store
 
 ROWS = [f"+1 212 555 {100 + i:04d}" for i in range(6)]
 WEIRD_KEY = "sk-weird-secret-123"  # not shaped like avp_…: only its value can redact it
@@ -205,7 +205,7 @@ def test_a_run_leaves_private_outputs_whatever_the_umask(tmp_path: Path) -> None
 def test_the_error_line_and_the_log_never_show_the_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, via: str, kind: str
 ) -> None:
-    from campaign import runner
+    from campaign.run import runner
     from campaign.errors import StateError
 
     def leaky(*args: object, **kwargs: object) -> None:

@@ -3,8 +3,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from campaign.config import CallingHours
-from campaign.hours import calling_window
+from campaign.config.model import CallingHours
+from campaign.planning.hours import calling_window
 
 NY = ZoneInfo("America/New_York")
 
@@ -124,7 +124,7 @@ def test_unrestricted_is_always_open() -> None:
 def test_a_us_number_without_a_state_gets_the_strictest_state_rules(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import campaign.phones as phones
+    import campaign.phones.normalise as phones
 
     # An area code whose geocoding names no state (a new or non-geographic code, or one
     # geocoded per exchange only): the number keeps its zone but no state is known.

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from campaign.errors import InputError
-from campaign.ingest import detect_encoding, detect_format, read_header, read_rows
+from campaign.inputs.ingest import detect_encoding, detect_format, read_header, read_rows
 
 TEXT = "phone,name\n+33 6 12 34 56 78,Zoë Müller\n+44 7911 123456,François\n"
 

@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from campaign.cli import main
-from campaign.config import load_campaign
+from campaign.config.model import load_campaign
 from campaign.errors import ConfigError
-from campaign.ingest import read_rows
-from campaign.plan import plan_rows
+from campaign.inputs.ingest import read_rows
+from campaign.planning.plan import plan_rows
 
 
 def write_campaign(tmp_path: Path, contacts: str, extra: str = "") -> Path:

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from campaign.clock import Clock, FakeClock, utc
-from campaign.limits import ClientLimits, Limit, SlidingWindowLog
+from campaign.config.limit import Limit
+from campaign.limits.window import ClientLimits, SlidingWindowLog
 
 T0 = 1_780_000_000.0
 MARGIN = 0.25

@@ -1,6 +1,6 @@
 import pytest
 
-from campaign.limits import Limit, parse_limit
+from campaign.config.limit import Limit, parse_limit
 
 
 @pytest.mark.parametrize(

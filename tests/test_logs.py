@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from campaign.console.logs import setup_logging
 from campaign.errors import StateError
-from campaign.logs import setup_logging
 
 KEY = "avp_live_8f3kQ2x9Zr_T-77"
 PLAIN_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (INFO|DEBUG|WARNING|ERROR) ")
@@ -36,7 +36,7 @@ def _fail_with_key() -> None:
     try:
         raise RuntimeError(f"request with Authorization: Bearer {KEY} failed")
     except RuntimeError:
-        logging.getLogger("campaign.submit").exception("unexpected error")
+        logging.getLogger("campaign.engine.submit").exception("unexpected error")
 
 
 def test_plain_lines_carry_time_level_message_and_fields(
@@ -44,10 +44,10 @@ def test_plain_lines_carry_time_level_message_and_fields(
 ) -> None:
     log_file = tmp_path / "state" / "spring.log"
     setup_logging(log_file=log_file)
-    logging.getLogger("campaign.submit").info(
+    logging.getLogger("campaign.engine.submit").info(
         "placed call", extra={"row": "cust-0042", "attempt": 1, "note": "two words"}
     )
-    logging.getLogger("campaign.submit").debug("waiting 12.0 s for the calls limit")
+    logging.getLogger("campaign.engine.submit").debug("waiting 12.0 s for the calls limit")
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1
     assert PLAIN_LINE.match(err[0])
@@ -61,13 +61,13 @@ def test_json_format_writes_one_object_per_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     setup_logging(log_file=tmp_path / "run.log", log_format="json")
-    logging.getLogger("campaign.collect").warning(
+    logging.getLogger("campaign.engine.collect").warning(
         "429 from the API", extra={"retry_after": 7.0, "row": "cust-1"}
     )
     (line,) = capsys.readouterr().err.splitlines()
     entry = json.loads(line)
     assert entry["level"] == "WARNING"
-    assert entry["logger"] == "campaign.collect"
+    assert entry["logger"] == "campaign.engine.collect"
     assert entry["message"] == "429 from the API"
     assert entry["retry_after"] == 7.0 and entry["row"] == "cust-1"
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", entry["ts"])

@@ -24,14 +24,14 @@ from typing import Any
 from click.testing import CliRunner
 from test_batch_engine import T0, _epoch, _platform, open_store, rows
 
-from campaign.allowance import SharedAllowance, allowance_path
-from campaign.allowance_runs import worst_exit_code
-from campaign.allowance_status import allowance_members
 from campaign.api import AitelierClient, call_request_body
 from campaign.cli import main as main_cli
-from campaign.limits import parse_limit
+from campaign.config.limit import parse_limit
+from campaign.limits.allowance import SharedAllowance, allowance_path
+from campaign.limits.status import allowance_members
+from campaign.run.several import worst_exit_code
 from campaign.sandbox import DEFAULT_KEY, SandboxConfig, parse_faults, start_sandbox
-from campaign.store_allowance import RESERVE, AllowanceDb
+from campaign.store.allowance import RESERVE, AllowanceDb
 
 CALLS = "60/10s"
 REQUESTS = "240/10s"

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phonenumbers import timezone
 
-from campaign.phones import (
+from campaign.phones.normalise import (
     PhoneCache,
     PhoneResult,
     apply_policy_fields,

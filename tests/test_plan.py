@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from campaign.config import CampaignConfig, load_campaign
+from campaign.config.model import CampaignConfig, load_campaign
 from campaign.errors import ConfigError
-from campaign.plan import PlanCounts, PlannedRow, iter_plan, plan_rows
+from campaign.planning.plan import PlanCounts, PlannedRow, iter_plan, plan_rows
 
 CASES = Path(__file__).parent / "cases"
 CASE_FILES = sorted(CASES.glob("*.yaml"))
@@ -125,7 +125,7 @@ def test_pool_and_in_process_plans_are_identical_row_for_row(
             super().__init__(max_workers=max_workers)
             pools.append(self)
 
-    monkeypatch.setattr("campaign.plan.ProcessPoolExecutor", CountedPool)
+    monkeypatch.setattr("campaign.planning.plan.ProcessPoolExecutor", CountedPool)
 
     def plan(workers: int) -> tuple[list[PlannedRow], PlanCounts]:
         counts = PlanCounts()

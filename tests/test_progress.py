@@ -7,13 +7,13 @@ import logging
 import pytest
 
 from campaign.clock import FakeClock
-from campaign.progress import RunProgress
+from campaign.console.progress import RunProgress
 
 START = 1_780_000_000.0  # 2026-05-28T20:26:40Z
 
 
 def progress_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "campaign.progress"]
+    return [r.getMessage() for r in caplog.records if r.name == "campaign.console.progress"]
 
 
 def test_off_a_terminal_one_line_per_interval_and_one_at_the_end(

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-from campaign.attempts import call_body, idempotency_key
 from campaign.cli import main
-from campaign.config import load_campaign
-from campaign.run_setup import planned_rows
-from campaign.store import Store
+from campaign.config.model import load_campaign
+from campaign.engine.attempts import call_body, idempotency_key
+from campaign.planning.windows import planned_rows
+from campaign.store.checkpoint import Store
 
 PHONES = [f"+1212555{100 + i:04d}" for i in range(6)]
 

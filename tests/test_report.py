@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from fixtures_report import row, sample_run
 
-from campaign import report
+from campaign.reports import files as report
 from campaign.errors import OutputError
-from campaign.report import build_summary, render_results_csv, write_outputs
+from campaign.reports.files import build_summary, render_results_csv, write_outputs
 
 
 class MetricParser(HTMLParser):

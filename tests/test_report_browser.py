@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from fixtures_report import sample_run
 
-from campaign.report import write_outputs
+from campaign.reports.files import write_outputs
 
 pytestmark = pytest.mark.slow
 

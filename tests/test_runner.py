@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 from fixtures_engine import FakeApi
 
-from campaign.attempts import call_body, idempotency_key
 from campaign.clock import FakeClock
-from campaign.config import CallingHours, RetryConfig
-from campaign.engine import CallsEngine, EngineResult, EngineSettings
-from campaign.limits import ClientLimits, parse_limit
-from campaign.run_setup import WindowBook
-from campaign.store import RowIn, Store
-from campaign.store_optout import OptOutList
+from campaign.config.limit import parse_limit
+from campaign.config.model import CallingHours, RetryConfig
+from campaign.engine.attempts import call_body, idempotency_key
+from campaign.engine.calls import CallsEngine, EngineResult, EngineSettings
+from campaign.limits.window import ClientLimits
+from campaign.planning.windows import WindowBook
+from campaign.store.checkpoint import RowIn, Store
+from campaign.store.optout import OptOutList
 
 NY = ["America/New_York"]
 # Tuesday 2026-06-02 14:00 UTC = 10:00 in New York.
@@ -250,6 +251,6 @@ async def test_a_resend_after_an_edited_input_sends_the_committed_bytes(tmp_path
     [(0.2, "now"), (40, "in 40 s"), (600, "in 10 min"), (4 * 3600 - 30, "in 3 h 59 min")],
 )
 def test_the_next_due_time_is_said_as_a_wait(seconds: float, words: str) -> None:
-    from campaign.run_outputs import wait_in_words
+    from campaign.run.outputs import wait_in_words
 
     assert wait_in_words(seconds) == words

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from campaign.config import CallingHours
-from campaign.gate import SendGate
-from campaign.run_setup import WindowBook
-from campaign.store import RowIn, Store, StoredRow
-from campaign.store_optout import OptOutList
+from campaign.config.model import CallingHours
+from campaign.engine.gate import SendGate
+from campaign.planning.windows import WindowBook
+from campaign.store.checkpoint import RowIn, Store, StoredRow
+from campaign.store.optout import OptOutList
 
 NY = ["America/New_York"]
 # Tuesday 2026-06-02; New York is UTC-4 (EDT).

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from campaign.attempts import call_body, idempotency_key, metadata_matches
+from campaign.engine.attempts import call_body, idempotency_key, metadata_matches
 from campaign.errors import LockedError, StateError
-from campaign.lock import CampaignLock
-from campaign.store import CallEnd, RowIn, Store
-from campaign.store_optout import OptOutList
+from campaign.store.checkpoint import CallEnd, RowIn, Store
+from campaign.store.lock import CampaignLock
+from campaign.store.optout import OptOutList
 
 T0 = 1_780_000_000.0
 
@@ -157,7 +157,8 @@ def test_second_lock_is_refused_and_dead_holder_does_not_block(tmp_path: Path) -
         [
             sys.executable,
             "-c",
-            "import sys,time; from pathlib import Path; from campaign.lock import CampaignLock;"
+            "import sys,time; from pathlib import Path; "
+            "from campaign.store.lock import CampaignLock;"
             f"CampaignLock(Path({str(db)!r})).acquire(); print('held', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,

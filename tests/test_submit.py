@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from campaign.attempts import call_body, idempotency_key
 from campaign.clock import FakeClock
+from campaign.engine.attempts import call_body, idempotency_key
+from campaign.engine.submit import send_attempt
 from campaign.errors import (
     AmbiguousError,
     ApiError,
@@ -19,8 +20,7 @@ from campaign.errors import (
     InvalidArgumentError,
     UnauthenticatedError,
 )
-from campaign.store import RowIn, Store
-from campaign.submit import send_attempt
+from campaign.store.checkpoint import RowIn, Store
 
 T0 = 1_780_000_000.0
 PHONE = "+12125550100"

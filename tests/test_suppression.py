@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from campaign.cli import main
-from campaign.config import CampaignConfig, load_campaign
+from campaign.config.model import CampaignConfig, load_campaign
 from campaign.errors import ConfigError, InputError
-from campaign.plan import plan_rows
-from campaign.suppression import load_suppression, suppressed_numbers
+from campaign.planning.plan import plan_rows
+from campaign.planning.suppression import load_suppression, suppressed_numbers
 
 CONTACTS = "phone\n+44 7911 123456\n+44 7911 123457\n+44 7911 123458\n"
 

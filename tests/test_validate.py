@@ -6,8 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from campaign.cli import main
-from campaign.config import load_campaign
-from campaign.validate import validate_campaign
+from campaign.config.model import load_campaign
+from campaign.run.validate import validate_campaign
 
 CONTACTS = """\
 phone,name

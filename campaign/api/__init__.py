@@ -14,7 +14,7 @@ from campaign.api.wire import (
     format_timestamp,
     parse_timestamp,
 )
-from campaign.limits import ClientLimits
+from campaign.limits.window import ClientLimits
 
 __all__ = [
     "AitelierClient",

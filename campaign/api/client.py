@@ -44,7 +44,7 @@ from campaign.api.wire import (
 )
 from campaign.clock import Clock, SystemClock
 from campaign.errors import UnexpectedResponseError
-from campaign.limits import ClientLimits
+from campaign.limits.window import ClientLimits
 
 T = TypeVar("T")
 Item = TypeVar("Item")

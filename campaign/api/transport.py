@@ -39,7 +39,7 @@ from campaign.errors import (
     TransportError,
     UnexpectedResponseError,
 )
-from campaign.limits import ClientLimits
+from campaign.limits.window import ClientLimits
 
 log = logging.getLogger("campaign.api")
 

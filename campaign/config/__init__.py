@@ -1,0 +1,1 @@
+"""The campaign file: validated, typed settings (part of the shared kernel)."""

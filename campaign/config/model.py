@@ -1,0 +1,421 @@
+"""The campaign file: YAML → validated, typed settings; the one place for defaults.
+
+Every error names the file, the key path (``retry.max_attempts``) and the fix. Paths in
+the file are relative to the file's folder. The API key is only ever read from the
+environment and is kept out of ``repr``, ``str`` and ``model_dump``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from datetime import time
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from campaign.config.limit import parse_limit
+from campaign.config.reading import read_yaml
+from campaign.config.values import DAY_NAMES as DAY_NAMES
+from campaign.config.values import Days, Duration, Limits, Region, TimeOfDay, shown
+from campaign.config.values import parse_duration as parse_duration
+from campaign.errors import ConfigError
+
+log = logging.getLogger("campaign.config.model")
+
+DEFAULT_BASE_URL = "https://api.aitelier.org/v1"
+DEFAULT_KEY_ENV = "AITELIER_API_KEY"
+SANDBOX_API_KEY = "avp_test_sandbox"
+# Final call statuses of the API (contract §5) after which another attempt makes sense.
+RETRYABLE_STATUSES = ("no_answer", "busy", "voicemail", "failed", "canceled")
+
+_CAMPAIGN_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_MAX_MESSAGE_CHARS = 300
+DEFAULT_STOP_BEFORE_CLOSE_S = 300.0
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class CallingHours(_Model):
+    """Recipient-local calling hours; they can only narrow the legal defaults."""
+
+    start: TimeOfDay = time(8, 0)
+    end: TimeOfDay = time(21, 0)
+    days: Days = frozenset(range(7))
+    # A call starts only while the window stays open this much longer: a call created at
+    # 20:59:59 rings after 21:00, and a transport retry must not carry it past the close.
+    stop_before_close_s: Duration = Field(
+        DEFAULT_STOP_BEFORE_CLOSE_S, alias="stop_before_close", ge=0.0, le=3 * 3600.0
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CallingHours:
+        if self.start >= self.end:
+            raise ValueError(
+                f"start {self.start:%H:%M} must be before end {self.end:%H:%M} "
+                "(windows crossing midnight are not allowed)"
+            )
+        return self
+
+
+class InputConfig(_Model):
+    """Where the rows come from and which columns mean what."""
+
+    path: Path
+    phone_column: str = "phone"
+    region_column: str | None = None
+    default_region: Region = None
+    key_column: str | None = None
+    variables: list[str] = Field(default_factory=list)
+    allow_toll_free: bool = True
+    allow_voip: bool = True
+
+    @field_validator("phone_column")
+    @classmethod
+    def _non_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the phone column name cannot be empty")
+        return value
+
+
+class RetryConfig(_Model):
+    """Which statuses are retried, how often and how far apart."""
+
+    statuses: list[str] = Field(default_factory=lambda: ["no_answer", "busy"])
+    max_attempts: int = Field(3, ge=1, le=20)
+    min_interval_s: Duration = Field(4 * 3600.0, alias="min_interval")
+    stop_outcomes: list[str] = Field(default_factory=lambda: ["opted_out", "wrong_person"])
+
+    @field_validator("statuses")
+    @classmethod
+    def _retryable(cls, statuses: list[str]) -> list[str]:
+        for status in statuses:
+            if status not in RETRYABLE_STATUSES:
+                close = difflib.get_close_matches(status, RETRYABLE_STATUSES, n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise ValueError(
+                    f"'{status}' is not a final call status that can be retried; {hint}"
+                    f"use some of {', '.join(RETRYABLE_STATUSES)}"
+                )
+        return statuses
+
+
+class LimitsConfig(_Model):
+    """Client-side limits; defaults are the API's documented ones."""
+
+    calls: Limits = Field(default_factory=lambda: [parse_limit("5/min")])
+    requests: Limits = Field(default_factory=lambda: [parse_limit("60/min"), parse_limit("1000/h")])
+
+
+class BatchConfig(_Model):
+    """Settings for ``mode: batches``."""
+
+    max_rows: int = Field(500, ge=1, le=10_000)
+
+
+class ApiConfig(_Model):
+    """Where the API is; the key's variable name (never the key itself)."""
+
+    base_url: str = DEFAULT_BASE_URL
+    key_env: str = DEFAULT_KEY_ENV
+
+    @field_validator("key_env")
+    @classmethod
+    def _variable_name(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
+            raise ValueError("must be the name of an environment variable, not the key itself")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value != "sandbox" and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"{shown(value)} is not an http(s) URL or 'sandbox'")
+        return value
+
+
+class SandboxSettings(_Model):
+    """Emulator settings, used only with ``api.base_url: sandbox``."""
+
+    time_scale: float = Field(1.0, gt=0)
+    faults: str | None = None
+    config: Path | None = None
+    wallet_balance: str | None = None
+
+
+class SuppressionList(_Model):
+    """A do-not-call list: its file and, if its numbers need them, its column and region.
+
+    In the campaign file an entry is a path (``dnc.csv``) or a mapping
+    (``{path: dnc.csv, column: "Phone Number", region: GB}``).
+    """
+
+    path: Path
+    column: str | None = None
+    region: Region = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_path(cls, value: object) -> object:
+        return {"path": value} if isinstance(value, str | Path) else value
+
+    @field_validator("column")
+    @classmethod
+    def _column(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("the column name cannot be empty; leave it out to pick by name")
+        return value
+
+
+class CampaignConfig(_Model):
+    """A validated campaign file."""
+
+    source_path: Path
+    campaign: str
+    scenario_id: str
+    mode: Literal["calls", "batches"] = "calls"
+    input: InputConfig
+    suppression: list[SuppressionList] = Field(default_factory=list)
+    calling_hours: CallingHours | Literal["unrestricted"] | None = None
+    retry: RetryConfig = Field(default_factory=RetryConfig)  # type: ignore[arg-type]
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)  # type: ignore[arg-type]
+    cost_estimate: Decimal | None = None
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    priority: float = Field(1.0, gt=0)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)  # type: ignore[arg-type]
+    state_dir: Path
+    output_dir: Path
+
+    _api_key: str | None = PrivateAttr(default=None)
+
+    @field_validator("campaign")
+    @classmethod
+    def _campaign_name(cls, value: str) -> str:
+        if not _CAMPAIGN_RE.match(value):
+            raise ValueError(
+                f"{shown(value)} must be 1-100 characters of A-Z a-z 0-9 . _ - (it names files)"
+            )
+        return value
+
+    @field_validator("scenario_id")
+    @classmethod
+    def _scenario(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("scenario_id cannot be empty")
+        return value.strip()
+
+    @field_validator("cost_estimate", mode="before")
+    @classmethod
+    def _cost(cls, value: object) -> object:
+        if value is None:
+            return None
+        try:
+            cost = Decimal(str(value))
+        except InvalidOperation:
+            raise ValueError(f'{shown(value)} is not an amount such as "0.12"') from None
+        if not cost.is_finite() or cost < 0:
+            raise ValueError(f'{shown(value)} must be a non-negative amount such as "0.12"')
+        return cost
+
+    @property
+    def is_sandbox(self) -> bool:
+        """True when the in-process emulator stands in for the API."""
+        return self.api.base_url == "sandbox"
+
+    @property
+    def stop_before_close_s(self) -> float:
+        """How long a recipient's window must stay open after a call starts."""
+        if isinstance(self.calling_hours, CallingHours):
+            return self.calling_hours.stop_before_close_s
+        return 0.0 if self.calling_hours == "unrestricted" else DEFAULT_STOP_BEFORE_CLOSE_S
+
+    @property
+    def state_path(self) -> Path:
+        """The checkpoint database of this campaign."""
+        return self.state_dir / f"{self.campaign}.sqlite"
+
+    def api_key(self) -> str | None:
+        """The API key captured from the environment at load time, if any."""
+        return self._api_key
+
+    def require_api_key(self) -> str:
+        """The API key, or a ConfigError naming the variable to set."""
+        if self._api_key:
+            return self._api_key
+        if self.is_sandbox:
+            return SANDBOX_API_KEY
+        raise ConfigError(
+            f"no API key: set the environment variable {self.api.key_env}",
+            path=str(self.source_path),
+            key="api.key_env",
+        )
+
+
+def load_campaign(path: Path, env: Mapping[str, str] | None = None) -> CampaignConfig:
+    """Read and validate a campaign file; ConfigError names file, key path and fix."""
+    path = Path(path)
+    env = os.environ if env is None else env
+    where = str(path)
+    document = read_yaml(path)
+    if not isinstance(document, dict):
+        raise ConfigError("the campaign file must be a YAML mapping of keys", path=where)
+    data = _with_defaults(document, path, env)
+    try:
+        config = CampaignConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, where) from None
+    _check_files(config, where)
+    key = env.get("AITELIER_API_KEY") or env.get(config.api.key_env) or None
+    config._api_key = key
+    return config
+
+
+def _with_defaults(document: dict[str, Any], path: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    """Resolve relative paths, apply env overrides and the folder-relative defaults."""
+    data = dict(document)
+    if "source_path" in data:
+        raise ConfigError("unknown key 'source_path'", path=str(path), key="source_path")
+    data["source_path"] = path
+    base = path.parent
+    name = str(data.get("campaign", "campaign"))
+
+    def resolve(value: object) -> object:
+        if isinstance(value, str | Path):
+            return Path(os.path.normpath(base / value))
+        return value
+
+    if isinstance(data.get("input"), dict):
+        data["input"] = dict(data["input"])
+        if "path" in data["input"]:
+            data["input"]["path"] = resolve(data["input"]["path"])
+    suppression = data.get("suppression")
+    if isinstance(suppression, str | dict):
+        suppression = [suppression]
+    if isinstance(suppression, list):
+        data["suppression"] = [
+            {**item, "path": resolve(item["path"])}
+            if isinstance(item, dict) and "path" in item
+            else resolve(item)
+            for item in suppression
+        ]
+    if isinstance(data.get("sandbox"), dict) and data["sandbox"].get("config"):
+        data["sandbox"] = {**data["sandbox"], "config": resolve(data["sandbox"]["config"])}
+    data["state_dir"] = resolve(data.get("state_dir", "../.campaign-state"))
+    data["output_dir"] = resolve(data.get("output_dir", f"../reports/{name}"))
+    override = env.get("AITELIER_BASE_URL")
+    if override:
+        given = data.get("api")
+        api: dict[str, Any] = given if isinstance(given, dict) else {}
+        if str(api.get("base_url", "")).strip().rstrip("/") == "sandbox":
+            # An environment variable left over from another job must never turn a
+            # practice campaign into one that rings real phones.
+            log.warning(
+                "AITELIER_BASE_URL is set but ignored: %s says api.base_url: sandbox, and "
+                "the variable only replaces a real API URL",
+                path,
+            )
+        else:
+            data["api"] = {**api, "base_url": override}
+    return data
+
+
+def _check_files(config: CampaignConfig, where: str) -> None:
+    if not config.input.path.is_file():
+        raise ConfigError(
+            f"input file {config.input.path} does not exist; fix input.path "
+            "(relative paths start at the campaign file's folder)",
+            path=where,
+            key="input.path",
+        )
+    for index, listed in enumerate(config.suppression):
+        if not listed.path.is_file():
+            raise ConfigError(
+                f"suppression list {listed.path} does not exist",
+                path=where,
+                key=f"suppression[{index}]",
+            )
+
+
+def _config_error(exc: ValidationError, where: str) -> ConfigError:
+    """The first validation problem as one sentence naming the key path and the fix."""
+    error = exc.errors()[0]
+    loc = [part for part in error["loc"] if not _is_union_tag(part)]
+    key = _key_path(loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        valid = _valid_keys(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(valid)}"
+        return ConfigError(f"unknown key {shown(str(loc[-1]))}{hint}", path=where, key=key)
+    if kind == "missing":
+        return ConfigError("required key is missing", path=where, key=key)
+    if loc == ["calling_hours"] and not isinstance(error.get("input"), dict | None):
+        return ConfigError(
+            'write \'unrestricted\' or {start: "09:00", end: "20:00", days: [mon, ...]}',
+            path=where,
+            key=key,
+        )
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if len(message) > _MAX_MESSAGE_CHARS:
+        message = message[: _MAX_MESSAGE_CHARS - 3] + "..."
+    got = shown(error.get("input"))
+    # never echo api.key_env: someone may have pasted the key itself there
+    if got not in message and key != "api.key_env":
+        message = f"{message} (got {got})"
+    return ConfigError(message, path=where, key=key)
+
+
+def _is_union_tag(part: object) -> bool:
+    return isinstance(part, str) and (
+        part[:1].isupper() or part.startswith(("literal[", "function-"))
+    )
+
+
+def _key_path(loc: Sequence[object]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            name = str(part) if len(str(part)) <= 40 else str(part)[:37] + "..."
+            text += f".{name}" if text else name
+    return text
+
+
+def _valid_keys(loc: Sequence[object]) -> list[str]:
+    """The keys allowed at the given path, as written in the YAML file."""
+    model: type[BaseModel] = CampaignConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None) if field else None
+        found = [
+            arg
+            for arg in (annotation, *getattr(annotation, "__args__", ()))
+            if isinstance(arg, type) and issubclass(arg, BaseModel)
+        ]
+        if not found:
+            return []
+        model = found[0]
+    internal = {"source_path"}
+    return [
+        field.alias or name for name, field in model.model_fields.items() if name not in internal
+    ]

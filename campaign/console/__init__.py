@@ -1,0 +1,1 @@
+"""The command line's terminal: log lines and the progress bar."""

@@ -1,0 +1,164 @@
+"""Progress of a run: a live bar on a terminal, a periodic plain log line under cron.
+
+The bar (rich) shows rows placed of the total, the outcomes so far, the rate and the ETA.
+Off a terminal the same facts go to the log as one line every ``interval_s`` seconds of the
+run's clock, and once more at the end, so a nightly log stays short and greppable.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections import Counter
+from collections.abc import Iterable
+from types import TracebackType
+
+from rich.console import Console, RenderableType
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.text import Text
+
+from campaign.clock import Clock, SystemClock, utc
+
+log = logging.getLogger("campaign.console.progress")
+_BAR_WIDTH = 24
+
+
+class RunProgress:
+    """Counts calls placed and finished during a run and shows them to whoever watches."""
+
+    def __init__(
+        self,
+        *,
+        total: int,
+        campaign: str,
+        is_tty: bool | None = None,
+        interval_s: float = 30.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.total = max(total, 0)
+        self.campaign = campaign
+        self.is_tty = sys.stderr.isatty() if is_tty is None else is_tty
+        self.interval_s = interval_s
+        self.clock: Clock = clock or SystemClock()
+        self.placed_count = 0
+        self.outcomes: Counter[str] = Counter()
+        self._started = self.clock.now()
+        self._last_line = self._started
+        self._bar: _BarWithOutcomes | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> RunProgress:
+        self._started = self._last_line = self.clock.now()
+        if self.is_tty:
+            self._bar = _BarWithOutcomes(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(bar_width=_BAR_WIDTH),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TextColumn("{task.fields[eta]}"),
+                console=Console(stderr=True),
+            )
+            name = self.campaign if len(self.campaign) <= 24 else self.campaign[:23] + "…"
+            self._task = self._bar.add_task(name, total=self.total or None, rate="", eta="")
+            self._bar.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._bar is not None:
+            self._refresh()
+            self._bar.stop()
+            self._bar = None
+        if self.placed_count or self.outcomes:
+            log.info(self.line())
+
+    def placed(self, n: int = 1) -> None:
+        """``n`` more calls have been accepted by the API."""
+        self.placed_count += n
+        self._changed()
+
+    def finished(self, status: str, outcome: str | None) -> None:
+        """A call ended with ``status`` (and, when completed, ``outcome``)."""
+        self.outcomes[outcome or status] += 1
+        self._changed()
+
+    def note(self, message: str) -> None:
+        """An event worth a log line of its own (printed above the bar on a terminal)."""
+        log.info(message)
+
+    def rate_per_min(self) -> float:
+        """Calls placed per minute since the run started."""
+        elapsed = self.clock.now() - self._started
+        return 60.0 * self.placed_count / elapsed if elapsed > 0 else 0.0
+
+    def eta(self) -> float | None:
+        """Epoch seconds at which every row will have been placed at the current rate."""
+        rate = self.rate_per_min()
+        remaining = max(self.total - self.placed_count, 0)
+        if remaining == 0:
+            return self.clock.now()
+        return self.clock.now() + 60.0 * remaining / rate if rate > 0 else None
+
+    def outcomes_text(self) -> str:
+        """``goal_achieved 12, no_answer 5`` — most frequent first."""
+        return ", ".join(f"{name} {count}" for name, count in self.outcomes.most_common())
+
+    def line(self) -> str:
+        """The progress line written to the log off a terminal."""
+        share = f" ({100 * self.placed_count / self.total:.0f}%)" if self.total else ""
+        parts = [f"progress: placed {self.placed_count}/{self.total}{share}"]
+        if self.outcomes:
+            parts.append(f"ended: {self.outcomes_text()}")
+        parts.append(f"{self.rate_per_min():.1f} calls/min")
+        parts.append(self._eta_text())
+        return " · ".join(parts)
+
+    def _eta_text(self) -> str:
+        eta = self.eta()
+        if eta is None:
+            return "ETA unknown"
+        if self.placed_count >= self.total:
+            return "all placed"
+        minutes = (eta - self.clock.now()) / 60.0
+        return f"ETA {utc(eta).strftime('%H:%M')}Z (in {_minutes(minutes)})"
+
+    def _changed(self) -> None:
+        if self._bar is not None:
+            self._refresh()
+            return
+        if self.clock.now() - self._last_line >= self.interval_s:
+            self._last_line = self.clock.now()
+            log.info(self.line())
+
+    def _refresh(self) -> None:
+        assert self._bar is not None and self._task is not None
+        self._bar.outcomes_line = f"  ended: {self.outcomes_text()}" if self.outcomes else ""
+        self._bar.update(
+            self._task,
+            completed=self.placed_count,
+            rate=f"{self.rate_per_min():.1f}/min",
+            eta=self._eta_text(),
+        )
+
+
+class _BarWithOutcomes(Progress):
+    """The bar on one line, the outcomes so far on the next (cut to the terminal's width)."""
+
+    outcomes_line = ""
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        if self.outcomes_line:
+            yield Text(self.outcomes_line, no_wrap=True, overflow="ellipsis")
+
+
+def _minutes(minutes: float) -> str:
+    if minutes < 1:
+        return "under a minute"
+    if minutes < 90:
+        return f"{minutes:.0f} min"
+    return f"{minutes / 60:.1f} h"

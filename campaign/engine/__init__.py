@@ -1,0 +1,1 @@
+"""The engine: the send gate, calls mode and batches mode, collecting outcomes."""

@@ -1,0 +1,1 @@
+"""Batches mode: paced CSV uploads, re-sends, lookups and reading rows back."""

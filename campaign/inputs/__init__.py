@@ -1,0 +1,1 @@
+"""Reading inputs: CRM exports as records that keep their physical lines."""

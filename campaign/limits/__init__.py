@@ -1,0 +1,1 @@
+"""Limits: exact sliding windows over send times, shared fairly between campaigns."""

@@ -1,0 +1,1 @@
+"""Planning: identity, dedupe, suppression, calling hours and the schedule."""

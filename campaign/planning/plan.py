@@ -1,0 +1,405 @@
+"""Planning: every input row becomes callable, or rejected/duplicate/suppressed with a reason.
+
+Rows stream from ``ingest``; phones are normalised through a cache (each distinct raw
+value once) and, for big files, by a small process pool so both cores work. The first
+row of a number or key wins; later ones point at it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import itertools
+import os
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from campaign.config.model import CampaignConfig
+from campaign.errors import ConfigError
+from campaign.inputs.ingest import Record, column_key, column_list, detect_format, read_records
+from campaign.phones.normalise import (
+    PhoneFields,
+    apply_policy_fields,
+    clean_region,
+    normalise_batch,
+    normalise_number,
+    phone_fields,
+)
+from campaign.planning.hours import calling_window
+from campaign.planning.suppression import Suppression, load_suppression, suppression_reason
+
+PlanState = Literal["callable", "rejected", "duplicate", "suppressed"]
+
+_CHUNK_ROWS = 10_000
+_CHUNKS_AHEAD = 8
+_WORKER_BATCH = 2_500
+_POOL_THRESHOLD = 4_000  # distinct new numbers in a chunk before a pool is worth its start-up
+_POOL_MIN_BATCH = 500  # once the pool runs, smaller sets of misses go to it too
+_MAX_PHONES = 300_000  # normalised numbers a plan remembers (bounded memory)
+_PhoneKey = tuple[str, str | None, str | None]  # raw phone, region, why the region is unusable
+# A batch of (raw, region) pairs sent to a worker, and the future of its results.
+_Work = tuple[list[tuple[str, str | None]], Future[list[PhoneFields]]]
+
+
+@dataclass(slots=True)
+class PlannedRow:
+    """One input row and what the plan decided about it."""
+
+    line: int
+    row_key: str
+    raw_phone: str
+    e164: str | None
+    state: PlanState
+    reason: str | None = None
+    duplicate_of: int | None = None
+    region: str | None = None
+    timezones: tuple[str, ...] = ()
+    us_state: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    note: str | None = None
+
+
+@dataclass
+class PlanCounts:
+    """What validate prints: rows by state, rejects by reason, callable rows by place."""
+
+    rows_read: int = 0
+    callable: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    suppressed: Counter[str] = field(default_factory=Counter)
+    by_country: Counter[str] = field(default_factory=Counter)
+    by_timezone: Counter[str] = field(default_factory=Counter)
+
+    def add(self, row: PlannedRow) -> None:
+        """Count one planned row."""
+        self.rows_read += 1
+        if row.state == "callable":
+            self.callable += 1
+            self.by_country[row.region or "??"] += 1
+            self.by_timezone[_zone_label(row.timezones)] += 1
+        elif row.state == "rejected":
+            self.rejected[row.reason or "rejected"] += 1
+        elif row.state == "duplicate":
+            self.duplicates += 1
+        else:
+            self.suppressed[row.reason or "suppressed"] += 1
+
+
+@dataclass
+class PlanResult:
+    """All rows in input order, and their counts."""
+
+    rows: list[PlannedRow]
+    counts: PlanCounts
+
+    @property
+    def callable_rows(self) -> list[PlannedRow]:
+        """Rows the engine may call."""
+        return [row for row in self.rows if row.state == "callable"]
+
+
+def plan_rows(
+    config: CampaignConfig, *, opted_out: Iterable[str] = (), workers: int | None = None
+) -> PlanResult:
+    """Plan every row of the campaign's input (held in memory, in input order)."""
+    counts = PlanCounts()
+    rows = list(iter_plan(config, counts, opted_out=opted_out, workers=workers))
+    return PlanResult(rows, counts)
+
+
+def iter_plan(
+    config: CampaignConfig,
+    counts: PlanCounts,
+    *,
+    opted_out: Iterable[str] = (),
+    workers: int | None = None,
+    suppression: Suppression | None = None,
+) -> Iterator[PlannedRow]:
+    """Stream planned rows in input order, counting them into ``counts`` as they go.
+
+    ``suppression`` is the campaign's lists when the caller has read them already.
+    """
+    fmt = detect_format(config.input.path)
+    check_columns(config, fmt.header)
+    if suppression is None:
+        suppression = load_suppression(config)
+    planner = _Planner(config, fmt.header, set(opted_out), suppression.numbers)
+    workers = min(2, os.cpu_count() or 1) if workers is None else workers
+    pool: Executor | None = None
+    pending: deque[_Chunk] = deque()
+    try:
+        for records in _chunks(read_records(config.input.path, fmt), _CHUNK_ROWS):
+            chunk = planner.look_up(records)
+            misses = chunk.misses
+            threshold = _POOL_THRESHOLD if pool is None else _POOL_MIN_BATCH
+            if workers > 1 and len(misses) >= threshold:
+                pool = pool or ProcessPoolExecutor(max_workers=workers)
+                for start in range(0, len(misses), _WORKER_BATCH):
+                    batch = misses[start : start + _WORKER_BATCH]
+                    chunk.futures.append((batch, pool.submit(normalise_batch, batch)))
+            else:
+                planner.normalise_here(chunk)
+            pending.append(chunk)
+            # Keep the workers several chunks ahead of the rows being planned here, so
+            # they never wait for this process (which is the faster of the two).
+            while len(pending) > _CHUNKS_AHEAD:
+                yield from planner.finish(pending.popleft(), counts)
+        while pending:
+            yield from planner.finish(pending.popleft(), counts)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """Records read but not yet planned, with what is known of their phones so far."""
+
+    records: list[Record]
+    phone_keys: list[_PhoneKey]
+    # per record: its cached result when one was at hand at look-up time, else None
+    results: list[PhoneFields | None]
+    misses: list[tuple[str, str | None]]  # distinct pairs this chunk sends to be normalised
+    futures: list[_Work] = field(default_factory=list)
+
+
+class _Planner:
+    """The per-run memory of a plan: phone cache, first line of each number and key."""
+
+    def __init__(
+        self,
+        config: CampaignConfig,
+        header: Sequence[str],
+        opted_out: set[str],
+        suppression: dict[str, str],
+    ) -> None:
+        self.config = config
+        self.opted_out = opted_out
+        self.suppression = suppression
+        # (raw, region) → policy-applied fields: each distinct cell is normalised once
+        self.phones: dict[tuple[str, str | None], PhoneFields] = {}
+        self.policy = {
+            "allow_toll_free": config.input.allow_toll_free,
+            "allow_voip": config.input.allow_voip,
+        }
+        self.width = len(header)
+        self.blank = ("",) * self.width  # the cells of a record the csv module could not parse
+        columns = {name: index for index, name in enumerate(header)}
+        self.phone_index = columns[column_key(config.input.phone_column)]
+        self.region_column = (
+            column_key(config.input.region_column) if config.input.region_column else None
+        )
+        self.region_index = columns[self.region_column] if self.region_column else None
+        self.key_index = (
+            columns[column_key(config.input.key_column)] if config.input.key_column else None
+        )
+        self.variables = [(name, columns[column_key(name)]) for name in config.input.variables]
+        self.first_line_of_key: dict[str, int] = {}
+        self.first_line_of_number: dict[str, int] = {}
+        # region cell → (region to read the phone in, why the cell is unusable)
+        self.region_cells: dict[str, tuple[str | None, str | None]] = {}
+        self.in_flight: set[tuple[str, str | None]] = set()  # sent to a worker, not back yet
+        self.window_problems: dict[tuple[tuple[str, ...], str | None], str | None] = {}
+        self.now = datetime.now(UTC)
+
+    def _region(self, cell: str) -> tuple[str | None, str | None]:
+        """(region, problem) of one region cell; memoised (a file has few distinct ones)."""
+        found = self.region_cells.get(cell)
+        if found is None:
+            default = self.config.input.default_region
+            region = clean_region(cell) if cell else None
+            if region is None and cell.strip():
+                problem = f"unknown region '{cell.strip()}' in column {self.region_column}"
+                found = (None, problem)
+            else:
+                found = (region or default, None)
+            self.region_cells[cell] = found
+        return found
+
+    def look_up(self, records: list[Record]) -> _Chunk:
+        """Phone key and cached result of each record; the distinct pairs still to normalise."""
+        phone_keys: list[_PhoneKey] = []
+        results: list[PhoneFields | None] = []
+        misses: list[tuple[str, str | None]] = []
+        cached = self.phones.get
+        in_flight = self.in_flight
+        phone_index, region_index = self.phone_index, self.region_index
+        default = self.config.input.default_region
+        width, blank = self.width, self.blank
+        region_cells = self.region_cells
+        for index, (_, cells, error) in enumerate(records):
+            if error and len(cells) < width:
+                cells = blank
+                records[index] = (records[index][0], cells, error)
+            raw = cells[phone_index]
+            if region_index is None:
+                region, problem = default, None
+            else:
+                cell = cells[region_index]
+                region, problem = region_cells.get(cell) or self._region(cell)
+            if "\0" in raw:
+                problem = f"NUL character in column '{self.config.input.phone_column}'"
+            problem = error or problem  # an unparsable record is rejected for that first
+            phone_keys.append((raw, region, problem))
+            if problem is not None:
+                results.append(None)
+                continue
+            key = (raw, region)
+            result = cached(key)
+            results.append(result)
+            if result is None and key not in in_flight:
+                in_flight.add(key)
+                misses.append(key)
+        return _Chunk(records, phone_keys, results, misses)
+
+    def normalise_here(self, chunk: _Chunk) -> None:
+        """Normalise a chunk's misses in this process (small inputs: no pool start-up)."""
+        for key in chunk.misses:
+            self.in_flight.discard(key)
+        chunk.misses = []
+
+    def remember(self, key: tuple[str, str | None], fields: PhoneFields) -> PhoneFields:
+        """Cache the campaign-policy version of a normalised number."""
+        fields = apply_policy_fields(fields, **self.policy)
+        if len(self.phones) >= _MAX_PHONES:
+            # Dropping everything is crude but keeps memory bounded with no bookkeeping
+            # per hit; CRM duplicates cluster, so the cache refills with what matters.
+            self.phones.clear()
+        self.phones[key] = fields
+        return fields
+
+    def phone(self, key: tuple[str, str | None]) -> PhoneFields:
+        """The cached fields of (raw, region), normalising here when they are not cached."""
+        fields = self.phones.get(key)
+        if fields is None:
+            fields = self.remember(key, phone_fields(normalise_number(*key)))
+        return fields
+
+    def finish(self, chunk: _Chunk, counts: PlanCounts) -> Iterator[PlannedRow]:
+        """Plan the rows of a chunk whose phones are (being) normalised."""
+        fresh: dict[tuple[str, str | None], PhoneFields] = {}
+        remember, in_flight = self.remember, self.in_flight
+        for batch, future in chunk.futures:
+            for key, sent_back in zip(batch, future.result(), strict=True):
+                fresh[key] = remember(key, sent_back)
+                in_flight.discard(key)
+        phone, add, plan = self.phone, counts.add, self.plan
+        for record, phone_key, fields in zip(
+            chunk.records, chunk.phone_keys, chunk.results, strict=True
+        ):
+            if fields is None and phone_key[2] is None:
+                key = (phone_key[0], phone_key[1])
+                # sent by this chunk, else by an earlier one (cached since, unless evicted)
+                fields = fresh.get(key) or phone(key)
+            planned = plan(record, phone_key, fields)
+            add(planned)
+            yield planned
+
+    def plan(self, record: Record, phone_key: _PhoneKey, phone: PhoneFields | None) -> PlannedRow:
+        """Decide one row."""
+        line, cells, error = record
+        raw, _, problem = phone_key
+        variables = {name: cells[index] for name, index in self.variables}
+        # rows without a number (or key) still need a stable identity in results and state
+        key_cell = "" if self.key_index is None else cells[self.key_index].strip()
+        if "\0" in key_cell:
+            # A NUL cannot survive the trip through the API and back (batch rows are
+            # matched by key), so the row is rejected here, by its line.
+            problem = problem or f"NUL character in key column '{self.config.input.key_column}'"
+            key_cell = ""
+        if problem or phone is None:  # problem includes the record's error (see look_up)
+            reason = error or problem
+            row_key = key_cell or f"line:{line}"
+            return PlannedRow(line, row_key, raw, None, "rejected", reason, variables=variables)
+        e164, reason, region, _, _, timezones, us_state, note = phone
+        state: PlanState = "rejected"
+        duplicate_of = None
+        if e164 is None or reason:
+            row_key = key_cell or f"line:{line}"
+        else:
+            row_key = key_cell or (e164 if self.key_index is None else f"line:{line}")
+            if self.key_index is not None and not key_cell:
+                reason = f"empty key column '{self.config.input.key_column}'"
+            else:
+                try:
+                    reason = self.window_problems[(timezones, us_state)]
+                except KeyError:
+                    reason = self._window_problem(timezones, us_state)
+            if reason:
+                pass
+            elif e164 in self.opted_out:
+                state, reason = "suppressed", "opted out (state dir opt-out list)"
+            elif e164 in self.suppression:
+                state, reason = "suppressed", suppression_reason(self.suppression[e164])
+            else:
+                first = self.first_line_of_number.get(e164)
+                if self.key_index is not None:  # the key's first line wins over the number's
+                    first = self.first_line_of_key.get(row_key) or first
+                if first is not None:
+                    state, duplicate_of = "duplicate", first
+                    reason = f"duplicate of line {first}"
+                else:
+                    if self.key_index is not None:  # without one the key is the number
+                        self.first_line_of_key[row_key] = line
+                    self.first_line_of_number[e164] = line
+                    state = "callable"
+        return PlannedRow(
+            line,
+            row_key,
+            raw,
+            e164,
+            state,
+            reason,
+            duplicate_of,
+            region,
+            timezones,
+            us_state,
+            variables,
+            note,
+        )
+
+    def _window_problem(self, timezones: tuple[str, ...], us_state: str | None) -> str | None:
+        """Why a number can never be called under the calling hours, if so (memoised)."""
+        window = calling_window(timezones, us_state, self.config.calling_hours)
+        problem = window.problem
+        if problem is None and window.next_open(self.now) is None:
+            problem = f"calling hours never overlap across its {len(timezones)} timezones"
+        self.window_problems[(timezones, us_state)] = problem
+        return problem
+
+
+def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    while chunk := list(itertools.islice(records, size)):
+        yield chunk
+
+
+@functools.lru_cache(maxsize=4096)
+def _zone_label(timezones: tuple[str, ...]) -> str:
+    if len(timezones) <= 2:
+        return " + ".join(timezones) or "unknown"
+    return f"{timezones[0]} + {len(timezones) - 1} more"
+
+
+def check_columns(config: CampaignConfig, header: Sequence[str]) -> None:
+    """ConfigError if a configured column is not in the input's header (case-insensitive)."""
+    wanted: list[tuple[str, str | None]] = [
+        ("input.phone_column", config.input.phone_column),
+        ("input.region_column", config.input.region_column),
+        ("input.key_column", config.input.key_column),
+    ]
+    wanted += [(f"input.variables[{i}]", name) for i, name in enumerate(config.input.variables)]
+    for key, name in wanted:
+        if name is not None and column_key(name) not in header:
+            close = difflib.get_close_matches(column_key(name), list(header), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"column '{name}' is not in {config.input.path.name}{hint} "
+                f"(columns: {column_list(header)})",
+                path=str(config.source_path),
+                key=key,
+            )

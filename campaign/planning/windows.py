@@ -1,0 +1,114 @@
+"""Glue between the plan/calling-hours modules and the engine: rows in, windows out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Literal
+
+from campaign.clock import utc
+from campaign.config.model import CallingHours, CampaignConfig
+from campaign.planning.hours import CallingWindow, calling_window
+from campaign.store.checkpoint import RowIn, StoredRow
+
+Hours = CallingHours | Literal["unrestricted"] | None
+
+
+class EpochWindow:
+    """A CallingWindow asked in epoch seconds (the engine's clock speaks floats)."""
+
+    def __init__(self, window: CallingWindow) -> None:
+        self.window = window
+
+    def is_open(self, at: float) -> bool:
+        """True if a call may start at ``at``."""
+        return self.window.is_open(utc(at))
+
+    def closes_at(self, at: float) -> float | None:
+        """When the window open at ``at`` closes."""
+        return _epoch(self.window.closes_at(utc(at)))
+
+    def next_open(self, at: float) -> float | None:
+        """The first instant at or after ``at`` when the window is open."""
+        return _epoch(self.window.next_open(utc(at)))
+
+    def reason_closed(self, at: float) -> str:
+        """Why a call cannot start at ``at``."""
+        return self.window.reason_closed(utc(at))
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+class WindowBook:
+    """Calling windows per (timezones, US state), built once each."""
+
+    def __init__(self, hours: Hours) -> None:
+        self.hours = hours
+        self._cache: dict[tuple[tuple[str, ...], str | None], EpochWindow] = {}
+
+    def window_for(self, row: StoredRow) -> EpochWindow:
+        """The calling window of a row's recipient."""
+        key = (tuple(row.timezones), row.us_state)
+        window = self._cache.get(key)
+        if window is None:
+            window = EpochWindow(calling_window(list(row.timezones), row.us_state, self.hours))
+            self._cache[key] = window
+        return window
+
+    def pending_reason(self, row: StoredRow, now: float) -> str | None:
+        """Why a pending row waits (its calling window is closed), if it does."""
+        if row.progress != "pending":
+            return None
+        window = self.window_for(row)
+        if window.is_open(now):
+            return None
+        return f"waiting for calling hours: {window.reason_closed(now)}"
+
+
+def planned_rows(config: CampaignConfig, opted_out: Sequence[str]) -> list[RowIn]:
+    """Plan the input and shape it for the checkpoint (non-callable rows get a line id)."""
+    from campaign.planning.plan import plan_rows
+
+    result = plan_rows(config, opted_out=opted_out)
+    # A key identifies one person's row in the checkpoint. Callable rows own their key;
+    # otherwise the first row carrying it does (so a row called yesterday and suppressed
+    # today keeps its history); later rows sharing a key (duplicates, rejects) are
+    # stored under their line so they never collide with it.
+    taken = {planned.row_key for planned in result.rows if planned.state == "callable"}
+    rows = []
+    for planned in result.rows:
+        row_id = planned.row_key
+        if planned.state != "callable":
+            if row_id in taken:
+                row_id = f"line:{planned.line}:{planned.row_key}"
+            taken.add(planned.row_key)
+        rows.append(
+            RowIn(
+                line=planned.line,
+                row_key=row_id,
+                label=planned.row_key,
+                raw_phone=planned.raw_phone,
+                e164=planned.e164,
+                plan_state=planned.state,
+                reason=planned.reason,
+                variables=dict(planned.variables),
+                timezones=list(planned.timezones),
+                us_state=planned.us_state,
+                region=planned.region,
+                duplicate_of=None if planned.duplicate_of is None else str(planned.duplicate_of),
+            )
+        )
+    return rows
+
+
+def calling_hours_text(hours: Hours) -> str:
+    """How the calling hours read in the summary."""
+    if hours == "unrestricted":
+        return "unrestricted"
+    if hours is None:
+        return "default: 08:00-21:00 recipient-local, narrowed by US state rules"
+    names = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    days = ",".join(names[d] for d in sorted(hours.days))
+    return f"{hours.start:%H:%M}-{hours.end:%H:%M} recipient-local on {days} (state rules apply)"

@@ -1,0 +1,1 @@
+"""A run end to end: lock, checkpoint, plan, pre-flight, engine, outputs."""

@@ -1,0 +1,441 @@
+"""``campaign run`` in calls mode: lock → checkpoint → plan → pre-flight → loop → outputs.
+
+Each stage is a function of its dependencies; this module only wires them and decides
+the exit code (design.md's table). Outputs are written at the end of every run that got
+as far as the checkpoint, including runs that stop with exit 1 or 3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from campaign.clock import Clock, SystemClock
+from campaign.config.model import CampaignConfig
+from campaign.engine.calls import CallsEngine, EngineResult, EngineSettings
+from campaign.engine.gate import SendGate
+from campaign.engine.preflight import Preflight, run_preflight
+from campaign.errors import (
+    ApiError,
+    AuthError,
+    CampaignError,
+    InsufficientFundsError,
+    StateError,
+)
+from campaign.limits.allowance import SharedAllowance, allowance_path
+from campaign.planning.schedule import next_due
+from campaign.planning.windows import WindowBook, planned_rows
+from campaign.reports.results import progress_counts
+from campaign.run.outputs import RunReport, summary_lines, write_run_outputs
+from campaign.run.setup import build_gate
+from campaign.store.checkpoint import Store
+from campaign.store.lock import CampaignLock
+from campaign.store.optout import OptOutList
+
+log = logging.getLogger("campaign.run.runner")
+
+SEND_LOG_KEEP_S = 3600.0 + 60.0
+REQUEST_LOG_FLUSH = 25
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The command-line switches of ``campaign run``."""
+
+    until: float | None = None
+    max_duration_s: float | None = None
+    dry_run: bool = False
+    allow_low_balance: bool = False
+    fetch_sessions: bool = True
+    command: str = "campaign run"
+    # Several campaigns in one process (``campaign run A.yaml B.yaml``) share one stop event
+    # (their caller handles the signals) and log progress lines instead of live bars.
+    stop: asyncio.Event | None = field(default=None, compare=False)
+
+
+class SendLog:
+    """The client's on_send hook: call sends are written at once, requests in small batches."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.requests = 0
+        self.calls = 0
+        self._pending: list[tuple[str, float]] = []
+
+    def __call__(self, kind: str, sent_at: float) -> None:
+        self.requests += 1
+        self._pending.append((kind, sent_at))
+        # A POST /calls is about to leave: its send time must survive a kill -9, or a
+        # restart could overshoot the outbound limit the server already counts it in.
+        if kind == "call":
+            self.calls += 1
+            self.flush()
+        elif len(self._pending) >= REQUEST_LOG_FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered send times."""
+        pending, self._pending = self._pending, []
+        self.store.log_sends(pending)
+
+
+def run_campaign(
+    config: CampaignConfig, options: RunOptions, *, clock: Clock | None = None
+) -> RunReport:
+    """Run the campaign once; raises CampaignError (after writing outputs) on failure."""
+    return asyncio.run(run_campaign_async(config, options, clock=clock or SystemClock()))
+
+
+async def run_campaign_async(
+    config: CampaignConfig, options: RunOptions, *, clock: Clock
+) -> RunReport:
+    """The async body of ``run_campaign``."""
+    lock = CampaignLock(config.state_path)
+    if not options.dry_run:
+        lock.acquire()  # before the checkpoint is opened: a refused run touches nothing
+    try:
+        store = (
+            Store.snapshot(config.state_path) if options.dry_run else Store.open(config.state_path)
+        )
+        try:
+            store.claim_identity(config.campaign)
+            return await _run_with_store(config, options, store, clock)
+        finally:
+            store.close()
+    finally:
+        lock.release()
+
+
+async def _run_with_store(
+    config: CampaignConfig, options: RunOptions, store: Store, clock: Clock
+) -> RunReport:
+    started = clock.now()
+    run_id = store.start_run(started, options.command)
+    opt_outs = OptOutList(config.state_dir)
+    rows = planned_rows(config, opt_outs.numbers())
+    fingerprint = _fingerprint(config.input.path)
+    if store.get_meta("input_fingerprint") not in (None, fingerprint):
+        log.info("the input file changed since the last run; merging it into the checkpoint")
+    store.set_meta("input_fingerprint", fingerprint)
+    sync = store.sync_rows(rows, started)
+    log.info(
+        "input %s: %d rows (%d new, %d known, %d vanished since the last run)",
+        config.input.path,
+        len(rows),
+        sync.new,
+        sync.known,
+        sync.vanished,
+    )
+    if config.calling_hours == "unrestricted":
+        log.warning(
+            "calling_hours: unrestricted — recipients' local calling hours are NOT enforced"
+        )
+    windows = WindowBook(config.calling_hours)
+    gate = build_gate(config, store, opt_outs, windows)
+    send_log = SendLog(store)
+    report = RunReport(exit_code=0)
+    error: CampaignError | None = None
+    deadline = _deadline(options, started, clock)
+    stop = options.stop or asyncio.Event()
+    try:
+        with _signals(stop) if options.stop is None else contextlib.nullcontext():
+            bounds = _Bounds(options, started, clock)
+            async with _api(config, store, clock, send_log, stop, bounds.stop_at) as (
+                client,
+                call_times,
+                allowance,
+            ):
+                report.preflight = await _preflight(config, options, store, client, windows, clock)
+                if not options.dry_run:
+                    report.engine = await _run_engine(
+                        config, options, store, client, clock, windows, opt_outs, deadline,
+                        call_times, stop, allowance, gate, started,
+                    )  # fmt: skip
+                    error = report.engine.error
+    except CampaignError as exc:
+        error = exc
+    finally:
+        error = _keep_first(error, send_log.flush)
+    # Bookkeeping writes can fail (a full disk): the outputs are still written from what
+    # the checkpoint can read, and the first error is the one the run ends with.
+    if not options.dry_run:
+        error = _keep_first(error, store.prune_send_log, clock.now() - SEND_LOG_KEEP_S)
+    report.requests = send_log.requests
+    total_requests = int(store.get_meta("requests_spent") or 0) + send_log.requests
+    error = _keep_first(error, store.set_meta, "requests_spent", str(total_requests))
+    engine = report.engine or EngineResult()
+    if report.engine is None:  # dry run, or stopped before the loop: still say what is next
+        engine.next_due, engine.next_due_reason = next_due(store, windows.window_for, clock.wall())
+    report.outputs = write_run_outputs(
+        config, store, windows, clock, started=started, dry_run=options.dry_run, engine=engine
+    )
+    report.counts = progress_counts(store)
+    report.exit_code = _exit_code(error, engine)
+    report.lines = summary_lines(config, report, engine, now=clock.now())
+    error = _keep_first(error, store.end_run, run_id, clock.now(), report.exit_code, report.counts)
+    if error is not None:
+        report.exit_code = _exit_code(error, engine)
+    if error is None and engine.insufficient_funds:
+        error = InsufficientFundsError(
+            "calls failed with insufficient_funds: top up the wallet, then rerun — the "
+            "affected rows keep a fresh attempt"
+        )
+    if error is not None:
+        final = _final_error(error)
+        final.summary_lines = report.lines  # type: ignore[attr-defined]
+        raise final
+    return report
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """When the run must stop, on ``clock.now()``: --max-duration, and --until read on the
+    wall clock each time it is asked (a clock correction moves it)."""
+
+    options: RunOptions
+    started: float
+    clock: Clock
+
+    def stop_at(self) -> float | None:
+        bounds = []
+        if self.options.max_duration_s is not None:
+            bounds.append(self.started + self.options.max_duration_s)
+        if self.options.until is not None:
+            bounds.append(self.clock.now() + (self.options.until - self.clock.wall()))
+        return min(bounds) if bounds else None
+
+
+def _keep_first(
+    error: CampaignError | None, write: Callable[..., object], *args: object
+) -> CampaignError | None:
+    """Do one bookkeeping write; a StateError (disk full) becomes the run's error unless
+    it already has one, instead of skipping the outputs."""
+    try:
+        write(*args)
+    except StateError as exc:
+        log.error("%s", exc)
+        return error or exc
+    return error
+
+
+def _deadline(options: RunOptions, started: float, clock: Clock) -> float | None:
+    """The run's bound on ``clock.now()``; the calls engine also watches ``--until`` on
+    the wall clock itself, so a clock correction mid-run moves the stop with it."""
+    bounds = []
+    if options.until is not None:
+        bounds.append(started + (options.until - clock.wall()))
+    if options.max_duration_s is not None:
+        bounds.append(started + options.max_duration_s)
+    return min(bounds) if bounds else None
+
+
+@contextlib.asynccontextmanager
+async def _api(
+    config: CampaignConfig,
+    store: Store,
+    clock: Clock,
+    send_log: SendLog,
+    stop: asyncio.Event,
+    stop_at: Callable[[], float | None],
+) -> AsyncIterator[tuple[Any, list[float], SharedAllowance]]:
+    """The API client (and the in-process sandbox for ``base_url: sandbox``)."""
+    from campaign.api.client import AitelierClient
+
+    now = clock.now()
+    window = max(lim.window for lim in [*config.limits.calls, *config.limits.requests])
+    request_times, call_times = store.send_times(now - window - 1.0)
+    sandbox = None
+    base_url = config.api.base_url
+    if config.is_sandbox:
+        from campaign.run.sandbox_host import start_for_campaign
+
+        sandbox = await start_for_campaign(config)
+        base_url = sandbox.base_url
+    # The limits belong to the key and project, not to one campaign: every run on the same
+    # state dir, base URL and key shares one allowance, divided by priority (issue 8).
+    limits = SharedAllowance(
+        allowance_path(config.state_dir, config.api.base_url, config.require_api_key()),
+        config.campaign,
+        config.limits.requests,
+        config.limits.calls,
+        priority=config.priority,
+        clock=clock,
+    )
+    limits.seed(request_times, call_times)
+    keep_alive = asyncio.create_task(limits.keep_alive())
+    try:
+        async with AitelierClient(
+            base_url,
+            config.require_api_key(),
+            limits=limits,
+            clock=clock,
+            on_send=send_log,
+            stop=stop,  # a signal abandons a wait for Retry-After
+            stop_at=stop_at,  # a Retry-After past the run's end stops it early (exit 3)
+        ) as client:
+            yield client, call_times, limits
+    finally:
+        keep_alive.cancel()
+        limits.close()
+        if sandbox is not None:
+            await sandbox.close()
+
+
+async def _preflight(
+    config: CampaignConfig,
+    options: RunOptions,
+    store: Store,
+    client: Any,
+    windows: WindowBook,
+    clock: Clock,
+) -> Preflight:
+    now = clock.wall()  # calling windows and retry times are calendar decisions
+    rows_now = rows_later = 0
+    for row in store.rows(include_vanished=False):
+        if row.progress not in ("pending", "retry_scheduled"):
+            continue
+        due_now = row.progress == "pending" or (row.next_due or 0) <= now
+        if due_now and windows.window_for(row).is_open(now):
+            rows_now += 1
+        else:
+            rows_later += 1
+    return await run_preflight(
+        client,
+        rows_now=rows_now,
+        rows_later=rows_later,
+        call_limits=list(config.limits.calls),
+        cost_estimate=config.cost_estimate,
+        allow_low_balance=options.allow_low_balance,
+        now=now,
+    )
+
+
+async def _run_engine(
+    config: CampaignConfig,
+    options: RunOptions,
+    store: Store,
+    client: Any,
+    clock: Clock,
+    windows: WindowBook,
+    opt_outs: OptOutList,
+    deadline: float | None,
+    call_times: list[float],
+    stop: asyncio.Event,
+    allowance: SharedAllowance,
+    gate: SendGate,
+    started: float,
+) -> EngineResult:
+    from campaign.console.progress import RunProgress
+
+    settings = EngineSettings(
+        campaign=config.campaign,
+        scenario_id=config.scenario_id,
+        retry=config.retry,
+        call_limits=list(config.limits.calls),
+        request_limits=list(config.limits.requests),
+        # --until is watched on the wall clock by the engine itself
+        deadline=_deadline(replace(options, until=None), started, clock),
+        until=options.until,
+        fetch_sessions=options.fetch_sessions,
+    )
+    todo = sum(
+        1
+        for r in store.rows(include_vanished=False)
+        if r.progress in ("pending", "retry_scheduled", "in_flight")
+    )
+    bars = None if options.stop is None else False  # one terminal shows one live display
+    with RunProgress(total=todo, campaign=config.campaign, is_tty=bars) as progress:
+        if config.mode == "batches":
+            from campaign.engine.batches.loop import BatchesEngine, BatchSettings
+
+            batches = BatchesEngine(
+                store=store,
+                client=client,
+                clock=clock,
+                settings=BatchSettings.from_config(
+                    config, deadline=deadline, fetch_sessions=options.fetch_sessions
+                ),
+                window_for=windows.window_for,
+                opt_outs=opt_outs,
+                stop=stop,
+                progress=progress,
+                gate=gate,
+                allowance=allowance,
+            )
+            return await batches.run()
+        engine = CallsEngine(
+            store=store,
+            client=client,
+            clock=clock,
+            settings=settings,
+            window_for=windows.window_for,
+            opt_outs=opt_outs,
+            stop=stop,
+            call_times=call_times,
+            progress=progress,
+            call_turn=allowance.call_ready,
+            gate=gate,
+        )
+        return await engine.run()
+
+
+@contextlib.contextmanager
+def _signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop``: stop sending, finish the bookkeeping, exit 3."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, _on_signal, stop, sig)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread (tests): the stop event still works
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    log.warning("%s received: stopping after the requests in flight", sig.name)
+    stop.set()
+
+
+def _exit_code(error: CampaignError | None, engine: EngineResult) -> int:
+    if error is not None:
+        return error.exit_code
+    if engine.insufficient_funds:
+        return 1
+    if engine.stopped_early and engine.work_left_now:
+        return 3
+    return 0
+
+
+def _final_error(error: CampaignError) -> CampaignError:
+    if isinstance(error, AuthError):
+        return error
+    if isinstance(error, ApiError) and error.transient and error.exit_code == 1:
+        return type(error)(
+            f"the API did not answer ({error}); rerun later — unconfirmed calls are re-sent "
+            "with the same idempotency keys",
+            http_status=error.http_status,
+            code=error.code,
+            request_id=error.request_id,
+        )
+    return error
+
+
+def _fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

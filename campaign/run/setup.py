@@ -1,0 +1,24 @@
+"""Wiring for one run: the send gate built from today's inputs and the checkpoint."""
+
+from __future__ import annotations
+
+from campaign.config.model import CampaignConfig
+from campaign.engine.gate import SendGate
+from campaign.planning.windows import WindowBook
+from campaign.store.checkpoint import Store
+from campaign.store.optout import OptOutList
+
+
+def build_gate(
+    config: CampaignConfig, store: Store, opt_outs: OptOutList, windows: WindowBook
+) -> SendGate:
+    """The send gate of this run: today's suppression lists, the opt-out list, the windows."""
+    from campaign.planning.suppression import suppressed_numbers
+
+    return SendGate(
+        store=store,
+        suppression=suppressed_numbers(config),
+        opt_outs=opt_outs,
+        window_for=windows.window_for,
+        stop_before_close_s=config.stop_before_close_s,
+    )
