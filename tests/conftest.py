@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["fixtures_sandbox"]
+pytest_plugins = ["support.sandbox"]
 
 
 @pytest.fixture(autouse=True)

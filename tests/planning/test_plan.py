@@ -8,7 +8,7 @@ from campaign.config.model import CampaignConfig, load_campaign
 from campaign.errors import ConfigError
 from campaign.planning.plan import PlanCounts, PlannedRow, iter_plan, plan_rows
 
-CASES = Path(__file__).parent / "cases"
+CASES = Path(__file__).parents[1] / "cases"
 CASE_FILES = sorted(CASES.glob("*.yaml"))
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from fixtures_report import sample_run
+from support.report import sample_run
 
 from campaign.reports.files import write_outputs
 

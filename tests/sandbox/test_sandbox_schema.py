@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, settings
 from campaign.sandbox import DEFAULT_KEY, SandboxConfig, SandboxSystemClock, start_sandbox
 from campaign.sandbox.validate import API_VERSION
 
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "api" / "openapi.yaml"
+SPEC = Path(__file__).resolve().parents[3] / "shared" / "api" / "openapi.yaml"
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "15"))
 
 if not SPEC.exists():

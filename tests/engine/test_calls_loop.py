@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from fixtures_engine import FakeApi
+from support.engine import FakeApi
 
 from campaign.clock import FakeClock
 from campaign.config.limit import parse_limit

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fixtures_engine import FakeApi
+from support.engine import FakeApi
 
 from campaign.clock import FakeClock
 from campaign.config.model import RetryConfig

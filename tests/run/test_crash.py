@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_crash import (
+from support.crash import (
     KEY,
     read_ledger,
     run_env,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from fixtures_sandbox import SANDBOX_AUTH, StartSandbox, call_body, outbound_headers
+from support.sandbox import SANDBOX_AUTH, StartSandbox, call_body, outbound_headers
 
 from campaign.sandbox import FaultRule, FaultSpecError, RunningSandbox, SandboxConfig, parse_faults
 from campaign.sandbox.faults import FaultInjector

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_crash import (
+from support.crash import (
     read_ledger,
     run_env,
     sandbox_process,

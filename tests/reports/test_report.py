@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_report import row, sample_run
+from support.report import row, sample_run
 
 from campaign.reports import files as report
 from campaign.errors import OutputError
@@ -206,7 +206,7 @@ def test_summary_keys_are_the_documented_ones() -> None:
         "cost",
         "funnel",
     ]
-    readme = Path(__file__).parents[1] / "README.md"
+    readme = Path(__file__).parents[2] / "README.md"
     text = readme.read_text(encoding="utf-8")
     if "summary.json" in text and "`rows_total`" in text:
         missing = [key for key in summary if f"`{key}`" not in text]

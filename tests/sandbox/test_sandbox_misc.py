@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from fixtures_sandbox import SANDBOX_AUTH, StartSandbox, call_body, outbound_headers
+from support.sandbox import SANDBOX_AUTH, StartSandbox, call_body, outbound_headers
 
 from campaign.sandbox import DEFAULT_PROJECT, RunningSandbox, SandboxConfig, SandboxFakeClock
 

@@ -20,7 +20,7 @@ import pytest
 
 from campaign.config.model import load_campaign
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_data"
 CONTACTS = SAMPLE / "spring_contacts.csv"
 DO_NOT_CALL = SAMPLE / "do_not_call.csv"

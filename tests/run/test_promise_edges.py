@@ -140,7 +140,7 @@ def test_a_recycled_key_with_a_new_number_is_a_new_person(tmp_path: Path) -> Non
 def test_a_second_state_dir_with_the_same_campaign_name_does_not_adopt_its_calls(
     tmp_path: Path,
 ) -> None:
-    from fixtures_crash import KEY, read_ledger, sandbox_process
+    from support.crash import KEY, read_ledger, sandbox_process
 
     with sandbox_process(tmp_path, faults="", call_limit="100/10s", seed=1) as root:
         env = {"AITELIER_API_KEY": KEY, "AITELIER_BASE_URL": f"{root}/v1"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-from fixtures_sandbox import SANDBOX_AUTH, StartSandbox, call_body, outbound_headers
+from support.sandbox import SANDBOX_AUTH, StartSandbox, call_body, outbound_headers
 
 from campaign.sandbox import RunningSandbox, SandboxConfig, SandboxFakeClock
 

@@ -205,8 +205,8 @@ def test_a_run_leaves_private_outputs_whatever_the_umask(tmp_path: Path) -> None
 def test_the_error_line_and_the_log_never_show_the_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, via: str, kind: str
 ) -> None:
-    from campaign.run import runner
     from campaign.errors import StateError
+    from campaign.run import runner
 
     def leaky(*args: object, **kwargs: object) -> None:
         text = f"request with Authorization: Bearer {WEIRD_KEY} failed"

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from fixtures_engine import FakeApi
+from support.engine import FakeApi
 
 from campaign.clock import FakeClock
 from campaign.config.limit import parse_limit

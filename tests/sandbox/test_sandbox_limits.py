@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from fixtures_sandbox import SANDBOX_AUTH, StartSandbox, call_body, outbound_headers
 from hypothesis import given
 from hypothesis import strategies as st
+from support.sandbox import SANDBOX_AUTH, StartSandbox, call_body, outbound_headers
 
 from campaign.sandbox import RunningSandbox, SandboxConfig, SandboxFakeClock
 from campaign.sandbox.clock import parse_instant

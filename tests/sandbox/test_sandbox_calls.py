@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 import aiohttp
-from fixtures_sandbox import SANDBOX_AUTH, StartSandbox, call_body, outbound_headers
+from support.sandbox import SANDBOX_AUTH, StartSandbox, call_body, outbound_headers
 
 from campaign.sandbox import RunningSandbox, SandboxConfig, SandboxFakeClock
 from campaign.sandbox.outcomes import plan_call

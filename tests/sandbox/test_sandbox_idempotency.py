@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 import aiohttp
-from fixtures_sandbox import SANDBOX_AUTH, StartSandbox, call_body, outbound_headers
 from multidict import CIMultiDict
+from support.sandbox import SANDBOX_AUTH, StartSandbox, call_body, outbound_headers
 
 from campaign.sandbox import RunningSandbox, SandboxConfig, SandboxFakeClock, parse_faults
 

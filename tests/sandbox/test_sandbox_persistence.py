@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from click.testing import CliRunner
-from fixtures_sandbox import SANDBOX_AUTH, call_body, outbound_headers
+from support.sandbox import SANDBOX_AUTH, call_body, outbound_headers
 
 from campaign.sandbox import (
     SandboxConfig,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
-from fixtures_sandbox import SANDBOX_AUTH, StartSandbox, call_body, outbound_headers
+from support.sandbox import SANDBOX_AUTH, StartSandbox, call_body, outbound_headers
 
 from campaign.sandbox import RunningSandbox, SandboxConfig, SandboxFakeClock, SandboxKey
 
