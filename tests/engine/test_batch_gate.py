@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_batch_engine import (
+from support.batches import (
     FAULTS,
     NEW_YORK,
     T0,

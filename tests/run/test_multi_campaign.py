@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
-from test_batch_engine import T0, _epoch, _platform, open_store, rows
+from support.batches import T0, _epoch, _platform, open_store, rows
 
 from campaign.api import AitelierClient, call_request_body
 from campaign.cli import main as main_cli
@@ -111,6 +111,8 @@ async def test_three_processes_share_the_allowance_fairly_and_take_over_a_killed
             name,
             str(priority),
             str(go_file),
+            # the script imports the tests' shared helpers (tests/support)
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
         )
         for name, priority in priorities.items()
     }

@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from test_batch_engine import open_store, rows
+from support.batches import open_store, rows
 
 T0 = 1_780_000_000.0
 
