@@ -27,10 +27,11 @@ run: $(STAMP) ## Run a campaign: make run CAMPAIGN=spring.yaml (file in pipeline
 test: $(STAMP) ## Run the test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-check: $(STAMP) ## ruff format --check, ruff check, mypy
+check: $(STAMP) ## ruff format --check, ruff check, mypy, import contracts (lint-imports)
 	$(BIN)/ruff format --check campaign tests benchmarks
 	$(BIN)/ruff check campaign tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo --no-cache
 
 format: $(STAMP) ## Apply ruff format and safe fixes
 	$(BIN)/ruff format campaign tests benchmarks
@@ -43,7 +44,7 @@ sandbox: $(STAMP) ## Serve the API emulator on 127.0.0.1:8787
 	$(BIN)/campaign sandbox serve --port 8787
 
 fuzz-sandbox: $(STAMP) ## Schemathesis against the sandbox with many examples
-	SCHEMATHESIS_MAX_EXAMPLES=500 $(BIN)/pytest tests/test_sandbox_schema.py $(PYTEST_ARGS)
+	SCHEMATHESIS_MAX_EXAMPLES=500 $(BIN)/pytest tests/sandbox/test_sandbox_schema.py $(PYTEST_ARGS)
 
 clean: ## Remove .venv, caches, state and reports
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .campaign-state reports

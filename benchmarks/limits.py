@@ -19,8 +19,9 @@ import asyncio
 import itertools
 import time
 
-from campaign.api import AitelierClient, ClientLimits, call_request_body
+from campaign.api import AitelierClient, call_request_body
 from campaign.config.limit import parse_limit
+from campaign.limits import SlidingWindowLimiter
 from campaign.sandbox import DEFAULT_KEY, SandboxConfig, parse_faults, start_sandbox
 
 CALLS = "30/10s"
@@ -40,7 +41,7 @@ async def run(seconds: float, workers: int, pollers: int) -> int:
     )
     call_limit, request_limit = parse_limit(CALLS), parse_limit(REQUESTS)
     sandbox = await start_sandbox(config)
-    limits = ClientLimits([request_limit], [call_limit])
+    limits = SlidingWindowLimiter([request_limit], [call_limit])
     call_sends: list[float] = []
 
     def on_send(kind: str, t: float) -> None:

@@ -42,7 +42,7 @@ from campaign.clock import SystemClock
 from campaign.config.limit import parse_limit
 from campaign.config.model import CampaignConfig, load_campaign
 from campaign.errors import CampaignError
-from campaign.run.runner import RunOptions, run_campaign_async
+from campaign.pipeline.runner import RunOptions, run_campaign_async
 
 BIN = Path(sys.executable).parent / "campaign"
 LATENCY = "*/=delay:20-50ms"
@@ -133,7 +133,7 @@ def _multi_pass(root: str, folder: Path, args: argparse.Namespace) -> dict[str, 
     A.yaml B.yaml …`` runs them, sharing one allowance; the combined rate is what counts."""
     from collections import Counter
 
-    from campaign.run.several import run_campaigns_async
+    from campaign.pipeline.several import run_campaigns_async
 
     requests = [args.requests_per_min, "200000/h"]
     env = {"AITELIER_API_KEY": "avp_test_sandbox", "AITELIER_BASE_URL": f"{root}/v1"}

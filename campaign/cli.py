@@ -1,8 +1,10 @@
 """The ``campaign`` command: parses options, calls the library, maps errors to exit codes.
 
-Nothing imports this module. Every expected failure reaches the user as one sentence on
-stderr (``Error: …``) and the exit code of design.md; unexpected ones are logged with a
-traceback and exit 1.
+Nothing imports this module. Each command calls the Python API (``campaign.public``); what
+the library leaves to its host is done here: logging is set up, SIGINT/SIGTERM stop a run,
+and a terminal shows a progress bar. Every expected failure reaches the user as one
+sentence on stderr (``Error: …``) and the exit code of the README's table; unexpected ones
+are logged with a traceback and exit 1.
 """
 
 from __future__ import annotations
@@ -11,16 +13,24 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
+from campaign import public
 from campaign.console.logs import redact
 from campaign.errors import CampaignError
 from campaign.sandbox.command import sandbox
 
+if TYPE_CHECKING:
+    import asyncio
+
+    from campaign.pipeline.report import RunReport
+    from campaign.pipeline.runner import RunOptions
+
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 log = logging.getLogger("campaign")
 
@@ -45,6 +55,14 @@ def exits_cleanly(func: F) -> F:
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def exit_with(report: RunReport) -> NoReturn:
+    """End the command as the run ended: ``Error: …`` if it failed, and its exit code."""
+    if report.error is not None:
+        log.debug("stopped by %s", type(report.error).__name__, exc_info=report.error)
+        say_error(str(report.error))
+    sys.exit(report.exit_code)
 
 
 def say_error(message: str) -> None:
@@ -81,44 +99,32 @@ def validate(campaign_file: str, as_json: bool) -> None:
         campaign validate pipelines/spring.yaml --json
     """
     import json
-    from pathlib import Path
 
-    from campaign.config.model import load_campaign
-    from campaign.run.validate import render_text, validate_campaign
-    from campaign.store.optout import OptOutList
+    from campaign.pipeline.validate import render_text
 
-    config = load_campaign(Path(campaign_file))
-    summary = validate_campaign(config, opted_out=OptOutList(config.state_dir).numbers())
+    summary = public.validate(campaign_file)
     click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else render_text(summary))
-
-
-def _load(campaign_file: str) -> Any:
-    from pathlib import Path
-
-    from campaign.config.model import load_campaign
-
-    return load_campaign(Path(campaign_file))
 
 
 def _until_epoch(value: str | None, now: float) -> float | None:
     """``--until HH:MM`` as epoch seconds today (machine-local); past times are refused."""
-    if value is None:
-        return None
-    from datetime import datetime
+    from campaign.pipeline.bounds import until_timestamp
 
     try:
-        hour, minute = (int(part) for part in value.split(":"))
-        local_now = datetime.fromtimestamp(now).astimezone()
-        moment = local_now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not HH:MM", param_hint="--until") from None
-    if moment.timestamp() <= now:
-        raise click.BadParameter(
-            f"{value} has already passed today (local time {local_now:%H:%M}); the run stops "
-            "at --until today, so give a later time or use --max-duration",
-            param_hint="--until",
-        )
-    return moment.timestamp()
+        return until_timestamp(value, now=now)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--until") from None
+
+
+async def _stopped_by_signals(start: Callable[[asyncio.Event], Awaitable[T]]) -> T:
+    """Await ``start(stop)`` while SIGINT/SIGTERM set ``stop`` (the run then exits 3)."""
+    import asyncio
+
+    from campaign.console.signals import stop_on_signals
+
+    stop = asyncio.Event()
+    with stop_on_signals(stop):
+        return await start(stop)
 
 
 @main.command()
@@ -150,22 +156,25 @@ def run(
         campaign run pipelines/spring.yaml --until 20:00
         campaign run pipelines/spring.yaml pipelines/winback.yaml
     """
+    import asyncio
+    import dataclasses
     import time
 
     from campaign.console.logs import setup_logging
-    from campaign.run.runner import RunOptions, run_campaign
+    from campaign.console.progress import RunProgress
+    from campaign.pipeline.runner import RunOptions
 
     now = time.time()
     options = RunOptions(
         until=_until_epoch(until, now),
-        max_duration_s=None if max_duration is None else _duration(max_duration),
+        max_duration_s=_duration(max_duration),
         dry_run=dry_run,
         allow_low_balance=allow_low_balance,
         command=" ".join(["campaign", "run", *sys.argv[3:]]) if len(sys.argv) > 2 else "run",
     )
     if len(campaign_files) > 1:
         _run_several(campaign_files, options, log_format, verbose)
-    config = _load(campaign_files[0])
+    config = public.load(campaign_files[0])
     key = config.require_api_key()
     setup_logging(
         log_file=config.state_dir / f"{config.campaign}.log",
@@ -173,30 +182,34 @@ def run(
         verbose=verbose,
         secrets=[key],
     )
-    try:
-        report = run_campaign(config, options)
-    except CampaignError as exc:
-        for line in getattr(exc, "summary_lines", []):
-            click.echo(line)
-        raise
+    report = asyncio.run(
+        _stopped_by_signals(
+            lambda stop: public.run_with_options(
+                config, dataclasses.replace(options, stop=stop, progress=RunProgress())
+            )
+        )
+    )
     for line in report.lines:
         click.echo(line)
-    sys.exit(report.exit_code)
+    exit_with(report)
 
 
 def _run_several(
-    campaign_files: tuple[str, ...], options: Any, log_format: str, verbose: bool
-) -> None:
+    campaign_files: tuple[str, ...], options: RunOptions, log_format: str, verbose: bool
+) -> NoReturn:
     """``campaign run A.yaml B.yaml …``: every campaign's summary, then the worst exit code."""
+    import asyncio
+    import dataclasses
 
+    from campaign.clock import SystemClock
     from campaign.config.model import CampaignConfig
     from campaign.console.logs import setup_logging
-    from campaign.run.several import run_campaigns, worst_exit_code
+    from campaign.pipeline.several import run_campaigns_async, worst_exit_code
 
     entries: list[tuple[str, CampaignConfig | CampaignError]] = []
     for path in campaign_files:
         try:
-            entries.append((path, _load(path)))
+            entries.append((path, public.load(path)))
         except CampaignError as exc:  # this campaign exits 2; the others still run
             entries.append((path, exc))
     configs = [entry for _, entry in entries if isinstance(entry, CampaignConfig)]
@@ -206,26 +219,29 @@ def _run_several(
         verbose=verbose,
         secrets=[key for key in (config.api_key() for config in configs) if key],
     )
-    outcomes = run_campaigns(entries, options)
+    outcomes = asyncio.run(
+        _stopped_by_signals(
+            lambda stop: run_campaigns_async(
+                entries, dataclasses.replace(options, stop=stop), clock=SystemClock()
+            )
+        )
+    )
     for outcome in outcomes:
         click.echo(f"== {outcome.label}: exit {outcome.exit_code}")
-        for line in outcome.lines:
+        for line in outcome.report.lines:
             click.echo(line)
-        if outcome.error:
-            say_error(str(outcome.error))
+        if outcome.report.error is not None:
+            say_error(str(outcome.report.error))
     sys.exit(worst_exit_code([outcome.exit_code for outcome in outcomes]))
 
 
-def _duration(text: str) -> float:
-    from campaign.config.model import parse_duration
+def _duration(text: str | None) -> float | None:
+    from campaign.pipeline.bounds import duration_seconds
 
     try:
-        seconds = parse_duration(text)
+        return duration_seconds(text)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--max-duration") from None
-    if seconds <= 0:
-        raise click.BadParameter("must be positive, e.g. 2h", param_hint="--max-duration")
-    return seconds
 
 
 @main.command()
@@ -239,9 +255,9 @@ def status(campaign_file: str, as_json: bool) -> None:
     Example:
         campaign status pipelines/spring.yaml --json
     """
-    from campaign.run.status import campaign_status, render_status
+    from campaign.pipeline.status import render_status
 
-    click.echo(render_status(campaign_status(_load(campaign_file)), as_json=as_json))
+    click.echo(render_status(public.status(campaign_file), as_json=as_json))
 
 
 @main.command()
@@ -254,9 +270,9 @@ def report(campaign_file: str) -> None:
     Example:
         campaign report pipelines/spring.yaml
     """
-    from campaign.run.outputs import rewrite_outputs
+    from campaign.pipeline.outputs import rewrite_outputs
 
-    paths = rewrite_outputs(_load(campaign_file))
+    paths = rewrite_outputs(public.load(campaign_file))
     click.echo(f"wrote {paths.results_csv}, {paths.summary_json}, {paths.report_html}")
 
 

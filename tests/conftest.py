@@ -1,4 +1,8 @@
-"""Shared pytest configuration. Area-specific fixtures live in tests/fixtures_*.py."""
+"""Configuration every test folder shares.
+
+A folder's own fixtures live in its conftest.py (tests/sandbox/conftest.py, …); plain
+helpers that several folders use (fakes, builders, processes) are modules of tests/support.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,6 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-
-pytest_plugins = ["support.sandbox"]
 
 
 @pytest.fixture(autouse=True)

@@ -1,11 +1,13 @@
-"""The Aitelier API client: every endpoint, one error tree, safe retries, exact limits.
+"""The Aitelier API client: every endpoint, one error tree, safe retries.
 
-``call_request_body`` is a module-level function (also reachable as
-``AitelierClient.call_request_body``).
+Every send waits for a slot of the ``Limiter`` the client is given (``campaign.limits``
+implements it); the client imports nothing above the kernel. ``call_request_body`` is a
+module-level function (also reachable as ``AitelierClient.call_request_body``).
 """
 
 from campaign.api.client import AitelierClient
 from campaign.api.failures import RawResponse, to_api_error
+from campaign.api.limiter import Limiter
 from campaign.api.retry import RetryPolicy, parse_retry_after, should_retry, sleep_seconds
 from campaign.api.transport import check_base_url
 from campaign.api.wire import (
@@ -14,11 +16,10 @@ from campaign.api.wire import (
     format_timestamp,
     parse_timestamp,
 )
-from campaign.limits.window import ClientLimits
 
 __all__ = [
     "AitelierClient",
-    "ClientLimits",
+    "Limiter",
     "RawResponse",
     "RetryPolicy",
     "call_request_body",

@@ -13,6 +13,7 @@ from urllib.parse import quote
 import aiohttp
 
 from campaign.api.fields import data_list, int_field
+from campaign.api.limiter import Limiter
 from campaign.api.models import (
     Batch,
     BatchRow,
@@ -44,7 +45,6 @@ from campaign.api.wire import (
 )
 from campaign.clock import Clock, SystemClock
 from campaign.errors import UnexpectedResponseError
-from campaign.limits.window import ClientLimits
 
 T = TypeVar("T")
 Item = TypeVar("Item")
@@ -83,6 +83,7 @@ def _parse(reply: Reply, reader: Callable[[Any], T], where: str) -> T:
 class AitelierClient:
     """Async client of the Aitelier REST API v1; use as ``async with AitelierClient(...)``.
 
+    Every send first takes a slot of ``limits`` (a ``Limiter``; None: no limiting).
     ``stop_at`` gives the run's own end (``--until``/``--max-duration``) on ``clock.now()``,
     or None; ``stop`` is set when the run is told to stop.  Both bound only the wait for a
     429's ``Retry-After``, which may outlast ``deadline_s`` (``RateLimitWaitError``).
@@ -97,7 +98,7 @@ class AitelierClient:
         api_key: str,
         *,
         session: aiohttp.ClientSession | None = None,
-        limits: ClientLimits | None = None,
+        limits: Limiter | None = None,
         clock: Clock | None = None,
         retry: RetryPolicy | None = None,
         request_timeout_s: float = 30.0,

@@ -8,6 +8,7 @@ Times given to the transport (``send_by``, the run's ``stop_at``) are on the clo
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import ipaddress
 import json
 import logging
@@ -20,7 +21,6 @@ from typing import Any, Literal
 import aiohttp
 from yarl import URL
 
-from campaign import __version__
 from campaign.api.failures import NETWORK_FAILURES, RawResponse, to_api_error
 from campaign.api.giving_up import (
     deadline_error,
@@ -28,6 +28,7 @@ from campaign.api.giving_up import (
     sleep_unless_stopped,
     window_closed_error,
 )
+from campaign.api.limiter import Limiter
 from campaign.api.retry import RetryPolicy, retry_after_of, should_retry, sleep_seconds
 from campaign.api.wire import format_timestamp, parse_timestamp
 from campaign.clock import Clock, SystemClock, utc
@@ -39,9 +40,20 @@ from campaign.errors import (
     TransportError,
     UnexpectedResponseError,
 )
-from campaign.limits.window import ClientLimits
 
 log = logging.getLogger("campaign.api")
+
+
+def _user_agent() -> str:
+    # From the installed distribution, not ``campaign.__version__``: the client sits at
+    # the bottom layer and does not import the package root (the Python API lives there).
+    try:
+        return f"campaign/{importlib.metadata.version('campaign')}"
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "campaign"
+
+
+USER_AGENT = _user_agent()
 
 SendKind = Literal["request", "call"]
 OnSend = Callable[[str, float], None]
@@ -120,7 +132,7 @@ class Transport:
         api_key: str,
         *,
         session: aiohttp.ClientSession | None,
-        limits: ClientLimits | None,
+        limits: Limiter | None,
         clock: Clock,
         retry: RetryPolicy,
         request_timeout_s: float,
@@ -306,7 +318,7 @@ class Transport:
         headers = {
             "Authorization": f"Bearer {self._key.reveal()}",
             "Accept": "application/json",
-            "User-Agent": f"campaign/{__version__}",
+            "User-Agent": USER_AGENT,
         }
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key

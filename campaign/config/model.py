@@ -11,7 +11,7 @@ import difflib
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from campaign.config.limit import parse_limit
+from campaign.config.problems import config_error, one_error
 from campaign.config.reading import read_yaml
 from campaign.config.values import DAY_NAMES as DAY_NAMES
 from campaign.config.values import Days, Duration, Limits, Region, TimeOfDay, shown
@@ -39,11 +40,10 @@ log = logging.getLogger("campaign.config.model")
 DEFAULT_BASE_URL = "https://api.aitelier.org/v1"
 DEFAULT_KEY_ENV = "AITELIER_API_KEY"
 SANDBOX_API_KEY = "avp_test_sandbox"
-# Final call statuses of the API (contract §5) after which another attempt makes sense.
+# Final call statuses of the API after which another attempt makes sense.
 RETRYABLE_STATUSES = ("no_answer", "busy", "voicemail", "failed", "canceled")
 
 _CAMPAIGN_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
-_MAX_MESSAGE_CHARS = 300
 DEFAULT_STOP_BEFORE_CLOSE_S = 300.0
 
 
@@ -84,6 +84,9 @@ class InputConfig(_Model):
     variables: list[str] = Field(default_factory=list)
     allow_toll_free: bool = True
     allow_voip: bool = True
+    # A run refuses (exit 2) when a larger share of the rows is rejected; without it, a
+    # share over WARN_REJECT_SHARE is only warned about.
+    max_reject_share: float | None = Field(None, ge=0.0, le=1.0)
 
     @field_validator("phone_column")
     @classmethod
@@ -280,7 +283,7 @@ def load_campaign(path: Path, env: Mapping[str, str] | None = None) -> CampaignC
     try:
         config = CampaignConfig.model_validate(data)
     except ValidationError as exc:
-        raise _config_error(exc, where) from None
+        raise config_error(exc, where, CampaignConfig, document) from None
     _check_files(config, where)
     key = env.get("AITELIER_API_KEY") or env.get(config.api.key_env) or None
     config._api_key = key
@@ -337,85 +340,25 @@ def _with_defaults(document: dict[str, Any], path: Path, env: Mapping[str, str])
 
 
 def _check_files(config: CampaignConfig, where: str) -> None:
+    """ConfigError naming every input or suppression file that does not exist."""
+    problems = []
     if not config.input.path.is_file():
-        raise ConfigError(
-            f"input file {config.input.path} does not exist; fix input.path "
-            "(relative paths start at the campaign file's folder)",
-            path=where,
-            key="input.path",
+        problems.append(
+            ConfigError(
+                f"input file {config.input.path} does not exist; fix input.path "
+                "(relative paths start at the campaign file's folder)",
+                path=where,
+                key="input.path",
+            )
         )
     for index, listed in enumerate(config.suppression):
         if not listed.path.is_file():
-            raise ConfigError(
-                f"suppression list {listed.path} does not exist",
-                path=where,
-                key=f"suppression[{index}]",
+            problems.append(
+                ConfigError(
+                    f"suppression list {listed.path} does not exist",
+                    path=where,
+                    key=f"suppression[{index}]",
+                )
             )
-
-
-def _config_error(exc: ValidationError, where: str) -> ConfigError:
-    """The first validation problem as one sentence naming the key path and the fix."""
-    error = exc.errors()[0]
-    loc = [part for part in error["loc"] if not _is_union_tag(part)]
-    key = _key_path(loc)
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        valid = _valid_keys(loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
-        hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(valid)}"
-        return ConfigError(f"unknown key {shown(str(loc[-1]))}{hint}", path=where, key=key)
-    if kind == "missing":
-        return ConfigError("required key is missing", path=where, key=key)
-    if loc == ["calling_hours"] and not isinstance(error.get("input"), dict | None):
-        return ConfigError(
-            'write \'unrestricted\' or {start: "09:00", end: "20:00", days: [mon, ...]}',
-            path=where,
-            key=key,
-        )
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if len(message) > _MAX_MESSAGE_CHARS:
-        message = message[: _MAX_MESSAGE_CHARS - 3] + "..."
-    got = shown(error.get("input"))
-    # never echo api.key_env: someone may have pasted the key itself there
-    if got not in message and key != "api.key_env":
-        message = f"{message} (got {got})"
-    return ConfigError(message, path=where, key=key)
-
-
-def _is_union_tag(part: object) -> bool:
-    return isinstance(part, str) and (
-        part[:1].isupper() or part.startswith(("literal[", "function-"))
-    )
-
-
-def _key_path(loc: Sequence[object]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            name = str(part) if len(str(part)) <= 40 else str(part)[:37] + "..."
-            text += f".{name}" if text else name
-    return text
-
-
-def _valid_keys(loc: Sequence[object]) -> list[str]:
-    """The keys allowed at the given path, as written in the YAML file."""
-    model: type[BaseModel] = CampaignConfig
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(str(part))
-        annotation = getattr(field, "annotation", None) if field else None
-        found = [
-            arg
-            for arg in (annotation, *getattr(annotation, "__args__", ()))
-            if isinstance(arg, type) and issubclass(arg, BaseModel)
-        ]
-        if not found:
-            return []
-        model = found[0]
-    internal = {"source_path"}
-    return [
-        field.alias or name for name, field in model.model_fields.items() if name not in internal
-    ]
+    if problems:
+        raise one_error(problems, where)

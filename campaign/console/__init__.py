@@ -1,1 +1,1 @@
-"""The command line's terminal: log lines and the progress bar."""
+"""The command line's side of a run: log setup, the progress bar, SIGINT/SIGTERM."""

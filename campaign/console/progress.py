@@ -29,8 +29,8 @@ class RunProgress:
     def __init__(
         self,
         *,
-        total: int,
-        campaign: str,
+        total: int = 0,
+        campaign: str = "",
         is_tty: bool | None = None,
         interval_s: float = 30.0,
         clock: Clock | None = None,
@@ -46,6 +46,16 @@ class RunProgress:
         self._last_line = self._started
         self._bar: _BarWithOutcomes | None = None
         self._task: TaskID | None = None
+
+    def start(self, *, campaign: str, total: int) -> None:
+        """The run's loop begins with ``total`` rows to place (``campaign.ProgressDisplay``)."""
+        self.campaign = campaign
+        self.total = max(total, 0)
+        self.__enter__()
+
+    def stop(self) -> None:
+        """The loop has ended: take the bar down and log the final line."""
+        self.__exit__(None, None, None)
 
     def __enter__(self) -> RunProgress:
         self._started = self._last_line = self.clock.now()

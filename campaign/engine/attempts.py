@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any
 
 KEY_PREFIX = "cmp-"
 
@@ -25,7 +24,7 @@ def call_metadata(campaign: str, row_key: str, number: int) -> dict[str, str]:
     return {"campaign": campaign[:500], "row_key": row_key[:500], "attempt": str(number)}
 
 
-def canonical_json(obj: Any) -> bytes:
+def canonical_json(obj: object) -> bytes:
     """Canonical JSON (keys sorted, no whitespace, UTF-8), as the server compares bodies."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -37,10 +36,10 @@ def call_body(
     row_key: str,
     number: int,
     phone: str,
-    variables: Mapping[str, Any],
+    variables: Mapping[str, object],
 ) -> bytes:
     """The exact bytes of the POST /calls body for this attempt."""
-    body: dict[str, Any] = {
+    body: dict[str, object] = {
         "phone": phone,
         "scenario_id": scenario_id,
         "metadata": call_metadata(campaign, row_key, number),
@@ -51,7 +50,9 @@ def call_body(
     return canonical_json(body)
 
 
-def metadata_matches(metadata: Mapping[str, Any] | None, campaign: str) -> tuple[str, int] | None:
+def metadata_matches(
+    metadata: Mapping[str, object] | None, campaign: str
+) -> tuple[str, int] | None:
     """(row_key, attempt number) if a call's metadata says it is one of ours."""
     if not metadata or metadata.get("campaign") != campaign[:500]:
         return None

@@ -123,6 +123,5 @@ class SendGate:
                 retry_at=reopen,
             )
         opens = window.next_open(now)
-        reason = getattr(window, "reason_closed", None)
-        why = reason(now) if callable(reason) else "outside calling hours"
+        why = window.reason_closed(now)
         return GateVerdict(False, f"waiting for calling hours: {why}", retry_at=opens)

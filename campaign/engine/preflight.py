@@ -11,20 +11,12 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
 
 from campaign.config.limit import Limit
+from campaign.engine.api import BillingApi
 from campaign.errors import LowBalanceError
 
 log = logging.getLogger("campaign.engine.preflight")
-
-
-class BillingApi(Protocol):
-    """The client methods the pre-flight uses."""
-
-    async def get_wallet(self) -> Any: ...
-
-    async def get_usage(self, period: str) -> Any: ...
 
 
 @dataclass(frozen=True)

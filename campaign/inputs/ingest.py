@@ -19,6 +19,7 @@ from pathlib import Path
 import charset_normalizer
 
 from campaign.errors import InputError
+from campaign.inputs.binary import check_text
 
 _SAMPLE_BYTES = 64 * 1024
 # A physical line longer than this is rejected ("field too long") without being held in
@@ -47,6 +48,17 @@ class CsvFormat:
     delimiter: str
     header: list[str]
     header_line: int
+    # The header's names as the file spells them (trimmed), for messages: "Country", not
+    # the matching key "country".
+    spelled: tuple[str, ...] = ()
+
+    def spelling(self, name: str) -> str:
+        """A column's name as the file writes it (``name`` is matched as ``column_key``)."""
+        key = column_key(name)
+        for normalised, written in zip(self.header, self.spelled, strict=False):
+            if normalised == key:
+                return written or normalised
+        return name
 
 
 def column_key(name: str) -> str:
@@ -70,9 +82,11 @@ def detect_format(path: Path) -> CsvFormat:
     """Detect encoding, delimiter and header of a CSV file; InputError if it has none."""
     sample = _read_sample(path)
     encoding = detect_encoding(sample)
+    check_text(path, sample, encoding)
     with _open_text(path, encoding) as stream:
-        delimiter, header, header_line = _read_header_lines(path, stream, sample, encoding)
-    return CsvFormat(encoding, delimiter, header, header_line)
+        delimiter, cells, header_line = _read_header_lines(path, stream, sample, encoding)
+    spelled = tuple(" ".join(cell.replace("\ufeff", "").split()) for cell in cells)
+    return CsvFormat(encoding, delimiter, _normalise_header(cells), header_line, spelled)
 
 
 def read_rows(path: Path) -> Generator[SourceRow, None, None]:
@@ -292,7 +306,7 @@ def _open_text(path: Path, encoding: str) -> io.TextIOWrapper:
 def _read_header_lines(
     path: Path, stream: io.TextIOWrapper, sample: bytes, encoding: str
 ) -> tuple[str, list[str], int]:
-    """Delimiter, normalised header and the number of lines the header part took."""
+    """Delimiter, header cells as written and the number of lines the header part took."""
     consumed = 0
 
     def next_line() -> str | None:
@@ -325,7 +339,7 @@ def _read_header_lines(
         cells = next(csv.reader([first], delimiter=delimiter, strict=False))
     except (csv.Error, StopIteration) as exc:
         raise InputError(f"cannot read the header ({exc})", path=str(path), line=consumed) from None
-    return delimiter, _normalise_header(cells), consumed
+    return delimiter, cells, consumed
 
 
 def _sniff_delimiter(sample_text: str) -> str:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from campaign.limits.fairness import DEFAULT_TTL_S, allowance_path
+from campaign.limits.allowance import allowance_path
+from campaign.limits.fairness import DEFAULT_TTL_S
 from campaign.store.allowance import AllowanceDb, Participant
 
 

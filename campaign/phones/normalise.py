@@ -41,7 +41,6 @@ _IGNORED = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad'\"=]")  # invisible
 _VANITY = re.compile(r"[A-Za-z].*[A-Za-z].*[A-Za-z]")
 _PUNCTUATION = re.compile(r"[\s().\-/]")  # what separates digit groups
 _NANP_REGIONS = frozenset(phonenumbers.COUNTRY_CODE_TO_REGION_CODE[1])
-_ALIAS_REGIONS = {"UK": "GB", "EL": "GR"}
 _UNKNOWN_TZ = "Etc/Unknown"
 
 
@@ -64,13 +63,20 @@ class PhoneResult:
         return self.e164 is not None and self.reason is None
 
 
-def clean_region(region: str | None) -> str | None:
-    """An ISO alpha-2 region phonenumbers knows, from a cell such as ' gb ' or 'UK'."""
-    if region is None:
-        return None
-    text = region.strip().upper()
-    text = _ALIAS_REGIONS.get(text, text)
-    return text if text in phonenumbers.SUPPORTED_REGIONS else None
+def has_country_code(raw: str) -> bool:
+    """True when a cell carries its own country: ``+44 …``, ``0044 …`` or ``011 44 …``.
+
+    Such a number needs no region, so an unusable region cell never rejects it.
+    """
+    text, _ = _clean_text(raw)
+    if text.startswith("+"):
+        return True
+    compact = _PUNCTUATION.sub("", text)
+    if compact.startswith("011"):
+        # 12 digits at least (011 298 123456): a national number such as the French
+        # 01 12 34 56 78 also starts with 011
+        return len(compact) - len(compact.lstrip("0123456789")) >= 12
+    return compact.startswith("00") and not compact.startswith("000")
 
 
 def normalise(
@@ -274,7 +280,7 @@ def _describe(parsed: _Parsed, notes: list[str]) -> PhoneResult:
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     extension = number.extension or None
     if extension:
-        notes.append(f"extension {extension} dropped")
+        notes.append(f"extension {extension} not dialled: the call reaches the main number only")
     zones = _timezones(number, kind, e164)
     us_state = None
     if number.country_code == 1 and region in ("US", "CA"):

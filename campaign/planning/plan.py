@@ -7,28 +7,29 @@ row of a number or key wins; later ones point at it.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import itertools
 import os
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
 from campaign.config.model import CampaignConfig
-from campaign.errors import ConfigError
-from campaign.inputs.ingest import Record, column_key, column_list, detect_format, read_records
+from campaign.config.values import shown
+from campaign.inputs.ingest import CsvFormat, Record, column_key, detect_format, read_records
+from campaign.phones.countries import ACCEPTED, country_code
 from campaign.phones.normalise import (
     PhoneFields,
     apply_policy_fields,
-    clean_region,
+    has_country_code,
     normalise_batch,
     normalise_number,
     phone_fields,
 )
+from campaign.planning.columns import check_columns
 from campaign.planning.hours import calling_window
 from campaign.planning.suppression import Suppression, load_suppression, suppression_reason
 
@@ -40,6 +41,7 @@ _WORKER_BATCH = 2_500
 _POOL_THRESHOLD = 4_000  # distinct new numbers in a chunk before a pool is worth its start-up
 _POOL_MIN_BATCH = 500  # once the pool runs, smaller sets of misses go to it too
 _MAX_PHONES = 300_000  # normalised numbers a plan remembers (bounded memory)
+_MAX_REGION_CELLS = 10_000  # distinct region cells a plan remembers
 _PhoneKey = tuple[str, str | None, str | None]  # raw phone, region, why the region is unusable
 # A batch of (raw, region) pairs sent to a worker, and the future of its results.
 _Work = tuple[list[tuple[str, str | None]], Future[list[PhoneFields]]]
@@ -61,6 +63,7 @@ class PlannedRow:
     us_state: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
     note: str | None = None
+    extension: str | None = None  # written after the number; the call cannot dial it
 
 
 @dataclass
@@ -74,6 +77,8 @@ class PlanCounts:
     suppressed: Counter[str] = field(default_factory=Counter)
     by_country: Counter[str] = field(default_factory=Counter)
     by_timezone: Counter[str] = field(default_factory=Counter)
+    # callable rows whose number carries an extension: called on the main number only
+    extensions: int = 0
 
     def add(self, row: PlannedRow) -> None:
         """Count one planned row."""
@@ -82,6 +87,8 @@ class PlanCounts:
             self.callable += 1
             self.by_country[row.region or "??"] += 1
             self.by_timezone[_zone_label(row.timezones)] += 1
+            if row.extension:
+                self.extensions += 1
         elif row.state == "rejected":
             self.rejected[row.reason or "rejected"] += 1
         elif row.state == "duplicate":
@@ -128,7 +135,7 @@ def iter_plan(
     check_columns(config, fmt.header)
     if suppression is None:
         suppression = load_suppression(config)
-    planner = _Planner(config, fmt.header, set(opted_out), suppression.numbers)
+    planner = _Planner(config, fmt, set(opted_out), suppression.numbers)
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
     pool: Executor | None = None
     pending: deque[_Chunk] = deque()
@@ -174,10 +181,11 @@ class _Planner:
     def __init__(
         self,
         config: CampaignConfig,
-        header: Sequence[str],
+        fmt: CsvFormat,
         opted_out: set[str],
         suppression: dict[str, str],
     ) -> None:
+        header = fmt.header
         self.config = config
         self.opted_out = opted_out
         self.suppression = suppression
@@ -191,10 +199,12 @@ class _Planner:
         self.blank = ("",) * self.width  # the cells of a record the csv module could not parse
         columns = {name: index for index, name in enumerate(header)}
         self.phone_index = columns[column_key(config.input.phone_column)]
-        self.region_column = (
-            column_key(config.input.region_column) if config.input.region_column else None
-        )
-        self.region_index = columns[self.region_column] if self.region_column else None
+        # reasons name columns as the file spells them ("Country", not "country")
+        self.phone_label = fmt.spelling(config.input.phone_column)
+        self.key_label = fmt.spelling(config.input.key_column or "")
+        region_column = config.input.region_column
+        self.region_label = fmt.spelling(region_column) if region_column else ""
+        self.region_index = columns[column_key(region_column)] if region_column else None
         self.key_index = (
             columns[column_key(config.input.key_column)] if config.input.key_column else None
         )
@@ -212,12 +222,17 @@ class _Planner:
         found = self.region_cells.get(cell)
         if found is None:
             default = self.config.input.default_region
-            region = clean_region(cell) if cell else None
+            region = country_code(cell) if cell else None
             if region is None and cell.strip():
-                problem = f"unknown region '{cell.strip()}' in column {self.region_column}"
+                problem = (
+                    f"unknown country {shown(cell.strip())} in column '{self.region_label}' "
+                    f"(write {ACCEPTED})"
+                )
                 found = (None, problem)
             else:
                 found = (region or default, None)
+            if len(self.region_cells) >= _MAX_REGION_CELLS:
+                self.region_cells.clear()  # bounded memory whatever the column holds
             self.region_cells[cell] = found
         return found
 
@@ -242,8 +257,10 @@ class _Planner:
             else:
                 cell = cells[region_index]
                 region, problem = region_cells.get(cell) or self._region(cell)
+                if problem is not None and has_country_code(raw):
+                    region, problem = None, None  # +44 …: the number says its country
             if "\0" in raw:
-                problem = f"NUL character in column '{self.config.input.phone_column}'"
+                problem = f"NUL character in column '{self.phone_label}'"
             problem = error or problem  # an unparsable record is rejected for that first
             phone_keys.append((raw, region, problem))
             if problem is not None:
@@ -310,13 +327,13 @@ class _Planner:
         if "\0" in key_cell:
             # A NUL cannot survive the trip through the API and back (batch rows are
             # matched by key), so the row is rejected here, by its line.
-            problem = problem or f"NUL character in key column '{self.config.input.key_column}'"
+            problem = problem or f"NUL character in key column '{self.key_label}'"
             key_cell = ""
         if problem or phone is None:  # problem includes the record's error (see look_up)
             reason = error or problem
             row_key = key_cell or f"line:{line}"
             return PlannedRow(line, row_key, raw, None, "rejected", reason, variables=variables)
-        e164, reason, region, _, _, timezones, us_state, note = phone
+        e164, reason, region, _, extension, timezones, us_state, note = phone
         state: PlanState = "rejected"
         duplicate_of = None
         if e164 is None or reason:
@@ -324,7 +341,7 @@ class _Planner:
         else:
             row_key = key_cell or (e164 if self.key_index is None else f"line:{line}")
             if self.key_index is not None and not key_cell:
-                reason = f"empty key column '{self.config.input.key_column}'"
+                reason = f"empty key column '{self.key_label}'"
             else:
                 try:
                     reason = self.window_problems[(timezones, us_state)]
@@ -361,6 +378,7 @@ class _Planner:
             us_state,
             variables,
             note,
+            extension,
         )
 
     def _window_problem(self, timezones: tuple[str, ...], us_state: str | None) -> str | None:
@@ -383,23 +401,3 @@ def _zone_label(timezones: tuple[str, ...]) -> str:
     if len(timezones) <= 2:
         return " + ".join(timezones) or "unknown"
     return f"{timezones[0]} + {len(timezones) - 1} more"
-
-
-def check_columns(config: CampaignConfig, header: Sequence[str]) -> None:
-    """ConfigError if a configured column is not in the input's header (case-insensitive)."""
-    wanted: list[tuple[str, str | None]] = [
-        ("input.phone_column", config.input.phone_column),
-        ("input.region_column", config.input.region_column),
-        ("input.key_column", config.input.key_column),
-    ]
-    wanted += [(f"input.variables[{i}]", name) for i, name in enumerate(config.input.variables)]
-    for key, name in wanted:
-        if name is not None and column_key(name) not in header:
-            close = difflib.get_close_matches(column_key(name), list(header), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(
-                f"column '{name}' is not in {config.input.path.name}{hint} "
-                f"(columns: {column_list(header)})",
-                path=str(config.source_path),
-                key=key,
-            )

@@ -17,38 +17,55 @@ class CallingWindowLike(Protocol):
 
     def next_open(self, at: float) -> float | None: ...
 
+    def reason_closed(self, at: float) -> str: ...
+
 
 WindowFor = Callable[[StoredRow], CallingWindowLike]
 
 
 def next_due(
-    store: Store, window_for: WindowFor, now: float, *, margin_s: float = 0.0
+    store: Store,
+    window_for: WindowFor,
+    now: float,
+    *,
+    margin_s: float = 0.0,
+    tried_now: bool = False,
 ) -> tuple[float | None, str | None]:
     """When the next waiting row can be called (retry time or calling window), and why.
 
     ``now`` is wall-clock time; a window that closes within ``margin_s`` (the
-    ``stop_before_close`` kept before a close) counts as closed.
+    ``stop_before_close`` kept before a close, plus any slack the mode needs) counts as
+    closed. A new row that could be called at ``now`` is work for now, not for later, and
+    is left out — unless ``tried_now``: every row that could go at ``now`` was offered and
+    left out (batches mode: no batch could dial it in time), so it is due when its next
+    window opens.
     """
     soonest: float | None = None
     reason: str | None = None
     unsent = {a.row_key for a in store.attempts("sending")}
     for row in store.rows(include_vanished=False):
         if row.progress == "retry_scheduled" and row.next_due is not None:
-            due = max(row.next_due, now)
-            window = window_for(row)
-            if not _open(window, due, margin_s):
-                due = _next_open(window, due, margin_s) or due
-            why = "retry"
+            start, why = max(row.next_due, now), "retry"
         elif row.progress == "pending" or (row.progress == "in_flight" and row.row_key in unsent):
-            window = window_for(row)
-            if _open(window, now, margin_s):
-                continue
-            opens = _next_open(window, now, margin_s)
-            if opens is None:
-                continue
-            due, why = opens, "calling window opens"
+            start, why = now, "calling window opens"
         else:
             continue
+        window = window_for(row)
+        due: float | None
+        if not _open(window, start, margin_s):
+            due = _next_open(window, start, margin_s)
+        elif start > now:
+            due = start
+        elif tried_now:
+            due = _after_this_window(window, start)
+        elif why == "retry":
+            due = start
+        else:
+            continue
+        if due is None:
+            if why != "retry":
+                continue
+            due = start  # a window that never opens again: say when the retry fell due
         if soonest is None or due < soonest:
             soonest, reason = due, why
     return soonest, reason
@@ -67,6 +84,11 @@ def _next_open(window: CallingWindowLike, at: float, margin_s: float) -> float |
     if _open(window, at, margin_s):
         return at
     if window.is_open(at):  # inside the margin: the next window after this one closes
-        closes = window.closes_at(at)
-        return None if closes is None else window.next_open(closes)
+        return _after_this_window(window, at)
     return window.next_open(at)
+
+
+def _after_this_window(window: CallingWindowLike, at: float) -> float | None:
+    """When the window after the one open at ``at`` opens (``at`` if it never closes)."""
+    closes = window.closes_at(at)
+    return at if closes is None else window.next_open(closes)

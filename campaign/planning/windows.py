@@ -98,6 +98,8 @@ def planned_rows(config: CampaignConfig, opted_out: Sequence[str]) -> list[RowIn
                 us_state=planned.us_state,
                 region=planned.region,
                 duplicate_of=None if planned.duplicate_of is None else str(planned.duplicate_of),
+                extension=planned.extension,
+                note=planned.note,
             )
         )
     return rows

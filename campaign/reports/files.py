@@ -26,6 +26,7 @@ from typing import Any, Literal, get_args
 
 from campaign.errors import OutputError
 from campaign.reports.html import render_report
+from campaign.reports.tables import report_tables
 
 State = Literal[
     "done", "rejected", "suppressed", "duplicate", "pending", "retry_scheduled", "failed"
@@ -59,6 +60,12 @@ class RowResult:
     goal_achieved: bool | None
     reason: str | None
     variables: dict[str, str] = field(default_factory=dict)
+    region: str | None = None  # the number's country (ISO alpha-2)
+    extension: str | None = None  # written after the number; no call dials it
+    note: str | None = None  # what normalising the number did
+    next_due: datetime | None = None  # when a retry_scheduled row is due
+    last_called_at: datetime | None = None  # when its last call was placed
+    slot_values: dict[str, Any] | None = None  # what the last call's session collected
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,17 @@ class CallRecord:
     cost: Decimal | None
     currency: str | None
     duration_s: int | None
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run of the campaign, from the checkpoint's run log."""
+
+    started_at: datetime
+    ended_at: datetime | None  # None: still running, or killed before it could say
+    exit_code: int | None
+    command: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +114,8 @@ class RunFacts:
     key_column: str
     variables: list[str]
     input_path: str
+    runs: tuple[RunRecord, ...] = ()  # every run so far, oldest first (this one included)
+    cost_estimate: Decimal | None = None  # per call, from the campaign file
 
 
 @dataclass(frozen=True)
@@ -132,8 +152,8 @@ def _cell(value: object) -> str:
 
 
 _FIXED_COLUMNS = (
-    *("line", "phone", "e164", "state", "attempts", "last_call_id", "last_status"),
-    *("outcome", "goal_achieved", "reason"),
+    *("line", "phone", "e164", "extension", "state", "attempts", "last_call_id"),
+    *("last_status", "outcome", "goal_achieved", "reason", "note"),
 )
 
 
@@ -157,6 +177,7 @@ def render_results_csv(rows: Iterable[RowResult], facts: RunFacts) -> str:
             spreadsheet_safe(row.row_key),
             spreadsheet_safe(row.raw_phone),
             spreadsheet_safe(_cell(row.e164)),
+            spreadsheet_safe(_cell(row.extension)),
             row.state,
             str(row.attempts),
             spreadsheet_safe(_cell(row.last_call_id)),
@@ -164,6 +185,7 @@ def render_results_csv(rows: Iterable[RowResult], facts: RunFacts) -> str:
             spreadsheet_safe(_cell(row.outcome)),
             _cell(row.goal_achieved),
             spreadsheet_safe(_cell(row.reason)),
+            spreadsheet_safe(_cell(row.note)),
         ]
         cells += [spreadsheet_safe(row.variables.get(name, "")) for name in facts.variables]
         writer.writerow(cells)
@@ -225,6 +247,7 @@ def build_summary(
     by_state = {state: 0 for state in STATES}
     by_state.update(Counter(r.state for r in row_list))
     not_called = [r for r in row_list if r.state in ("rejected", "suppressed", "duplicate")]
+    cost = _cost(call_list)
     return {
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "campaign": facts.campaign,
@@ -247,8 +270,9 @@ def build_summary(
         "requests_spent": facts.requests_spent,
         "calls_by_status": _counts(c.status or "unknown" for c in call_list),
         "talk_time_s": sum(c.duration_s or 0 for c in call_list),
-        "cost": _cost(call_list),
+        "cost": cost,
         "funnel": _funnel(row_list),
+        **report_tables(row_list, call_list, facts, cost["amount"]),
     }
 
 

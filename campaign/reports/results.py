@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from campaign.clock import utc
-from campaign.reports.files import CallRecord, RowResult, State
+from campaign.reports.files import CallRecord, RowResult, RunRecord, State
 from campaign.store.checkpoint import Attempt, Store, StoredRow
 
 _STATE_OF_PROGRESS: dict[str, State] = {
@@ -63,9 +63,34 @@ def row_results(store: Store, pending_reason: PendingReason | None = None) -> li
                 goal_achieved=found.goal_achieved if found else None,
                 reason=reason,
                 variables={k: "" if v is None else str(v) for k, v in row.variables.items()},
+                region=row.region,
+                extension=row.extension,
+                note=row.note,
+                next_due=None if row.next_due is None else utc(row.next_due),
+                last_called_at=_placed_at(found),
+                slot_values=found.slot_values if found else None,
             )
         )
     return results
+
+
+def _placed_at(attempt: Attempt | None) -> datetime | None:
+    if attempt is None or attempt.call_id is None:
+        return None
+    return utc(attempt.sent_at or attempt.sending_at)
+
+
+def run_records(store: Store) -> tuple[RunRecord, ...]:
+    """The checkpoint's run log, oldest first, for the report's header and runs table."""
+    return tuple(
+        RunRecord(
+            started_at=utc(float(run["started_at"])),
+            ended_at=None if run["ended_at"] is None else utc(float(run["ended_at"])),
+            exit_code=None if run["exit_code"] is None else int(run["exit_code"]),
+            command=run["command"],
+        )
+        for run in store.runs()
+    )
 
 
 def call_records(store: Store) -> list[CallRecord]:
@@ -87,6 +112,7 @@ def call_records(store: Store) -> list[CallRecord]:
                 cost=_decimal(attempt.cost),
                 currency=attempt.currency,
                 duration_s=None if attempt.duration_s is None else int(attempt.duration_s),
+                failure_reason=attempt.failure_reason,
             )
         )
     return records

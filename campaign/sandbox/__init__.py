@@ -1,4 +1,4 @@
-"""A strict emulator of the Aitelier REST API (contract.md §0–§10), for tests and demos.
+"""A strict emulator of the Aitelier REST API (docs/api/openapi.yaml), for tests and demos.
 
 It shares no code with the client it tests. Start it in-process with ``start_sandbox`` or
 ``create_app``, or as a process with ``campaign sandbox serve``.

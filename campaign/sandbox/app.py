@@ -1,4 +1,4 @@
-"""The aiohttp application: one dispatcher that applies §0's order of checks to every request.
+"""The aiohttp application: one dispatcher that applies the API's order of checks to every request.
 
 authentication (401) → request limits (429) → scope (403) → Idempotency-Key presence and
 format (400) → idempotency lookup (replay / 409) → size (413) → validation (400) →
@@ -259,7 +259,7 @@ class Sandbox:
             )
 
     def _body_identity(self, ctx: Ctx, route: Route) -> str:
-        """The body as §3 compares it: canonical JSON, or names and bytes of the parts."""
+        """The body as idempotency compares it: canonical JSON, or names and bytes of the parts."""
         if route.multipart:
             try:
                 ctx.parts = parse_multipart(ctx.body, ctx.content_type)

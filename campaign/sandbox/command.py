@@ -25,7 +25,7 @@ LIMIT_NAMES = ("requests_per_minute", "requests_per_hour", "outbound_calls")
 
 @click.group()
 def sandbox() -> None:
-    """Local emulator of the Aitelier API (contract.md), for trying things out and tests."""
+    """Local emulator of the Aitelier API, for trying things out and tests."""
 
 
 def build_config(

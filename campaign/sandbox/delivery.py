@@ -1,4 +1,4 @@
-"""Outgoing webhook deliveries (§8): signed POSTs, retried with backoff on failure."""
+"""Outgoing webhook deliveries: signed POSTs, retried with backoff on failure."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Batches (§6): multipart CSV upload, status, rows."""
+"""Batches: multipart CSV upload, status, rows."""
 
 from __future__ import annotations
 

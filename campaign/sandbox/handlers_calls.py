@@ -1,4 +1,4 @@
-"""Calls and sessions (§5, §7)."""
+"""Calls and sessions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Webhooks (§8), knowledge base (§9), usage and billing (§10)."""
+"""Webhooks, knowledge base, usage and billing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Idempotency memory (§3): per project and key, 24 h from first receipt."""
+"""Idempotency memory: per project and key, 24 h from first receipt."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Contract errors (§2) as an exception the handlers raise and the dispatcher renders."""
+"""The API's error answers as an exception the handlers raise and the dispatcher renders."""
 
 from __future__ import annotations
 

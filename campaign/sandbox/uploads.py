@@ -1,4 +1,4 @@
-"""Multipart bodies and batch CSV files (§6, §9), parsed strictly from the raw bytes."""
+"""Multipart bodies and batch CSV files, parsed strictly from the raw bytes."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def _part(head: bytes, data: bytes) -> Part:
 
 
 def parts_fingerprint(parts: list[Part]) -> str:
-    """Names and bytes of the parts (filenames and part headers ignored), for §3."""
+    """What idempotency compares: names and bytes of the parts, not filenames or part headers."""
     digest = hashlib.sha256()
     for part in parts:
         for piece in (part.name.encode(), part.data):
@@ -107,7 +107,7 @@ def text_part(part: Part) -> str:
 
 
 def parse_batch_csv(data: bytes) -> list[BatchRow]:
-    """Rows of a batch file per §6, or raise 413 (size, rows) / 400 field=file."""
+    """Rows of a batch file, or raise 413 (over 10 MiB or 10,000 rows) / 400 field=file."""
     if len(data) > MAX_CSV_BYTES:
         raise ApiProblem("payload_too_large", "the file is above 10 MiB")
     try:

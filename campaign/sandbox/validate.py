@@ -1,4 +1,4 @@
-"""Request validation (§0, §5, §8, §9): JSON bodies, their fields, query parameters."""
+"""Request validation: JSON bodies, their fields, query parameters, the API version header."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def _timestamp(value: Any, name: str) -> float:
 
 
 def validate_call_request(data: Any) -> dict[str, Any]:
-    """Check a POST /calls body (§5); return its fields with not_before as epoch seconds."""
+    """Check a POST /calls body; return its fields with not_before as epoch seconds."""
     fields = _object(
         data, ("phone", "scenario_id", "variables", "caller_id", "metadata", "not_before")
     )
@@ -138,7 +138,7 @@ def _description(fields: dict[str, Any]) -> None:
 
 
 def validate_webhook_create(data: Any, allow_http: bool) -> dict[str, Any]:
-    """Check a POST /webhooks body (§8)."""
+    """Check a POST /webhooks body."""
     fields = _object(data, ("url", "events", "description"))
     if "url" not in fields:
         raise invalid("url is required", field="url")
@@ -151,7 +151,7 @@ def validate_webhook_create(data: Any, allow_http: bool) -> dict[str, Any]:
 
 
 def validate_webhook_update(data: Any, allow_http: bool) -> dict[str, Any]:
-    """Check a PUT /webhooks/{id} body (§8): every field optional."""
+    """Check a PUT /webhooks/{id} body: every field optional."""
     fields = _object(data, ("url", "events", "description", "active"))
     if "url" in fields:
         fields["url"] = _url(fields["url"], allow_http)
@@ -164,7 +164,7 @@ def validate_webhook_update(data: Any, allow_http: bool) -> dict[str, Any]:
 
 
 def validate_crawl(data: Any) -> str:
-    """Check a POST /knowledge/crawl body (§9)."""
+    """Check a POST /knowledge/crawl body."""
     fields = _object(data, ("url",))
     if "url" not in fields:
         raise invalid("url is required", field="url")

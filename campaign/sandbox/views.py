@@ -1,4 +1,4 @@
-"""JSON renderings of stored objects, exactly the fields of the contract (§5–§10)."""
+"""JSON renderings of stored objects: exactly the fields docs/api/openapi.yaml documents."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sliding windows over arrival times, as the platform counts requests and calls (§4)."""
+"""Sliding windows over arrival times, as the platform counts requests and calls."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The emulated platform's state, advanced lazily to the clock's ``now`` (§4–§7, §10).
+"""The emulated platform's state, advanced lazily to the clock's ``now``.
 
 Nothing happens in the background: before each request the dispatcher calls
 ``advance(now)``, which replays every lifecycle event due up to ``now`` in time order —
@@ -70,7 +70,7 @@ class World:
     # ----- limits -----------------------------------------------------------------------
 
     def outbound_window(self, project_id: str) -> SlidingWindow:
-        """The project's outbound-calls window (§4: direct calls and batch rows share it)."""
+        """The project's outbound-calls window: direct calls and batch rows share it."""
         if project_id not in self.outbound:
             limit = self.config.limit("outbound_calls")
             self.outbound[project_id] = SlidingWindow(limit.count, limit.window_s)

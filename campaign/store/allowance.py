@@ -179,32 +179,28 @@ class AllowanceDb:
         except sqlite3.Error as exc:
             raise StateError(f"cannot use the shared allowance file {self.path}: {exc}") from exc
 
-    def register(
-        self,
-        name: str,
-        priority: float,
-        requests: Sequence[Limit],
-        calls: Sequence[Limit],
-        now: float,
-        vtime: float,
-    ) -> None:
-        """Join (or rejoin after a crash) as ``name``, with virtual time ``vtime``."""
+    def put_participant(self, p: Participant) -> None:
+        """Insert or replace the row of ``p.name``."""
         self._conn.execute(
-            "INSERT INTO participants (name, host, pid, priority, limits, joined, heartbeat, vtime)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT(name) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
-            " priority = excluded.priority, limits = excluded.limits, joined = excluded.joined,"
-            " heartbeat = excluded.heartbeat, vtime = MAX(vtime, excluded.vtime), waiting = 0,"
-            " ready_at = NULL, call_due = NULL, state = 'active'",
+            "INSERT OR REPLACE INTO participants (name, host, pid, priority, limits, joined,"
+            " heartbeat, vtime, waiting, ready_at, call_due, last_call, calls_sent,"
+            " requests_sent, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                name,
-                socket.gethostname(),
-                os.getpid(),
-                priority,
-                _limits_json(requests, calls),
-                now,
-                now,
-                vtime,
+                p.name,
+                p.host,
+                p.pid,
+                p.priority,
+                _limits_json(p.requests, p.calls),
+                p.joined,
+                p.heartbeat,
+                p.vtime,
+                p.waiting,
+                p.ready_at,
+                p.call_due,
+                p.last_call,
+                p.calls_sent,
+                p.requests_sent,
+                p.state,
             ),
         )
 
@@ -252,13 +248,13 @@ class AllowanceDb:
         ).fetchall()
         return [(int(row_id), float(at), int(kind)) for row_id, at, kind in rows]
 
-    def has_send(self, name: str, at: float) -> bool:
-        """Whether ``name`` already recorded a send at exactly ``at``."""
+    def count_sends(self, name: str, at: float, kind: int) -> int:
+        """How many entries of ``kind`` at exactly ``at`` ``name`` has recorded."""
         row = self._conn.execute(
-            "SELECT 1 FROM sends WHERE participant = ? AND at = ? AND kind != ? LIMIT 1",
-            (name, at, RELEASE),
+            "SELECT COUNT(*) FROM sends WHERE participant = ? AND at = ? AND kind = ?",
+            (name, at, kind),
         ).fetchone()
-        return row is not None
+        return int(row[0])
 
     def record_send(self, name: str, at: float, kind: int) -> int:
         """Add one entry (``REQUEST``, ``CALL``, ``RELEASE`` or ``RESERVE``) of ``name``;
@@ -276,23 +272,6 @@ class AllowanceDb:
             (CALL, RELEASE, since),
         ).fetchall()
         return {name: int(count) for name, count in rows}
-
-    def update(self, name: str, **fields: float | int | str | None) -> None:
-        """Set some columns of ``name``'s row (column names come from this package only)."""
-        if not fields:
-            return
-        columns = ", ".join(f"{column} = ?" for column in fields)
-        self._conn.execute(
-            f"UPDATE participants SET {columns} WHERE name = ?", (*fields.values(), name)
-        )
-
-    def count_sent(self, name: str, call: bool) -> None:
-        """Add one to ``name``'s running totals (shown by ``campaign status``)."""
-        self._conn.execute(
-            "UPDATE participants SET requests_sent = requests_sent + 1,"
-            " calls_sent = calls_sent + ? WHERE name = ?",
-            (int(call), name),
-        )
 
     def prune(self, before: float, forget_before: float) -> None:
         """Forget sends that can no longer count, and participants gone since long ago."""

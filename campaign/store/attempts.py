@@ -15,7 +15,7 @@ from campaign.store.models import (
     Attempt,
     AttemptState,
     CallEnd,
-    Progress,
+    RowProgress,
     StoredRow,
     attempt_from_sql,
     row_from_sql,
@@ -137,7 +137,7 @@ class AttemptJournal(StoreBase):
         idempotency_key: str,
         end: CallEnd,
         *,
-        row_progress: Progress,
+        row_progress: RowProgress,
         row_reason: str | None = None,
         next_due: float | None = None,
         void: bool = False,
@@ -168,7 +168,7 @@ class AttemptJournal(StoreBase):
             self._move_row(conn, idempotency_key, row_progress, row_reason, next_due, void)
 
     def fail_attempt(
-        self, idempotency_key: str, error: str, *, row_progress: Progress, row_reason: str
+        self, idempotency_key: str, error: str, *, row_progress: RowProgress, row_reason: str
     ) -> None:
         """The API refused the attempt for good (400/409/422): record why, move the row."""
         with self._tx() as conn:
@@ -214,7 +214,7 @@ class AttemptJournal(StoreBase):
         self,
         conn: sqlite3.Connection,
         idempotency_key: str,
-        progress: Progress,
+        progress: RowProgress,
         reason: str | None,
         next_due: float | None,
         void: bool,

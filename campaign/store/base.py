@@ -108,7 +108,7 @@ class StoreBase:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken with BEGIN IMMEDIATE so writers never deadlock."""
-        if self._depth:  # inside batch(): the enclosing transaction commits
+        if self._depth:  # inside transaction(): the enclosing transaction commits
             yield self._conn
             return
         try:
@@ -139,11 +139,11 @@ class StoreBase:
             self._conn.execute("ROLLBACK")
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
+    def transaction(self) -> Iterator[None]:
         """Group several transitions (say, one page of call updates) into one commit.
 
         All of them land or none does, so it is as crash-safe as one transition each,
-        with one fsync instead of many. Never ``await`` inside a batch.
+        with one fsync instead of many. Never ``await`` inside a transaction.
         """
         with self._tx():
             yield

@@ -31,8 +31,8 @@ from campaign.store.models import (
     Attempt,
     AttemptState,
     CallEnd,
-    Progress,
     RowIn,
+    RowProgress,
     StoredRow,
     SyncSummary,
     row_from_sql,
@@ -44,8 +44,8 @@ __all__ = [
     "Attempt",
     "AttemptState",
     "CallEnd",
-    "Progress",
     "RowIn",
+    "RowProgress",
     "Store",
     "StoredRow",
     "SyncSummary",
@@ -216,6 +216,8 @@ class Store(AttemptJournal, BatchLedger):
                     row.us_state,
                     row.region,
                     duplicate_of,
+                    row.extension,
+                    row.note,
                 )
                 if row_key not in existing:
                     new += 1
@@ -223,9 +225,9 @@ class Store(AttemptJournal, BatchLedger):
                     progress = "pending" if plan_state == "callable" else "blocked"
                     conn.execute(
                         "INSERT INTO rows(label, line, raw_phone, e164, variables, timezones, "
-                        "us_state, region, duplicate_of, row_key, plan_state, reason, "
-                        "progress, attempts_used, vanished, first_seen, last_seen) "
-                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,0,0,?,?)",
+                        "us_state, region, duplicate_of, extension, note, row_key, plan_state, "
+                        "reason, progress, attempts_used, vanished, first_seen, last_seen) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,0,?,?)",
                         (*values, row_key, plan_state, reason, progress, now, now),
                     )
                     continue
@@ -233,8 +235,8 @@ class Store(AttemptJournal, BatchLedger):
                 old_progress = existing[row_key][0]
                 conn.execute(
                     "UPDATE rows SET label=?, line=?, raw_phone=?, e164=?, variables=?, "
-                    "timezones=?, us_state=?, region=?, duplicate_of=?, vanished=0, last_seen=? "
-                    "WHERE row_key=?",
+                    "timezones=?, us_state=?, region=?, duplicate_of=?, extension=?, note=?, "
+                    "vanished=0, last_seen=? WHERE row_key=?",
                     (*values, now, row_key),
                 )
                 # Rows waiting for a call follow today's plan (the number may have opted
@@ -281,7 +283,7 @@ class Store(AttemptJournal, BatchLedger):
     def set_row_progress(
         self,
         row_key: str,
-        progress: Progress,
+        progress: RowProgress,
         *,
         reason: str | None = None,
         next_due: float | None = None,

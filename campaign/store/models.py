@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Progress = Literal["blocked", "pending", "in_flight", "retry_scheduled", "done", "failed"]
+RowProgress = Literal["blocked", "pending", "in_flight", "retry_scheduled", "done", "failed"]
 # withheld: left *sending* by an earlier run, then refused a re-send by the send gate
 # (the number was suppressed or opted out since); if its call turns up, it is recorded.
 AttemptState = Literal["sending", "sent", "ended", "failed", "void", "withheld"]
@@ -30,6 +30,8 @@ class RowIn:
     region: str | None = None
     duplicate_of: str | None = None
     label: str | None = None  # the key shown in results.csv when it differs from row_key
+    extension: str | None = None  # written after the number; calls cannot dial it
+    note: str | None = None  # what normalising the number did ("Excel damage repaired")
 
 
 @dataclass(frozen=True)
@@ -48,12 +50,14 @@ class StoredRow:
     us_state: str | None
     region: str | None
     duplicate_of: str | None
-    progress: Progress
+    progress: RowProgress
     next_due: float | None
     attempts_used: int
     vanished: bool
     first_seen: float
     last_seen: float
+    extension: str | None = None
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,8 @@ def row_from_sql(r: dict[str, Any]) -> StoredRow:
         vanished=bool(r["vanished"]),
         first_seen=float(r["first_seen"]),
         last_seen=float(r["last_seen"]),
+        extension=r.get("extension"),
+        note=r.get("note"),
     )
 
 

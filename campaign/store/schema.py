@@ -115,6 +115,14 @@ SEND_GATE_MIGRATION: list[str] = [
 ]
 
 
+# What results.csv shows of a number beyond its E.164 form: the extension written after it
+# (which no call dials) and what normalising it did.
+ROW_NOTES_MIGRATION: list[str] = [
+    "ALTER TABLE rows ADD COLUMN extension TEXT",
+    "ALTER TABLE rows ADD COLUMN note TEXT",
+]
+
+
 def migrations() -> list[list[str]]:
     """Every migration in order; migration N sets ``PRAGMA user_version = N``."""
-    return [CALLS_MIGRATION, BATCH_MIGRATION, SEND_GATE_MIGRATION]
+    return [CALLS_MIGRATION, BATCH_MIGRATION, SEND_GATE_MIGRATION, ROW_NOTES_MIGRATION]

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 import pytest
 
-from campaign.api import AitelierClient, ClientLimits, RetryPolicy, call_request_body
+from campaign.api import AitelierClient, RetryPolicy, call_request_body
 from campaign.clock import FakeClock
 from campaign.config.limit import Limit
 from campaign.errors import ConfigError, NotFoundError
+from campaign.limits import SlidingWindowLimiter
 from campaign.sandbox import (
     DEFAULT_KEY,
     DEFAULT_PROJECT,
@@ -113,7 +114,7 @@ async def test_batches_create_get_and_rows(client: AitelierClient) -> None:
     assert len(page.data) == 2 and page.next_cursor
 
 
-async def test_webhooks_crud_and_fanout(client: AitelierClient) -> None:
+async def test_webhooks_crud_and_fanout(client: AitelierClient, clock: FakeClock) -> None:
     created = await client.create_webhook(
         "https://hooks.example.org/aitelier", ["call.completed"], description="ops"
     )
@@ -122,8 +123,14 @@ async def test_webhooks_crud_and_fanout(client: AitelierClient) -> None:
     assert [w.id for w in listed] == [created.id] and listed[0].secret is None
     updated = await client.update_webhook(created.id, active=False, events=["call.failed"])
     assert updated.active is False and updated.events == ("call.failed",)
-    delivered = await client.fanout_webhook(DEFAULT_PROJECT, "crm", {"event": "ping"})
-    assert delivered >= 0
+    # Relayed to the project's sessions in progress: none yet, then the one call talking.
+    assert await client.fanout_webhook(DEFAULT_PROJECT, "crm", {"event": "ping"}) == 0
+    call = await client.create_call(body_for(SESSION_PHONE, "w1"), "spring:w1:1")
+    while call.status != "in_progress":
+        assert not call.is_terminal, call.status
+        clock.advance(0.5)
+        call = await client.get_call(call.id)
+    assert await client.fanout_webhook(DEFAULT_PROJECT, "crm", {"event": "ping"}) == 1
     await client.delete_webhook(created.id)
     assert await client.list_webhooks() == []
     with pytest.raises(NotFoundError):
@@ -152,7 +159,7 @@ async def test_usage_wallet_invoices(client: AitelierClient) -> None:
 async def test_on_send_reports_every_send_with_its_kind(clock: FakeClock) -> None:
     sent: list[tuple[str, float]] = []
     async with await start_sandbox(SandboxConfig(), clock=clock) as sandbox:
-        limits = ClientLimits([Limit(60, 60)], [Limit(5, 60)], clock=clock)
+        limits = SlidingWindowLimiter([Limit(60, 60)], [Limit(5, 60)], clock=clock)
         async with AitelierClient(
             sandbox.base_url, DEFAULT_KEY, clock=clock, limits=limits,
             on_send=lambda kind, t: sent.append((kind, t)),
@@ -160,6 +167,59 @@ async def test_on_send_reports_every_send_with_its_kind(clock: FakeClock) -> Non
             await api.create_call(body_for("+14155550130", "o1"), "spring:o1:1")
             await api.get_wallet()
     assert sent == [("call", T0), ("request", T0)]
+
+
+class RecordingLimiter:
+    """A ``campaign.api.Limiter`` that grants every slot at once and notes what it is told."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.events: list[tuple[str, float]] = []
+        self.header_limits: list[int | None] = []
+
+    async def acquire_request(self) -> float:
+        self.events.append(("request", self.clock.now()))
+        return self.clock.now()
+
+    async def acquire_call(self) -> float:
+        self.events.append(("call", self.clock.now()))
+        return self.clock.now()
+
+    def release_call(self, sent_at: float) -> None:
+        self.events.append(("release", sent_at))
+
+    def observe_headers(
+        self,
+        remaining: int | None,
+        reset: datetime | None,
+        *,
+        sent_at: float | None = None,
+        limit: int | None = None,
+    ) -> None:
+        assert remaining is not None and reset is not None and sent_at is not None
+        self.events.append(("headers", sent_at))
+        self.header_limits.append(limit)
+
+
+async def test_every_send_goes_through_the_limiter_it_is_given(clock: FakeClock) -> None:
+    limiter = RecordingLimiter(clock)
+    config = SandboxConfig(requests_per_minute="7/min")
+    async with (
+        await start_sandbox(config, clock=clock) as sandbox,
+        AitelierClient(sandbox.base_url, DEFAULT_KEY, clock=clock, limits=limiter) as api,
+    ):
+        await api.create_call(body_for("+14155550140", "l1"), "spring:l1:1")
+        clock.advance(1)
+        await api.create_call(body_for("+14155550140", "l1"), "spring:l1:1")  # a replay
+        clock.advance(1)
+        await api.get_wallet()
+    assert limiter.events == [
+        ("call", T0), ("headers", T0),
+        # the server created no call for the replay: its call slot is given back
+        ("call", T0 + 1), ("headers", T0 + 1), ("release", T0 + 1),
+        ("request", T0 + 2), ("headers", T0 + 2),
+    ]  # fmt: skip
+    assert limiter.header_limits == [7, 7, 7]  # the key's requests per minute
 
 
 @pytest.mark.parametrize(

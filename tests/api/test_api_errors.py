@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from campaign.api import AitelierClient, ClientLimits, RetryPolicy, call_request_body
+from campaign.api import AitelierClient, RetryPolicy, call_request_body
 from campaign.clock import FakeClock, SystemClock
 from campaign.config.limit import Limit
 from campaign.errors import (
@@ -34,6 +34,7 @@ from campaign.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
+from campaign.limits import SlidingWindowLimiter
 from campaign.sandbox import (
     DEFAULT_KEY,
     DEFAULT_PROJECT,
@@ -306,7 +307,7 @@ async def test_409_request_in_progress_while_the_first_still_executes(
 async def test_limited_client_never_trips_the_server(sandboxed: Sandboxed) -> None:
     clock = FakeClock(T0)
     config = SandboxConfig(ledger=True, outbound_calls="3/min", requests_per_minute="10/min")
-    limits = ClientLimits([Limit(10, 60)], [Limit(3, 60)], clock=clock)
+    limits = SlidingWindowLimiter([Limit(10, 60)], [Limit(3, 60)], clock=clock)
     sandbox, api = await sandboxed(config, clock=clock, limits=limits)
     for i in range(7):
         await api.create_call(call_body(f"+141555503{i:02d}"), f"k-lim-{i}")
@@ -323,7 +324,7 @@ async def test_a_retried_call_takes_a_new_call_slot_a_replay_gives_it_back(
 ) -> None:
     clock = FakeClock(T0)
     config = SandboxConfig(ledger=True, faults=parse_faults("POST /v1/calls=error_before;max=1"))
-    limits = ClientLimits([Limit(60, 60)], [Limit(1, 60)], clock=clock)
+    limits = SlidingWindowLimiter([Limit(60, 60)], [Limit(1, 60)], clock=clock)
     sandbox, api = await sandboxed(config, clock=clock, limits=limits, retry=QUICK_RETRY)
     first = await api.create_call(call_body(), "k-slot")
     # The 500 attempt might have counted; the retry waited for a fresh call slot.
@@ -338,7 +339,7 @@ async def test_headers_from_another_client_on_the_key_prevent_a_429(sandboxed: S
     clock = FakeClock(T0)
     config = SandboxConfig(ledger=True, requests_per_minute="10/min")
     # Our configuration believes in 10/min; another client already spent 8 of them.
-    limits = ClientLimits([Limit(10, 60)], [], clock=clock)
+    limits = SlidingWindowLimiter([Limit(10, 60)], [], clock=clock)
     sandbox, api = await sandboxed(config, clock=clock, limits=limits)
     async with AitelierClient(sandbox.base_url, DEFAULT_KEY, clock=clock) as other:
         for _ in range(8):
@@ -354,7 +355,7 @@ async def test_a_deadline_passed_while_waiting_for_a_slot_sends_nothing(
 ) -> None:
     clock = FakeClock(T0)
     config = SandboxConfig(ledger=True, faults=parse_faults("POST /v1/calls=error_before;max=1"))
-    limits = ClientLimits([], [Limit(1, 60)], clock=clock)
+    limits = SlidingWindowLimiter([], [Limit(1, 60)], clock=clock)
     sent: list[str] = []
     sandbox, api = await sandboxed(
         config, clock=clock, limits=limits, retry=QUICK_RETRY, deadline_s=30,
@@ -370,7 +371,7 @@ async def test_a_429_refused_call_gives_its_call_slot_back(sandboxed: Sandboxed)
     clock = FakeClock(T0)
     # The server's outbound window is shorter than ours: another client filled it.
     config = SandboxConfig(ledger=True, outbound_calls="1/10s")
-    limits = ClientLimits([], [Limit(2, 60)], clock=clock)
+    limits = SlidingWindowLimiter([], [Limit(2, 60)], clock=clock)
     sandbox, api = await sandboxed(config, clock=clock, limits=limits, retry=QUICK_RETRY)
     async with AitelierClient(sandbox.base_url, DEFAULT_KEY, clock=clock) as other:
         await other.create_call(call_body("+14155550401"), "k-other")

@@ -26,6 +26,7 @@ from support.batches import (
 
 from campaign.api import AitelierClient
 from campaign.config.model import CallingHours
+from campaign.engine.attempts import idempotency_key
 from campaign.engine.batches.plan import BatchMember
 from campaign.sandbox import RunningSandbox
 from campaign.store.checkpoint import RowIn
@@ -41,9 +42,10 @@ async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
 async def test_every_row_is_batched_dialed_and_folded_back(platform: Platform) -> None:
     store = open_store(platform.tmp / "c.sqlite")
     store.sync_rows(rows(35), T0)
-    result = await platform.engine(store, max_rows=10).run()
+    # An hour's run: long enough to wait for the retries (10 min after a no_answer).
+    result = await platform.engine(store, max_rows=10, deadline=T0 + 3600).run()
     assert result.error is None
-    assert len(store.stored_batches()) >= 4  # 35 first attempts in batches of ≤ 10, then retries
+    assert len(store.stored_batches()) >= 5  # 35 first attempts in batches of ≤ 10, then retries
     assert {b.state for b in store.stored_batches()} == {"done"}
     progress = Counter(r.progress for r in store.rows())
     assert progress["in_flight"] == 0 and progress["pending"] == 0
@@ -51,8 +53,17 @@ async def test_every_row_is_batched_dialed_and_folded_back(platform: Platform) -
     assert ledger["max_outbound_in_window"] <= 60
     assert_exactly_once(store, ledger)
     # Retried rows went into later batches as new attempts with new keys.
+    batch_of = {
+        member.attempt_key: batch.seq
+        for batch in store.stored_batches()
+        for member in store.batch_members(batch.seq)
+    }
     retried = [a for a in store.attempts() if a.number == 2]
-    assert all(a.idempotency_key != store.attempt(a.idempotency_key).row_key for a in retried)
+    assert retried, "the sandbox answers some calls no_answer: those rows are retried"
+    for again in retried:
+        first = store.attempt(idempotency_key("spring", again.row_key, 1))
+        assert again.idempotency_key != first.idempotency_key
+        assert batch_of[again.idempotency_key] > batch_of[first.idempotency_key]
     # The variable named "phone" travelled as var_phone, not as the number.
     first = store.stored_batches()[0].csv.decode().splitlines()[0]
     assert first == "phone,row_ref,first_name,var_phone"

@@ -13,7 +13,8 @@ from campaign.clock import FakeClock
 from campaign.config.limit import parse_limit
 from campaign.config.model import CallingHours, RetryConfig
 from campaign.engine.attempts import call_body, idempotency_key
-from campaign.engine.calls import CallsEngine, EngineResult, EngineSettings
+from campaign.engine.calls import CallsEngine
+from campaign.engine.frame import EngineDeps, EngineResult, EngineSettings
 from campaign.limits.window import ClientLimits
 from campaign.planning.windows import WindowBook
 from campaign.store.checkpoint import RowIn, Store
@@ -54,7 +55,7 @@ def _engine(
         request_limits=[parse_limit("60/min"), parse_limit("1000/h")],
         deadline=deadline,
     )
-    return CallsEngine(
+    deps = EngineDeps(
         store=store,
         client=api,
         clock=clock,
@@ -63,6 +64,7 @@ def _engine(
         opt_outs=OptOutList(tmp_path),
         stop=asyncio.Event(),
     )
+    return CallsEngine(deps)
 
 
 PHONES = [f"+1212555{n:04d}" for n in range(7)]
@@ -251,6 +253,6 @@ async def test_a_resend_after_an_edited_input_sends_the_committed_bytes(tmp_path
     [(0.2, "now"), (40, "in 40 s"), (600, "in 10 min"), (4 * 3600 - 30, "in 3 h 59 min")],
 )
 def test_the_next_due_time_is_said_as_a_wait(seconds: float, words: str) -> None:
-    from campaign.run.outputs import wait_in_words
+    from campaign.pipeline.outputs import wait_in_words
 
     assert wait_in_words(seconds) == words

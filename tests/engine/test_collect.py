@@ -10,7 +10,8 @@ from support.engine import FakeApi
 from campaign.clock import FakeClock
 from campaign.config.model import RetryConfig
 from campaign.engine.attempts import call_body, idempotency_key
-from campaign.engine.collect import WATERMARK_KEY, decide, fetch_sessions, poll_once
+from campaign.engine.calls.collect import WATERMARK_KEY, poll_once
+from campaign.engine.outcomes import decide, fetch_sessions
 from campaign.store.checkpoint import CallEnd, RowIn, Store
 from campaign.store.optout import OptOutList
 

@@ -6,17 +6,18 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-from support.engine import FakeApi
+from support.engine import FakeApi, make_call
 
+from campaign.api.models import Call, Page
 from campaign.clock import FakeClock
 from campaign.config.limit import parse_limit
 from campaign.config.model import CallingHours, RetryConfig
 from campaign.engine.attempts import idempotency_key
-from campaign.engine.calls import POLL_OUTAGE_S, CallsEngine, EngineSettings
-from campaign.engine.collect import PollResult, apply_call
+from campaign.engine.calls import CallsEngine
+from campaign.engine.calls.collect import POLL_OUTAGE_S, PollResult, apply_call
+from campaign.engine.frame import EngineDeps, EngineSettings
 from campaign.engine.gate import SendGate
 from campaign.errors import PollOutageError, SendWindowClosedError, UnavailableError
 from campaign.planning.windows import WindowBook
@@ -51,7 +52,7 @@ def _engine(
 ) -> CallsEngine:
     windows = WindowBook(hours or CallingHours())
     opt_outs = OptOutList(tmp_path)
-    return CallsEngine(
+    deps = EngineDeps(
         store=store,
         client=api,
         clock=clock,
@@ -75,12 +76,13 @@ def _engine(
             stop_before_close_s=300.0,
         ),
     )
+    return CallsEngine(deps)
 
 
 class PollingDown(FakeApi):
     """Calls are created, but every GET /calls fails as an unreachable API would."""
 
-    async def list_calls(self, **params: Any) -> Any:
+    async def list_calls(self, **params: Any) -> Page[Call]:
         self.gets += 1
         await self.clock.sleep(10.0)  # the client's own retries take time
         raise UnavailableError("503 from the proxy", http_status=503)
@@ -129,7 +131,7 @@ class WindowClosesDuringOutage(FakeApi):
 
     async def create_call(
         self, body: bytes, idempotency_key: str, *, send_by: float | None = None
-    ) -> Any:
+    ) -> Call:
         self.send_bys.append(send_by)
         while True:
             if send_by is not None and self.clock.now() >= send_by:
@@ -165,16 +167,12 @@ def test_an_opt_out_is_recorded_for_the_number_that_was_called(tmp_path: Path) -
     # before numbers were recorded per attempt, or edited since).
     store._conn.execute("UPDATE rows SET e164 = ? WHERE row_key = ?", (new, old))
     opt_outs = OptOutList(tmp_path)
-    call = SimpleNamespace(
+    call = make_call(
         id="call_1",
         phone=old,
         status="completed",
         outcome="opted_out",
         goal_achieved=False,
-        failure_reason=None,
-        session_id=None,
-        ended_at=None,
-        updated_at=None,
         metadata={"campaign": "c", "row_key": old, "attempt": "1"},
     )
     apply_call(

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from support.engine import make_call
 
+from campaign.api.models import Call, Page, Session
 from campaign.clock import FakeClock
 from campaign.engine.attempts import call_body, idempotency_key
-from campaign.engine.submit import send_attempt
+from campaign.engine.calls.submit import send_attempt
 from campaign.errors import (
     AmbiguousError,
     ApiError,
@@ -29,22 +30,22 @@ PHONE = "+12125550100"
 class OneAnswer:
     """A client whose POST /calls always gives the same answer."""
 
-    def __init__(self, answer: Any) -> None:
+    def __init__(self, answer: Call | Exception) -> None:
         self.answer = answer
         self.sent: list[tuple[bytes, str]] = []
 
     async def create_call(
         self, body: bytes, idempotency_key: str, *, send_by: float | None = None
-    ) -> Any:
+    ) -> Call:
         self.sent.append((body, idempotency_key))
         if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer
 
-    async def list_calls(self, **params: Any) -> Any:
+    async def list_calls(self, **params: Any) -> Page[Call]:
         raise AssertionError("not used")
 
-    async def get_session(self, session_id: str) -> Any:
+    async def get_session(self, session_id: str) -> Session:
         raise AssertionError("not used")
 
 
@@ -63,7 +64,7 @@ async def test_created_call_is_recorded_with_its_id_and_the_stored_bytes_are_sen
     tmp_path: Path,
 ) -> None:
     store, attempt = _attempt(tmp_path)
-    client = OneAnswer(SimpleNamespace(id="call_1", status="queued"))
+    client = OneAnswer(make_call(id="call_1", status="queued"))
     result = await send_attempt(store, client, attempt, FakeClock(T0))
     assert result.verdict == "sent"
     assert client.sent == [(attempt.body, attempt.idempotency_key)]

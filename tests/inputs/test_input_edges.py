@@ -1,6 +1,7 @@
 """Broken and hostile input: every line is accounted for; memory and messages stay small."""
 
 import csv
+import random
 import tracemalloc
 from pathlib import Path
 
@@ -164,3 +165,47 @@ def test_a_campaign_file_of_megabytes_is_refused(tmp_path: Path) -> None:
         handle.write("# padding\n" * 200_000)
     with pytest.raises(ConfigError, match=r"over 1,048,576 bytes"):
         load_campaign(path, env={})
+
+
+def _campaign_reading(tmp_path: Path, name: str, content: bytes) -> Path:
+    """A campaign whose input is ``name`` holding ``content`` (its phone column: Mobile)."""
+    (tmp_path / name).write_bytes(content)
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "campaign: edges\nscenario_id: scn_demo\ncalling_hours: unrestricted\n"
+        "api: {base_url: sandbox}\nstate_dir: state\noutput_dir: out\n"
+        f"input: {{path: {name}, phone_column: Mobile, default_region: GB}}\n"
+    )
+    return path
+
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10" + bytes(range(256)) * 4
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "kind"),
+    [
+        ("png.csv", PNG, "it is a PNG image"),
+        ("noise.csv", random.Random(14).randbytes(4096), "it is binary data"),
+        ("contacts.xlsx", b"PK\x03\x04\x14\x00\x06\x00" + b"\x00" * 22 + b"xl/workbook.xml",
+         "it is an Excel workbook (.xlsx)"),
+    ],
+)  # fmt: skip
+def test_a_file_that_is_not_a_csv_is_refused_as_not_text_not_as_a_missing_column(
+    tmp_path: Path, name: str, content: bytes, kind: str
+) -> None:
+    path = _campaign_reading(tmp_path, name, content)
+    result = CliRunner().invoke(main, ["validate", str(path)], env={})
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"Error: {tmp_path / name}: not a readable text/CSV file: ")
+    assert kind in result.output and "save or export it as CSV" in result.output
+    assert "column 'Mobile'" not in result.output
+
+
+def test_a_stray_control_character_in_a_cell_does_not_make_a_file_binary(tmp_path: Path) -> None:
+    text = "id,Mobile,notes\n" + "".join(
+        f"k{i},+44 7911 1234{i:02d},line one\vline two\x1a\n" for i in range(20)
+    )
+    path = _campaign_reading(tmp_path, "contacts.csv", text.encode())
+    rows = plan_rows(load_campaign(path, env={})).rows
+    assert [row.state for row in rows] == ["callable"] * 20

@@ -223,3 +223,71 @@ def test_unquoted_times_and_day_ranges(campaign_dir: Path) -> None:
     )
     config = load_campaign(write(campaign_dir, BASE + "calling_hours: unrestricted\n"), env={})
     assert config.calling_hours == "unrestricted"
+
+
+def test_every_error_of_a_file_is_reported_at_once_not_one_per_round(campaign_dir: Path) -> None:
+    extra = (
+        "retyr: {max_attempts: 2}\n"
+        "limits: {calls: 5/minute}\n"
+        "calling_hours: {strat: '09:00', days: [mon, funday]}\n"
+        "priority: 0\n"
+    )
+    text = load_error(campaign_dir, extra)
+    where = str(campaign_dir / "pipelines" / "spring.yaml")
+    lines = text.splitlines()
+    assert lines[0] == f"{where}: 5 problems in the campaign file:"
+    assert lines[1:] == [
+        f"  {where}: retyr: unknown key 'retyr'; did you mean 'retry'?",
+        f"  {where}: limits.calls: '5/minute' is not a limit; write N/<duration> such as "
+        "5/min, 1000/h, 30/10s",
+        f"  {where}: calling_hours.days: 'funday' is not a day; use mon, tue, wed, thu, fri, "
+        "sat, sun (got ['mon', 'funday'])",
+        f"  {where}: calling_hours.strat: unknown key 'strat'; did you mean 'start'?",
+        f"  {where}: priority: Input should be greater than 0",
+    ]
+
+
+def test_a_misspelt_required_key_gets_a_did_you_mean(campaign_dir: Path) -> None:
+    path = write(campaign_dir, BASE.replace("campaign: spring-2026", "campain: spring-2026"))
+    with pytest.raises(ConfigError) as caught:
+        load_campaign(path, env={})
+    assert str(caught.value) == (
+        f"{path}: campain: unknown key 'campain'; did you mean 'campaign'? (campaign is required)"
+    )
+    nested = write(campaign_dir, BASE.replace("  path:", "  paht:"))
+    with pytest.raises(ConfigError) as caught:
+        load_campaign(nested, env={})
+    assert str(caught.value) == (
+        f"{nested}: input.paht: unknown key 'paht'; did you mean 'path'? (input.path is required)"
+    )
+
+
+def test_a_missing_required_key_says_what_to_write(campaign_dir: Path) -> None:
+    path = write(campaign_dir, "input: {path: ../data/contacts.csv}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_campaign(path, env={})
+    assert str(caught.value).splitlines()[1:] == [
+        f"  {path}: campaign: required key is missing; add e.g. campaign: spring-renewals-2026",
+        f"  {path}: scenario_id: required key is missing; add e.g. scenario_id: scn_renewal_v3",
+    ]
+
+
+def test_every_missing_file_is_named_at_once(campaign_dir: Path) -> None:
+    extra = "suppression: [../data/dnc.csv, ../data/dnc2.csv]\n"
+    path = write(campaign_dir, BASE.replace("contacts.csv", "nope.csv") + extra)
+    with pytest.raises(ConfigError) as caught:
+        load_campaign(path, env={})
+    keys = [problem.key for problem in caught.value.problems]  # type: ignore[attr-defined]
+    assert keys == ["input.path", "suppression[0]", "suppression[1]"]
+
+
+@pytest.mark.parametrize(("value", "ok"), [("0.2", True), ("0", True), ("1", True), ("1.5", False)])
+def test_max_reject_share_is_a_share_between_0_and_1(
+    campaign_dir: Path, value: str, ok: bool
+) -> None:
+    path = write(campaign_dir, BASE + f"  max_reject_share: {value}\n")
+    if ok:
+        assert load_campaign(path, env={}).input.max_reject_share == float(value)
+    else:
+        with pytest.raises(ConfigError, match=r"input\.max_reject_share: Input should be less"):
+            load_campaign(path, env={})

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import logging
+import os
+import socket
 import subprocess
 import sys
 import threading
@@ -21,7 +24,14 @@ from campaign.clock import Clock, SystemClock
 from campaign.config.limit import Limit
 from campaign.engine.batches.plan import latest_dial_times
 from campaign.errors import StateError
-from campaign.limits.allowance import SharedAllowance, allowance_path
+from campaign.limits import (
+    FairShare,
+    MemoryLedger,
+    SlidingWindowLimiter,
+    SqliteLedger,
+    allowance_path,
+    shared_limiter,
+)
 from campaign.limits.fairness import RIVAL_GRACE_S
 from campaign.limits.status import (
     allowance_files,
@@ -29,7 +39,7 @@ from campaign.limits.status import (
     allowance_members,
     allowance_view,
 )
-from campaign.store.allowance import CALL, AllowanceDb
+from campaign.store.allowance import CALL, AllowanceDb, Participant
 
 T0 = 1_780_000_000.0
 MARGIN = 0.25
@@ -86,8 +96,8 @@ def shared(
     calls: Sequence[Limit] = CALLS,
     requests: Sequence[Limit] = REQUESTS,
     ttl_s: float = 5.0,
-) -> SharedAllowance:
-    return SharedAllowance(
+) -> SlidingWindowLimiter:
+    return shared_limiter(
         path,
         name,
         requests,
@@ -111,7 +121,7 @@ def max_in_window(times: Sequence[float], window: float) -> int:
 
 
 async def call_loop(
-    allowance: SharedAllowance,
+    allowance: SlidingWindowLimiter,
     clock: VirtualClock,
     until: float,
     sink: list[tuple[str, float]],
@@ -126,7 +136,7 @@ async def call_loop(
 
 
 async def engine_loop(
-    allowance: SharedAllowance,
+    allowance: SlidingWindowLimiter,
     clock: VirtualClock,
     until: float,
     sink: list[tuple[str, float]],
@@ -181,6 +191,7 @@ async def test_two_campaigns_together_never_exceed_a_window(tmp_path: Path) -> N
     assert len(times) >= 24  # together they still use the whole allowance
 
 
+@pytest.mark.parametrize("ledger", ["sqlite", "memory"])
 @pytest.mark.parametrize("loop", [call_loop, engine_loop], ids=["acquire", "call_ready"])
 @pytest.mark.parametrize(
     "priorities",
@@ -188,17 +199,21 @@ async def test_two_campaigns_together_never_exceed_a_window(tmp_path: Path) -> N
     ids=["equal", "1-2-3", "1-4"],
 )
 async def test_shares_follow_priorities(
-    tmp_path: Path, priorities: tuple[float, ...], loop: Any
+    tmp_path: Path, priorities: tuple[float, ...], loop: Any, ledger: str
 ) -> None:
+    # The same policy over either ledger: the participants' rows are all it needs.
     clock = VirtualClock()
     path = tmp_path / "a.sqlite"
+    memory = MemoryLedger()
     sink: list[tuple[str, float]] = []
     names = [f"campaign-{i}" for i in range(len(priorities))]
     tasks = []
     for name, priority in zip(names, priorities, strict=True):
-        allowance = shared(
-            path, name, clock, priority=priority, calls=[Limit(30, 10.0)], requests=[]
-        )
+        allowance = SlidingWindowLimiter(
+            [], [Limit(30, 10.0)], clock, margin_s=MARGIN,
+            ledger=memory if ledger == "memory" else SqliteLedger(path),
+            share=FairShare(name, priority=priority),
+        )  # fmt: skip
         # two calls in flight per campaign, as the run engine does
         for _ in range(2):
             tasks.append(asyncio.create_task(loop(allowance, clock, T0 + 120.0, sink)))
@@ -263,13 +278,33 @@ def dead_pid() -> int:
     return process.pid
 
 
+def participant(name: str, now: float, **fields: Any) -> Participant:
+    """A participant row of this process, joined at ``now`` with the default limits."""
+    row = Participant(
+        name=name, host=socket.gethostname(), pid=os.getpid(), priority=1.0,
+        requests=tuple(REQUESTS), calls=tuple(CALLS), joined=now, heartbeat=now, vtime=0.0,
+        waiting=0, ready_at=None, call_due=None, last_call=None, calls_sent=0,
+        requests_sent=0, state="active",
+    )  # fmt: skip
+    return dataclasses.replace(row, **fields)
+
+
 def plant_waiting_rival(path: Path, name: str, now: float, **fields: Any) -> None:
     """A participant row as a run killed while waiting for a call slot would leave it."""
     db = AllowanceDb(path)
     with db.transaction():
-        db.register(name, 1.0, REQUESTS, CALLS, now, -100.0)
-        db.update(name, waiting=1, ready_at=now, call_due=now, **fields)
+        db.put_participant(
+            participant(name, now, vtime=-100.0, waiting=1, ready_at=now, call_due=now, **fields)
+        )
     db.close()
+
+
+def participant_names(path: Path) -> list[str]:
+    db = AllowanceDb(path)
+    with db.transaction():
+        names = [p.name for p in db.participants()]
+    db.close()
+    return names
 
 
 async def test_a_live_rival_with_an_earlier_turn_goes_first(tmp_path: Path) -> None:
@@ -300,7 +335,7 @@ async def test_a_silent_rival_on_another_host_expires_after_the_ttl(tmp_path: Pa
     path = tmp_path / "a.sqlite"
     plant_waiting_rival(path, "remote", clock.now(), host="elsewhere", heartbeat=T0 - 10.0)
     me = shared(path, "me", clock, ttl_s=5.0)
-    assert [p.name for p in me.participants()] == ["me", "remote"]
+    assert participant_names(path) == ["me", "remote"]
     task = asyncio.create_task(me.acquire_call())
     await clock.drive([task])
     assert task.result() == T0
@@ -311,15 +346,14 @@ async def test_a_killed_runs_sends_keep_counting(tmp_path: Path) -> None:
     path = tmp_path / "a.sqlite"
     db = AllowanceDb(path)
     with db.transaction():
-        db.register("killed", 1.0, REQUESTS, CALLS, T0 - 30.0, 0.0)
-        db.update("killed", pid=dead_pid())
+        db.put_participant(participant("killed", T0 - 30.0, pid=dead_pid()))
         for k in range(5):
             db.record_send("killed", T0 - 30.0 + k, CALL)
     db.close()
     me = shared(path, "me", clock)
     task = asyncio.create_task(me.acquire_call())
     await clock.drive([task])
-    assert task.result() == pytest.approx(T0 - 30.0 + 60.0 + MARGIN)
+    assert task.result() == pytest.approx(T0 - 30.0 + 60.0 + MARGIN, abs=1e-6)
 
 
 async def test_seeding_counts_an_earlier_run_once(tmp_path: Path) -> None:
@@ -336,7 +370,7 @@ async def test_seeding_counts_an_earlier_run_once(tmp_path: Path) -> None:
     fresh.seed([], [T0 - 1.0] * 5)  # the allowance file was lost: the checkpoint still counts
     task = asyncio.create_task(fresh.acquire_call())
     await clock.drive([task])
-    assert task.result() == pytest.approx(T0 - 1.0 + 60.0 + MARGIN)
+    assert task.result() == pytest.approx(T0 - 1.0 + 60.0 + MARGIN, abs=1e-6)
 
 
 async def test_a_replay_gives_its_call_slot_back(tmp_path: Path) -> None:
@@ -422,7 +456,7 @@ async def test_different_limits_are_all_held_and_named_in_a_warning(
     path = tmp_path / "a.sqlite"
     strict = shared(path, "spring", clock, calls=[Limit(5, 60.0)])
     loose = shared(path, "survey", clock, calls=[Limit(30, 10.0)])
-    with caplog.at_level(logging.WARNING, logger="campaign.limits.allowance"):
+    with caplog.at_level(logging.WARNING, logger="campaign.limits"):
         sink: list[tuple[str, float]] = []
         tasks = [
             asyncio.create_task(call_loop(allowance, clock, T0 + 120.0, sink))
@@ -454,7 +488,9 @@ async def test_plain_requests_leave_a_request_slot_for_another_campaigns_call(
     tasks = [asyncio.create_task(next_call()), asyncio.create_task(polls())]
     await clock.drive(tasks)
     call_at = next(t for kind, t in sink if kind == "call")
-    assert call_at == pytest.approx(T0 + 10.0 + MARGIN)  # not delayed by the other's polls
+    assert call_at == pytest.approx(
+        T0 + 10.0 + MARGIN, abs=1e-6
+    )  # not delayed by the other's polls
     assert max_in_window([T0] + [t for _, t in sink], 10.0) <= 3
 
 
@@ -516,7 +552,7 @@ def test_campaigns_in_several_threads_never_exceed_a_window(tmp_path: Path) -> N
 
     def campaign(index: int) -> None:
         async def work() -> None:
-            allowance = SharedAllowance(
+            allowance = shared_limiter(
                 path, f"c{index}", requests, calls, clock=SystemClock(), margin_s=0.02
             )
             for k in range(12):

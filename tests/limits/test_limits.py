@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from campaign.clock import Clock, FakeClock, utc
 from campaign.config.limit import Limit
-from campaign.limits.window import ClientLimits, SlidingWindowLog
+from campaign.limits import SlidingWindowLimiter, SlidingWindowLog
 
 T0 = 1_780_000_000.0
 MARGIN = 0.25
@@ -57,8 +57,8 @@ class SteppingClock:
                 wake.set_result(None)
 
 
-def limiter(requests: list[Limit], calls: list[Limit], clock: Clock) -> ClientLimits:
-    return ClientLimits(requests, calls, clock=clock, margin_s=MARGIN)
+def limiter(requests: list[Limit], calls: list[Limit], clock: Clock) -> SlidingWindowLimiter:
+    return SlidingWindowLimiter(requests, calls, clock=clock, margin_s=MARGIN)
 
 
 async def test_full_allowance_at_once_then_exactly_one_window_plus_margin() -> None:
@@ -231,7 +231,7 @@ def test_log_discards_only_an_exact_send_time() -> None:
 
 def test_negative_margin_is_refused() -> None:
     with pytest.raises(ValueError):
-        ClientLimits([], [], margin_s=-1)
+        SlidingWindowLimiter([], [], margin_s=-1)
 
 
 # ---- the proof: no sequence of acquisitions exceeds any server window ------------------
@@ -260,7 +260,7 @@ def server_overflows(arrivals: list[float], limit: Limit) -> bool:
 
 
 async def run_ops(
-    limits: ClientLimits, clock: SteppingClock, ops: list[tuple[str, float, bool]]
+    limits: SlidingWindowLimiter, clock: SteppingClock, ops: list[tuple[str, float, bool]]
 ) -> list[tuple[str, float]]:
     """Acquire per ``ops``: pause, then launch; awaited at once or together with the next."""
     sends: list[tuple[str, float]] = []

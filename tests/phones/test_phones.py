@@ -4,11 +4,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phonenumbers import timezone
 
+from campaign.phones.countries import country_code, country_name
 from campaign.phones.normalise import (
     PhoneCache,
     PhoneResult,
     apply_policy_fields,
-    clean_region,
+    has_country_code,
     normalise,
     normalise_batch,
     normalise_number,
@@ -47,7 +48,7 @@ def test_messy_cells_normalise_to_e164(raw: str, region: str | None, e164: str) 
         ("447911123456", "US", "+447911123456", "leading 00 or + lost"),
         ("612345678", "IT", "+390612345678", "leading zero restored"),
         ("1-800-FLOWERS", "US", "+18003569377", "vanity letters"),
-        ("212 736 5000 ext. 12", "US", "+12127365000", "extension 12 dropped"),
+        ("212 736 5000 ext. 12", "US", "+12127365000", "extension 12 not dialled"),
     ],
 )
 def test_repairs_are_noted(raw: str, region: str, e164: str, note: str) -> None:
@@ -119,10 +120,56 @@ def test_mobile_numbers_get_country_level_zones() -> None:
     assert "Atlantic/Canary" in normalise("+34 612 34 56 78", None).timezones
 
 
-def test_clean_region_accepts_common_spellings() -> None:
-    assert clean_region(" gb ") == "GB"
-    assert clean_region("UK") == "GB"
-    assert clean_region("XX") is None
+@pytest.mark.parametrize(
+    ("cell", "region"),
+    [
+        (" gb ", "GB"),
+        ("UK", "GB"),
+        ("GBR", "GB"),
+        ("United Kingdom", "GB"),
+        ("Germany", "DE"),
+        ("USA", "US"),
+        ("usa", "US"),
+        ("U.S.A.", "US"),
+        ("United States of America", "US"),
+        ("the Netherlands", "NL"),
+        ("Côte d'Ivoire", "CI"),
+        ("Cote d'Ivoire", "CI"),
+        ("Bolivia", "BO"),  # ISO: "Bolivia, Plurinational State of"
+        ("South Korea", "KR"),
+        ("Russia", "RU"),
+        ("XK", "XK"),  # Kosovo: phonenumbers' code, not ISO's
+        ("XX", None),
+        ("Korea", None),  # two countries: neither is guessed
+        ("Frankreich", None),  # English names only
+        ("44", None),  # a calling code is not a country
+        ("Antarctica", None),  # no numbering plan to read a number in
+    ],
+)
+def test_country_cells_as_crm_exports_write_them(cell: str, region: str | None) -> None:
+    assert country_code(cell) == region
+
+
+def test_country_names_for_the_report() -> None:
+    assert country_name("GB") == "United Kingdom"
+    assert country_name("KR") == "South Korea"
+    assert country_name("XK") == "XK"
+
+
+@pytest.mark.parametrize(
+    ("raw", "carries"),
+    [
+        ("+44 20 7946 0000", True),
+        ("0044 20 7946 0000", True),
+        ("011 44 20 7946 0000", True),
+        ("\uff0b44 20 7946 0000", True),
+        ("020 7946 0000", False),
+        ("01 12 34 56 78", False),  # a French number starting 011: national
+        ("4.47911123456E+11", False),
+    ],
+)
+def test_numbers_carrying_their_own_country_are_recognised(raw: str, carries: bool) -> None:
+    assert has_country_code(raw) is carries
 
 
 def test_cache_parses_each_raw_value_once() -> None:

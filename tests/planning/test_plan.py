@@ -83,13 +83,51 @@ def test_key_column_dedupes_by_key_and_still_by_number(tmp_path: Path) -> None:
     ]
 
 
-def test_unknown_row_region_is_rejected_with_the_value(tmp_path: Path) -> None:
+def test_an_unknown_country_says_what_is_accepted_and_names_the_column_as_the_file_does(
+    tmp_path: Path,
+) -> None:
     config = make_config(
-        tmp_path, "phone,cc\n0612345678,FR\n0612345679,Frankreich\n", "  region_column: cc\n"
+        tmp_path,
+        "phone,Country\n0612345678,FR\n0612345679,Frankreich\n",
+        "  region_column: country\n",
     )
     rows = plan_rows(config).rows
     assert rows[0].e164 == "+33612345678"
-    assert rows[1].reason == "unknown region 'Frankreich' in column cc"
+    assert rows[1].state == "rejected"
+    assert rows[1].reason == (
+        "unknown country 'Frankreich' in column 'Country' (write an ISO 3166 code such as GB "
+        "or GBR, or an English country name such as United Kingdom)"
+    )
+
+
+def test_country_names_in_the_region_column_are_read_not_rejected(tmp_path: Path) -> None:
+    text = (
+        "phone,Country\n"
+        "07911 123456,United Kingdom\n"
+        "0151 12345678,Germany\n"
+        "(212) 736-5000,USA\n"
+        "06 12 34 56 78,fra\n"
+        "0412 345 678,Australia\n"
+    )
+    rows = plan_rows(make_config(tmp_path, text, "  region_column: country\n")).rows
+    assert [(row.state, row.e164) for row in rows] == [
+        ("callable", "+447911123456"),
+        ("callable", "+4915112345678"),
+        ("callable", "+12127365000"),
+        ("callable", "+33612345678"),
+        ("callable", "+61412345678"),
+    ]
+
+
+@pytest.mark.parametrize("number", ["+44 7911 123456", "0044 7911 123456", "011 44 7911 123456"])
+def test_a_number_with_its_own_country_code_is_never_rejected_by_the_region_column(
+    tmp_path: Path, number: str
+) -> None:
+    text = f"phone,Country\n{number},Grossbritannien\n06 12 34 56 78,Grossbritannien\n"
+    rows = plan_rows(make_config(tmp_path, text, "  region_column: country\n")).rows
+    assert (rows[0].state, rows[0].e164, rows[0].reason) == ("callable", "+447911123456", None)
+    assert rows[1].state == "rejected"  # a national number still needs a country
+    assert rows[1].reason is not None and "unknown country 'Grossbritannien'" in rows[1].reason
 
 
 def test_big_inputs_use_the_worker_pool_and_keep_input_order(tmp_path: Path) -> None:
@@ -137,3 +175,13 @@ def test_pool_and_in_process_plans_are_identical_row_for_row(
     assert {row.state for row in pooled} == {"callable", "rejected", "duplicate"}
     assert pooled[99].reason == "5 fields but the header has 4 (a stray delimiter?)"
     assert pooled[199].variables == {"name": ""}
+
+
+def test_an_extension_is_kept_and_noted_not_silently_dropped(tmp_path: Path) -> None:
+    text = "phone,cc\n415.555.0199 ext 12,US\n07911 123456,GB\n"
+    result = plan_rows(make_config(tmp_path, text, "  region_column: cc\n"))
+    first = result.rows[0]
+    assert (first.state, first.e164, first.extension) == ("callable", "+14155550199", "12")
+    assert first.note == "extension 12 not dialled: the call reaches the main number only"
+    assert result.rows[1].extension is None
+    assert result.counts.extensions == 1

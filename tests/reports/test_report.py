@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from support.report import row, sample_run
 
-from campaign.reports import files as report
 from campaign.errors import OutputError
+from campaign.reports import files as report
 from campaign.reports.files import build_summary, render_results_csv, write_outputs
 
 
@@ -74,6 +74,7 @@ def test_results_csv_has_one_line_per_row_in_input_order(tmp_path: Path) -> None
         "customer_id",
         "phone",
         "e164",
+        "extension",
         "state",
         "attempts",
         "last_call_id",
@@ -81,6 +82,7 @@ def test_results_csv_has_one_line_per_row_in_input_order(tmp_path: Path) -> None
         "outcome",
         "goal_achieved",
         "reason",
+        "note",
         "first_name",
         "plan",
     ]
@@ -205,6 +207,15 @@ def test_summary_keys_are_the_documented_ones() -> None:
         "talk_time_s",
         "cost",
         "funnel",
+        "span",
+        "runs",
+        "by_country",
+        "callbacks",
+        "failure_reasons",
+        "retries_due",
+        "cost_estimate",
+        "attempts_per_row",
+        "rows_with_extension",
     ]
     readme = Path(__file__).parents[2] / "README.md"
     text = readme.read_text(encoding="utf-8")

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import itertools
 import json
 import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from support.report import sample_run
+from manager_sample import LONG_REASON, manager_run
 
-from campaign.reports.files import write_outputs
+from campaign.reports.files import CallRecord, RowResult, RunFacts, write_outputs
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +48,30 @@ SVG_SIZES_JS = (
     "JSON.stringify(Array.from(document.querySelectorAll('svg'))"
     ".map(s => s.getBoundingClientRect().height))"
 )
+BAR_WIDTHS_JS = (
+    "JSON.stringify(Array.from(document.querySelectorAll('table.bars tr')).map(r => "
+    "[r.cells[0].textContent, r.querySelector('.fill').getBoundingClientRect().width,"
+    " getComputedStyle(r.querySelector('.fill')).backgroundColor]))"
+)
+HEADINGS_JS = "JSON.stringify(Array.from(document.querySelectorAll('h2')).map(h => h.textContent))"
+# Elements whose content is wider than their box (clipped or spilling over): none may be.
+OVERFLOWING_JS = (
+    "JSON.stringify(Array.from(document.querySelectorAll('.tile, .tile *, .card, td'))"
+    ".filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.className + ': ' +"
+    " e.textContent.slice(0, 60)))"
+)
+LONG_REASON_JS = (
+    "JSON.stringify(Array.from(document.querySelectorAll('td.label'))"
+    ".filter(td => td.textContent.includes('Grossbritannien'))"
+    ".map(td => [td.innerText, td.getBoundingClientRect().height]))"
+)
+
+
+def big_run() -> tuple[list[RowResult], list[CallRecord], RunFacts]:
+    """The manager's sample with a cost of five digits before the point (a long tile)."""
+    rows, calls, facts = manager_run()
+    calls[0] = dataclasses.replace(calls[0], cost=Decimal("98765.43"))
+    return rows, calls, facts
 
 
 class DevTools:
@@ -117,7 +143,7 @@ async def devtools(tmp_path: Path) -> AsyncIterator[DevTools]:
 async def test_report_opens_in_chromium_and_shows_the_summary(
     devtools: DevTools, tmp_path: Path
 ) -> None:
-    paths = write_outputs(tmp_path / "out", *sample_run())
+    paths = write_outputs(tmp_path / "out", *big_run())
     summary = json.loads(paths.summary_json.read_text(encoding="utf-8"))
     for domain in ("Page", "Runtime", "Log", "Network"):
         await devtools.send(f"{domain}.enable")
@@ -143,18 +169,54 @@ async def test_report_opens_in_chromium_and_shows_the_summary(
     keys = {key for key, _ in shown}
     assert {"rows_total", "funnel.valid", "funnel.called", "funnel.answered"} <= keys
     assert {"funnel.goal_achieved", "calls_placed", "cost.amount", "requests_spent"} <= keys
+    assert {"callbacks.count", "retries_due.rows", "cost_estimate.amount"} <= keys
+    assert {"by_country.US.rows", "by_country.GB.goal_achieved"} <= keys
     for key, text in shown:
         value: Any = summary
         for part in key.split("."):
             value = value[part]
         assert text == ("" if value is None else str(value)), key
 
-    # Every chart is drawn, i.e. has a height on the page.
-    heights = json.loads(await devtools.evaluate(SVG_SIZES_JS))
-    assert len(heights) == 5 and min(heights) > 20
+    headings = json.loads(await devtools.evaluate(HEADINGS_JS))
+    for section in (
+        "Callbacks requested",
+        "Why calls failed (share of failed calls)",
+        "Attempts per callable row",
+        "By country of the number",
+        "Retries due",
+        "Cost",
+        "Runs",
+    ):
+        assert section in headings, section
 
+    # The one SVG chart and every bar are drawn, in the colour of what they mean.
+    heights = json.loads(await devtools.evaluate(SVG_SIZES_JS))
+    assert len(heights) == 1 and heights[0] > 100
+    bars = {label: (width, colour) for label, width, colour in
+            json.loads(await devtools.evaluate(BAR_WIDTHS_JS))}  # fmt: skip
+    assert all(width > 0 for width, _ in bars.values())
+    assert bars["Goal achieved"][1] == "rgb(22, 163, 74)"  # green
+    assert bars["Carrier rejected"][1] == "rgb(220, 38, 38)"  # red
+
+    # A long reason is shown whole, wrapped over several lines, not cut to one.
+    [(text, height)] = json.loads(await devtools.evaluate(LONG_REASON_JS))
+    assert " ".join(text.split()) == "U" + LONG_REASON[1:] and height > 30
+
+    # Nothing spills out of its card, wide or as narrow as a phone.
+    assert json.loads(await devtools.evaluate(OVERFLOWING_JS)) == []
     shot = await devtools.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
     png = base64.b64decode(shot["data"])
     assert png.startswith(b"\x89PNG")
     if os.environ.get("REPORT_SCREENSHOT"):  # for a human to look at the page
         Path(os.environ["REPORT_SCREENSHOT"]).write_bytes(png)
+    await devtools.send(
+        "Emulation.setDeviceMetricsOverride",
+        width=400,
+        height=900,
+        deviceScaleFactor=1,
+        mobile=True,
+    )
+    overflowing = json.loads(await devtools.evaluate(OVERFLOWING_JS))
+    # On a phone a wide table may scroll inside its card; the page and the tiles never do.
+    assert [item for item in overflowing if not item.startswith("card: ")] == []
+    assert await devtools.evaluate("document.documentElement.scrollWidth <= innerWidth")

@@ -1,4 +1,4 @@
-"""Sandbox §6: CSV batches — parsing rules, limits, pacing shared with direct calls, endings."""
+"""Sandbox: CSV batches — parsing rules, limits, pacing shared with direct calls, endings."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sandbox §5, §7, §10: call lifecycle on a fake clock, outcomes, sessions, lists, wallet."""
+"""Sandbox: call lifecycle on a fake clock, outcomes, sessions, lists, wallet."""
 
 from __future__ import annotations
 

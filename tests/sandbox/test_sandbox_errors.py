@@ -1,4 +1,4 @@
-"""Sandbox §0–§2: authentication, scopes, the error shape, malformed input, order of checks."""
+"""Sandbox: authentication, scopes, the error shape, malformed input, order of checks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sandbox §3: replay, conflict, in-progress, what is remembered, 24 h memory."""
+"""Sandbox idempotency: replay, conflict, in-progress, what is remembered, 24 h memory."""
 
 from __future__ import annotations
 

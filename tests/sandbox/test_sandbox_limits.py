@@ -1,4 +1,4 @@
-"""Sandbox §4: sliding windows by arrival time, 429 with Retry-After and limit, headers."""
+"""Sandbox limits: sliding windows by arrival time, 429 with Retry-After and limit, headers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sandbox §8–§10: webhooks (secret once, signed deliveries with retries), knowledge, billing."""
+"""Sandbox: webhooks (secret once, signed deliveries with retries), knowledge, billing."""
 
 from __future__ import annotations
 

@@ -26,13 +26,6 @@ def _rows(*keys: str) -> list[RowIn]:
     ]
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store.open(tmp_path / "state" / "c.sqlite")
-    s.claim_identity("c")
-    return s
-
-
 def test_file_is_private_and_in_wal_mode(store: Store) -> None:
     assert store.path is not None
     assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600

@@ -6,13 +6,30 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from support.batches import open_store, rows
+
+from campaign.store.checkpoint import RowIn, Store
 
 T0 = 1_780_000_000.0
 
 
-def test_a_batch_and_its_attempts_are_committed_together(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "c.sqlite")
+def rows(count: int) -> list[RowIn]:
+    """``count`` callable rows cust-0000… on New York numbers +14155550000…"""
+    return [
+        RowIn(
+            line=i + 2,
+            row_key=f"cust-{i:04d}",
+            raw_phone=f"+1415555{i:04d}",
+            e164=f"+1415555{i:04d}",
+            plan_state="callable",
+            timezones=["America/New_York"],
+        )
+        for i in range(count)
+    ]
+
+
+def test_a_batch_and_its_attempts_are_committed_together(
+    store: Store, checkpoint_path: Path
+) -> None:
     store.sync_rows(rows(3), T0)
     members = [(f"cust-{i:04d}", 1, f"key-{i}") for i in range(3)]
     stored = store.commit_batch(
@@ -25,12 +42,11 @@ def test_a_batch_and_its_attempts_are_committed_together(tmp_path: Path) -> None
     assert {r.progress for r in store.rows()} == {"in_flight"}
     store.close()
     # What a resumed run sees: the same bytes under the same key.
-    again = open_store(tmp_path / "c.sqlite").stored_batch(1)
+    again = Store.open(checkpoint_path).stored_batch(1)
     assert (again.csv, again.idempotency_key) == (b"phone\r\n", "cmpb-1")
 
 
-def test_an_attempt_cannot_join_a_second_batch(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "c.sqlite")
+def test_an_attempt_cannot_join_a_second_batch(store: Store) -> None:
     store.sync_rows(rows(2), T0)
     store.commit_batch(
         seq=1, idempotency_key="cmpb-1", csv=b"x", content_hash="h", not_before=None,
@@ -46,8 +62,7 @@ def test_an_attempt_cannot_join_a_second_batch(tmp_path: Path) -> None:
     assert store.row("cust-0001").progress == "pending"
 
 
-def test_upload_and_rejection_move_attempts_and_rows(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "c.sqlite")
+def test_upload_and_rejection_move_attempts_and_rows(store: Store) -> None:
     store.sync_rows(rows(2), T0)
     store.commit_batch(
         seq=1, idempotency_key="cmpb-1", csv=b"x", content_hash="h", not_before=None,
@@ -65,9 +80,8 @@ def test_upload_and_rejection_move_attempts_and_rows(tmp_path: Path) -> None:
 
 
 def test_a_batch_keeps_every_part_of_its_upload_and_the_number_each_attempt_dials(
-    tmp_path: Path,
+    store: Store, checkpoint_path: Path
 ) -> None:
-    store = open_store(tmp_path / "c.sqlite")
     store.sync_rows(rows(2), T0)
     store.commit_batch(
         seq=1, idempotency_key="cmpb-1", csv=b"x", content_hash="h", not_before=T0 + 60,
@@ -75,7 +89,7 @@ def test_a_batch_keeps_every_part_of_its_upload_and_the_number_each_attempt_dial
         scenario_id="scn_demo", name="spring #1", phones=["+14155550000", "+14155550001"],
     )  # fmt: skip
     store.close()
-    again = open_store(tmp_path / "c.sqlite")
+    again = Store.open(checkpoint_path)
     stored = again.stored_batch(1)
     assert (stored.scenario_id, stored.name, stored.not_before) == (
         "scn_demo",
@@ -93,9 +107,8 @@ def test_a_batch_keeps_every_part_of_its_upload_and_the_number_each_attempt_dial
 
 
 def test_releasing_a_batch_voids_its_attempts_and_blocks_only_the_refused_rows(
-    tmp_path: Path,
+    store: Store,
 ) -> None:
-    store = open_store(tmp_path / "c.sqlite")
     store.sync_rows(rows(3), T0)
     store.commit_batch(
         seq=1, idempotency_key="cmpb-1", csv=b"x", content_hash="h", not_before=None,

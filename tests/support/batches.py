@@ -13,9 +13,11 @@ from campaign.api import AitelierClient, RetryPolicy
 from campaign.clock import FakeClock
 from campaign.config.limit import Limit
 from campaign.config.model import RetryConfig
-from campaign.engine.batches.loop import BatchesEngine, BatchSettings
+from campaign.engine.api import BatchesApi
+from campaign.engine.batches.loop import BatchesEngine, BatchSettings, CallReservations
+from campaign.engine.frame import EngineDeps, EngineSettings
 from campaign.engine.gate import SendGate
-from campaign.planning.windows import WindowBook
+from campaign.planning.windows import Hours, WindowBook
 from campaign.sandbox import DEFAULT_KEY, RunningSandbox, SandboxConfig, start_sandbox
 from campaign.sandbox.faults import parse_faults
 from campaign.store.checkpoint import RowIn, Store
@@ -62,28 +64,26 @@ class Platform:
         self,
         store: Store,
         *,
-        hours: Any = "unrestricted",
+        hours: Hours = "unrestricted",
         max_rows: int = 10,
         deadline: float | None = None,
-        client: Any = None,
+        client: BatchesApi | None = None,
         calls_per_min: int = 60,
         stop: asyncio.Event | None = None,
         gate: SendGate | None = None,
         scenario_id: str = "scn_demo",
-        allowance: Any = None,
+        allowance: CallReservations | None = None,
     ) -> BatchesEngine:
-        settings = BatchSettings(
+        settings = EngineSettings(
             campaign="spring",
             scenario_id=scenario_id,
-            variables=["first_name", "phone"],
             retry=RetryConfig.model_validate({"max_attempts": 2, "min_interval": "10min"}),
             call_limits=[Limit(calls_per_min, 60)],
             request_limits=[Limit(600, 60), Limit(10_000, 3600)],
-            max_rows=max_rows,
             deadline=deadline,
             fetch_sessions=False,
         )
-        return BatchesEngine(
+        deps: EngineDeps[BatchesApi] = EngineDeps(
             store=store,
             client=client or self.client,
             clock=self.clock,
@@ -92,8 +92,9 @@ class Platform:
             opt_outs=OptOutList(self.tmp),
             stop=stop or asyncio.Event(),
             gate=gate,
-            **({} if allowance is None else {"allowance": allowance}),
         )
+        batch = BatchSettings(variables=["first_name", "phone"], max_rows=max_rows)
+        return BatchesEngine(deps, batch=batch, allowance=allowance)
 
     def ledger(self) -> dict[str, Any]:
         return self.sandbox.ledger()

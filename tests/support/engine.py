@@ -1,21 +1,24 @@
 """An in-memory stand-in for the API's call endpoints, driven by a fake clock.
 
 Only for engine unit tests (fake time, scripted outcomes, forgotten keys); behaviour
-against a real server is tested through the sandbox.
+against a real server is tested through the sandbox. It answers with the client's own
+models (``campaign.api.models``), as the engine's Protocols (``campaign.engine.api``) ask.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from types import SimpleNamespace
 from typing import Any
 
+from campaign.api.models import Call, Page, Session, SessionCosts, Usage, Wallet
 from campaign.clock import FakeClock
 from campaign.errors import AmbiguousError, IdempotencyConflictError
 from campaign.limits.window import ClientLimits
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _dt(ts: float) -> datetime:
@@ -24,6 +27,29 @@ def _dt(ts: float) -> datetime:
 
 def _ts(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def make_call(**fields: Any) -> Call:
+    """A Call as the API would return it: ``fields`` over a queued call with no outcome."""
+    call = Call(
+        id="call_1",
+        status="queued",
+        phone="+12125550100",
+        scenario_id="scn_demo",
+        variables={},
+        caller_id=None,
+        batch_id=None,
+        session_id=None,
+        metadata={},
+        not_before=None,
+        created_at=EPOCH,
+        updated_at=EPOCH,
+        ended_at=None,
+        outcome=None,
+        goal_achieved=None,
+        failure_reason=None,
+    )
+    return replace(call, **fields)
 
 
 @dataclass
@@ -43,7 +69,7 @@ class FakeApi:
 
     async def create_call(
         self, body: bytes, idempotency_key: str, *, send_by: float | None = None
-    ) -> Any:
+    ) -> Call:
         self.posts += 1
         if self.limits is not None:  # as the real client does before every POST /calls
             await self.limits.acquire_call()
@@ -61,6 +87,7 @@ class FakeApi:
         call = {
             "id": f"call_{len(self.calls) + 1}",
             "phone": phone,
+            "scenario_id": payload["scenario_id"],
             "metadata": payload["metadata"],
             "created": now,
             "final": (status, outcome, reason),
@@ -76,15 +103,16 @@ class FakeApi:
         """The server's 24 h idempotency memory has passed."""
         self.keys.clear()
 
-    def _view(self, call: dict[str, Any]) -> Any:
+    def _view(self, call: dict[str, Any]) -> Call:
         now = self.clock.now()
         ended = now >= call["created"] + self.duration_s
         status, outcome, reason = call["final"] if ended else ("queued", None, None)
         updated = call["created"] + self.duration_s if ended else call["created"]
-        return SimpleNamespace(
+        return make_call(
             id=call["id"],
             status=status,
             phone=call["phone"],
+            scenario_id=call.get("scenario_id", "scn_demo"),
             metadata=call["metadata"],
             created_at=_dt(call["created"]),
             updated_at=_dt(updated),
@@ -95,38 +123,68 @@ class FakeApi:
             session_id=f"ses_{call['id']}" if status == "completed" else None,
         )
 
-    async def list_calls(self, **params: Any) -> Any:
+    async def list_calls(
+        self,
+        *,
+        status: str | None = None,
+        since: str | None = None,
+        updated_since: str | None = None,
+        batch_id: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[Call]:
         self.gets += 1
         views = [self._view(c) for c in self.calls]
-        if "updated_since" in params:
-            floor = _ts(str(params["updated_since"]))
+        if updated_since is not None:
+            floor = _ts(updated_since)
             views = [v for v in views if v.updated_at.timestamp() >= floor]
             views.sort(key=lambda v: (v.updated_at, v.id))
-        if "since" in params:
-            floor = _ts(str(params["since"]))
+        if since is not None:
+            floor = _ts(since)
             views = [v for v in views if v.created_at.timestamp() >= floor]
             views.sort(key=lambda v: (v.created_at, v.id))
-        start = int(params.get("cursor") or 0)
-        limit = int(params.get("limit") or 50)
-        page = views[start : start + limit]
-        more = start + limit < len(views)
-        return SimpleNamespace(data=page, next_cursor=str(start + limit) if more else None)
+        start = int(cursor or 0)
+        size = limit or 50
+        page = views[start : start + size]
+        more = start + size < len(views)
+        return Page(tuple(page), str(start + size) if more else None)
 
-    async def get_session(self, session_id: str) -> Any:
+    async def get_session(self, session_id: str) -> Session:
         self.gets += 1
-        return SimpleNamespace(
-            slot_values={"renewal": "yes"},
-            costs=SimpleNamespace(amount=Decimal("0.11"), currency="USD"),
+        call = self._view(next(c for c in self.calls if f"ses_{c['id']}" == session_id))
+        return Session(
+            id=session_id,
+            call_id=call.id,
+            batch_id=None,
+            phone=call.phone,
+            scenario_id=call.scenario_id,
+            started_at=call.created_at,
+            ended_at=call.ended_at,
             duration_s=42,
+            outcome=call.outcome,
+            goal_achieved=call.goal_achieved,
+            slot_values={"renewal": "yes"},
+            costs=SessionCosts(
+                minutes=Decimal("0.7"), tool_calls=0, amount=Decimal("0.11"), currency="USD"
+            ),
+            metadata=call.metadata,
         )
 
-    async def get_wallet(self) -> Any:
+    async def get_wallet(self) -> Wallet:
         self.gets += 1
-        return SimpleNamespace(balance=Decimal(self.balance), currency="USD")
+        return Wallet(balance=Decimal(self.balance), currency="USD", recent_transactions=())
 
-    async def get_usage(self, period: str) -> Any:
+    async def get_usage(self, period: str) -> Usage:
         self.gets += 1
-        return SimpleNamespace(calls=0, amount=Decimal("0"), currency="USD")
+        return Usage(
+            period=period,
+            calls=0,
+            minutes=Decimal("0"),
+            tool_calls=0,
+            outcomes={},
+            amount=Decimal("0"),
+            currency="USD",
+        )
 
     def created_per_attempt(self) -> dict[tuple[str, str], int]:
         """How many calls exist per (row_key, attempt): exactly-once means all 1."""

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Protocol
 
-from campaign.clock import Clock
+from campaign.engine.api import BatchesApi
 from campaign.engine.batches.plan import recorded_rows, written_ref
 from campaign.engine.batches.results import (
     BATCH_TERMINAL,
@@ -20,11 +19,10 @@ from campaign.engine.batches.results import (
     first_open_row,
     needs_failure_reason,
 )
-from campaign.engine.calls import EngineResult, Progress
-from campaign.engine.collect import RetryPolicy, decide
+from campaign.engine.frame import EngineDeps, EngineResult
+from campaign.engine.outcomes import record_call_end
 from campaign.store.batches import BatchState, Member, StoredBatch
-from campaign.store.checkpoint import CallEnd, Store
-from campaign.store.optout import OptOutList
+from campaign.store.checkpoint import Attempt, CallEnd
 
 log = logging.getLogger("campaign.batches")
 
@@ -32,47 +30,15 @@ ROWS_PAGE = 500  # the contract's largest rows page
 CALLS_PAGE = 100
 
 
-class RowsApi(Protocol):
-    """The client methods reading a batch's results."""
-
-    async def list_batch_rows(
-        self, batch_id: str, *, limit: int | None = None, cursor: str | None = None
-    ) -> Any: ...
-
-    async def list_calls(
-        self,
-        *,
-        status: str | None = None,
-        since: str | None = None,
-        batch_id: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> Any: ...
-
-
 class BatchCollector:
     """Reads batch rows and records each attempt's end, rejection or return."""
 
-    def __init__(
-        self,
-        *,
-        store: Store,
-        client: RowsApi,
-        clock: Clock,
-        campaign: str,
-        retry: RetryPolicy,
-        opt_outs: OptOutList,
-        result: EngineResult,
-        progress: Progress | None = None,
-    ) -> None:
-        self.store = store
-        self.client = client
-        self.clock = clock
-        self.campaign = campaign
-        self.retry = retry
-        self.opt_outs = opt_outs
+    def __init__(self, deps: EngineDeps[BatchesApi], result: EngineResult) -> None:
+        self.deps = deps
+        self.store = deps.store
+        self.client = deps.client
+        self.clock = deps.clock
         self.result = result
-        self.progress = progress
 
     async def read_rows(self, stored: StoredBatch, batch_status: str) -> None:
         """Read the batch's unsettled pages and fold every settled row in."""
@@ -99,7 +65,7 @@ class BatchCollector:
             ]
             if failure_reasons is None and any(needs_failure_reason(v) for v in verdicts):
                 failure_reasons = await self._failure_reasons(stored.batch_id)
-            with self.store.batch():
+            with self.store.transaction():
                 for verdict in verdicts:
                     self._apply(verdict, members, failure_reasons or {}, now)
             settled_to = first_open_row(verdicts)
@@ -165,9 +131,9 @@ class BatchCollector:
             self.store.abandon_attempt(member.attempt_key, verdict.reason or "not dialed")
             self.result.calls_placed -= 1
         elif verdict.kind == "ended" and verdict.end is not None:
-            self._end(member, verdict.end, failure_reasons.get(verdict.call_id or ""), now)
+            self._end(attempt, verdict.end, failure_reasons.get(verdict.call_id or ""), now)
 
-    def _end(self, member: Member, end: CallEnd, failure_reason: str | None, now: float) -> None:
+    def _end(self, attempt: Attempt, end: CallEnd, failure_reason: str | None, now: float) -> None:
         if end.status == "failed":
             end = CallEnd(
                 status=end.status,
@@ -175,22 +141,12 @@ class BatchCollector:
                 session_id=end.session_id,
                 ended_at=end.ended_at,
             )
-        row = self.store.row(member.row_key)
-        decision = decide(end, row.attempts_used, self.retry, now)
-        self.store.end_attempt(
-            member.attempt_key,
-            end,
-            row_progress=decision.progress,
-            row_reason=decision.reason,
-            next_due=decision.next_due,
-            void=decision.void,
-        )
+        settings = self.deps.settings
+        decision = record_call_end(
+            self.store, attempt, end, dialled=None, campaign=settings.campaign,
+            retry=settings.retry, opt_outs=self.deps.opt_outs, now=now,
+        )  # fmt: skip
         if decision.void:
             log.error("calls fail with insufficient_funds: no more batches are uploaded")
             self.result.insufficient_funds = True
-        # The number the batch dialled said stop, whatever the row's number is today.
-        called = self.store.attempt(member.attempt_key).phone or row.e164
-        if end.outcome == "opted_out" and called:
-            self.opt_outs.add(called, campaign=self.campaign, row_key=row.row_key, now=now)
-        if self.progress is not None:
-            self.progress.finished(end.status, end.outcome)
+        self.deps.progress.finished(end.status, end.outcome)

@@ -26,14 +26,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Literal
 
+from campaign.api.models import Batch
 from campaign.api.wire import format_timestamp
-from campaign.clock import Clock, utc
+from campaign.clock import utc
+from campaign.engine.api import BatchesApi, BatchFinder
 from campaign.engine.batches.plan import RecordedRow, recorded_rows
-from campaign.engine.calls import EngineResult, Progress
-from campaign.engine.gate import GateVerdict, SendGate
+from campaign.engine.frame import EngineDeps, EngineResult
+from campaign.engine.gate import GateVerdict
 from campaign.errors import (
     ApiError,
     CampaignError,
@@ -43,7 +44,6 @@ from campaign.errors import (
     PayloadTooLargeError,
 )
 from campaign.store.batches import StoredBatch
-from campaign.store.checkpoint import Store
 
 log = logging.getLogger("campaign.batches")
 
@@ -61,43 +61,13 @@ REFUSALS = (InvalidArgumentError, PayloadTooLargeError, FailedPreconditionError)
 Presence = Literal["exists", "absent", "unknown"]
 
 
-class FindApi(Protocol):
-    """The client methods an upload and a lookup use."""
-
-    async def create_batch(
-        self,
-        csv_bytes: bytes,
-        *,
-        scenario_id: str,
-        idempotency_key: str,
-        name: str | None = None,
-        not_before: datetime | None = None,
-    ) -> Any: ...
-
-    async def list_calls(
-        self,
-        *,
-        status: str | None = None,
-        since: str | None = None,
-        batch_id: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> Any: ...
-
-    async def get_batch(self, batch_id: str) -> Any: ...
-
-    async def list_batch_rows(
-        self, batch_id: str, *, limit: int | None = None, cursor: str | None = None
-    ) -> Any: ...
-
-
 @dataclass(frozen=True)
 class Lookup:
     """What the platform says about a recorded batch, and how we know."""
 
     presence: Presence
     how: str
-    batch: Any = None  # the platform's Batch when it exists
+    batch: Batch | None = None  # the platform's Batch when it exists
 
 
 def needs_lookup(stored: StoredBatch, now: float) -> bool:
@@ -106,7 +76,7 @@ def needs_lookup(stored: StoredBatch, now: float) -> bool:
 
 
 async def look_up(
-    client: FindApi, stored: StoredBatch, now: float, *, scenario_today: str, name_today: str
+    client: BatchFinder, stored: StoredBatch, now: float, *, scenario_today: str, name_today: str
 ) -> Lookup:
     """Whether the platform holds this recorded batch, proven either way or ``unknown``.
 
@@ -155,7 +125,7 @@ async def look_up(
     return Lookup("exists", "the server replayed its upload", batch)
 
 
-async def find_uploaded(client: FindApi, stored: StoredBatch) -> Any | None:
+async def find_uploaded(client: BatchFinder, stored: StoredBatch) -> Batch | None:
     """The platform's Batch for this recorded file, if any of its rows was dialled."""
     recorded = recorded_rows(stored.csv)
     wanted = {r.phone for r in recorded}
@@ -165,7 +135,7 @@ async def find_uploaded(client: FindApi, stored: StoredBatch) -> Any | None:
     while True:
         page = await client.list_calls(since=since, limit=100, cursor=cursor)
         for call in page.data:
-            batch_id = getattr(call, "batch_id", None)
+            batch_id = call.batch_id
             if batch_id is None or batch_id in seen or call.phone not in wanted:
                 continue
             seen.add(batch_id)
@@ -179,7 +149,7 @@ async def find_uploaded(client: FindApi, stored: StoredBatch) -> Any | None:
             return None
 
 
-async def _same_rows(client: FindApi, batch_id: str, recorded: list[RecordedRow]) -> bool:
+async def _same_rows(client: BatchFinder, batch_id: str, recorded: list[RecordedRow]) -> bool:
     """True if the batch's rows are those of the recorded file, in order."""
     index = 0
     cursor: str | None = None
@@ -197,16 +167,6 @@ async def _same_rows(client: FindApi, batch_id: str, recorded: list[RecordedRow]
 
 
 # ---- sending a batch's upload, or finding out first ------------------------------------------
-
-
-@dataclass(frozen=True)
-class UploadSettings:
-    """What an upload needs to know of the run."""
-
-    campaign: str
-    scenario_id: str  # today's; used only to look up a batch recorded without its own
-    spacing: float  # seconds between two dials of a batch at the outbound limit
-    slack_s: float  # how much later than estimated the platform may dial a row
 
 
 class BatchUploads:
@@ -227,22 +187,20 @@ class BatchUploads:
 
     def __init__(
         self,
-        *,
-        store: Store,
-        client: FindApi,
-        clock: Clock,
-        gate: SendGate | None,
-        settings: UploadSettings,
+        deps: EngineDeps[BatchesApi],
         result: EngineResult,
-        progress: Progress | None = None,
+        *,
+        spacing: float,
+        slack_s: float,
     ) -> None:
-        self.store = store
-        self.client = client
-        self.clock = clock
-        self.gate = gate
-        self.settings = settings
+        self.deps = deps
+        self.store = deps.store
+        self.client = deps.client
+        self.clock = deps.clock
+        self.gate = deps.gate
         self.result = result
-        self.progress = progress
+        self.spacing = spacing  # seconds between two dials of a batch at the outbound limit
+        self.slack_s = slack_s  # how much later than estimated the platform may dial a row
 
     async def upload(
         self, stored: StoredBatch, *, fresh: bool, queue_drains_at: Callable[[float], float]
@@ -312,34 +270,36 @@ class BatchUploads:
             phone = recorded[index].phone if len(recorded) == len(members) else None
             phone = phone or self.store.attempt(member.attempt_key).phone
             row = self.store.row(member.row_key)
-            dial_by = start + index * self.settings.spacing + self.settings.slack_s
+            dial_by = start + index * self.spacing + self.slack_s
             verdict = self.gate.check(row, phone, ring_from, dial_by=dial_by)
             if not verdict.ok:
                 refused[member.row_key] = verdict
         return refused
 
     async def _look_up(self, stored: StoredBatch) -> Lookup:
+        # Today's scenario is used only to look up a batch recorded without its own.
+        settings = self.deps.settings
         found = await look_up(
             self.client,
             stored,
             self.clock.now(),
-            scenario_today=self.settings.scenario_id,
-            name_today=f"{self.settings.campaign} #{stored.seq}",
+            scenario_today=settings.scenario_id,
+            name_today=f"{settings.campaign} #{stored.seq}",
         )
         log.info("batch %d lookup: %s (%s)", stored.seq, found.presence, found.how)
         return found
 
-    def _uploaded(self, stored: StoredBatch, batch: Any) -> None:
+    def _uploaded(self, stored: StoredBatch, batch: Batch) -> None:
         queued = batch.progress.pending + batch.progress.queued
         self.store.mark_batch_uploaded(stored.seq, batch.id, batch.status, queued, self.clock.now())
         self.result.sends += 1
         self.result.calls_placed += stored.rows_total
-        if self.progress is not None:
-            for _ in range(stored.rows_total):
-                self.progress.placed()
+        for _ in range(stored.rows_total):
+            self.deps.progress.placed()
 
     def _adopt(self, stored: StoredBatch, found: Lookup, refused: dict[str, GateVerdict]) -> None:
         """The batch exists: follow it, and say what it may dial that the gate refuses."""
+        assert found.batch is not None  # an "exists" lookup carries the platform's Batch
         self._uploaded(stored, found.batch)
         if not refused:
             return
@@ -385,7 +345,7 @@ class BatchUploads:
     def _refused(self, stored: StoredBatch, exc: ApiError) -> None:
         """A 400/413/422 for the whole file: its rows go back untouched, the run stops."""
         reason = f"batch {stored.seq} refused: {exc}"
-        with self.store.batch():
+        with self.store.transaction():
             for member in self.store.batch_members(stored.seq):
                 self.store.abandon_attempt(member.attempt_key, reason)
             self.store.finish_batch(stored.seq, "failed", self.clock.now(), error=str(exc))

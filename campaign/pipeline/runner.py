@@ -1,8 +1,11 @@
-"""``campaign run`` in calls mode: lock → checkpoint → plan → pre-flight → loop → outputs.
+"""One run of a campaign: lock → checkpoint → plan → pre-flight → loop → outputs.
 
 Each stage is a function of its dependencies; this module only wires them and decides
-the exit code (design.md's table). Outputs are written at the end of every run that got
+the exit code (the README's table). Outputs are written at the end of every run that got
 as far as the checkpoint, including runs that stop with exit 1 or 3.
+
+This is library code: it installs no signal handler and configures no logging. A caller
+stops a run by setting ``RunOptions.stop`` (the CLI sets it on SIGINT/SIGTERM).
 """
 
 from __future__ import annotations
@@ -11,15 +14,15 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import signal
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from campaign.clock import Clock, SystemClock
+from campaign.clock import Clock
 from campaign.config.model import CampaignConfig
-from campaign.engine.calls import CallsEngine, EngineResult, EngineSettings
+from campaign.engine.calls import CallsEngine
+from campaign.engine.frame import EngineResult, EngineSettings
 from campaign.engine.gate import SendGate
 from campaign.engine.preflight import Preflight, run_preflight
 from campaign.errors import (
@@ -29,17 +32,23 @@ from campaign.errors import (
     InsufficientFundsError,
     StateError,
 )
-from campaign.limits.allowance import SharedAllowance, allowance_path
+from campaign.limits.allowance import allowance_path
+from campaign.limits.limiter import SlidingWindowLimiter
+from campaign.pipeline.outputs import RunTally, summary_lines, write_run_outputs
+from campaign.pipeline.progress import showing
+from campaign.pipeline.setup import build_gate
+from campaign.planning.rejects import check_reject_share
 from campaign.planning.schedule import next_due
 from campaign.planning.windows import WindowBook, planned_rows
 from campaign.reports.results import progress_counts
-from campaign.run.outputs import RunReport, summary_lines, write_run_outputs
-from campaign.run.setup import build_gate
 from campaign.store.checkpoint import Store
 from campaign.store.lock import CampaignLock
 from campaign.store.optout import OptOutList
 
-log = logging.getLogger("campaign.run.runner")
+if TYPE_CHECKING:
+    from campaign.pipeline.progress import ProgressDisplay
+
+log = logging.getLogger("campaign.pipeline.runner")
 
 SEND_LOG_KEEP_S = 3600.0 + 60.0
 REQUEST_LOG_FLUSH = 25
@@ -47,7 +56,7 @@ REQUEST_LOG_FLUSH = 25
 
 @dataclass(frozen=True)
 class RunOptions:
-    """The command-line switches of ``campaign run``."""
+    """How to run: the switches of ``campaign run`` and of ``campaign.run()``."""
 
     until: float | None = None
     max_duration_s: float | None = None
@@ -55,9 +64,11 @@ class RunOptions:
     allow_low_balance: bool = False
     fetch_sessions: bool = True
     command: str = "campaign run"
-    # Several campaigns in one process (``campaign run A.yaml B.yaml``) share one stop event
-    # (their caller handles the signals) and log progress lines instead of live bars.
+    # Set it to stop the run as --until would (exit 3). Several campaigns in one process
+    # (``campaign run A.yaml B.yaml``) share one.
     stop: asyncio.Event | None = field(default=None, compare=False)
+    # What shows the progress (the CLI's terminal bar); None: progress lines in the log.
+    progress: ProgressDisplay | None = field(default=None, compare=False)
 
 
 class SendLog:
@@ -86,17 +97,12 @@ class SendLog:
         self.store.log_sends(pending)
 
 
-def run_campaign(
-    config: CampaignConfig, options: RunOptions, *, clock: Clock | None = None
-) -> RunReport:
-    """Run the campaign once; raises CampaignError (after writing outputs) on failure."""
-    return asyncio.run(run_campaign_async(config, options, clock=clock or SystemClock()))
-
-
 async def run_campaign_async(
     config: CampaignConfig, options: RunOptions, *, clock: Clock
-) -> RunReport:
-    """The async body of ``run_campaign``."""
+) -> RunTally:
+    """Run the campaign once. A failure once the checkpoint is open is the tally's ``error``
+    (the outputs are written first); before that (a held lock, a damaged checkpoint) it
+    raises CampaignError, and nothing was written."""
     lock = CampaignLock(config.state_path)
     if not options.dry_run:
         lock.acquire()  # before the checkpoint is opened: a refused run touches nothing
@@ -115,11 +121,12 @@ async def run_campaign_async(
 
 async def _run_with_store(
     config: CampaignConfig, options: RunOptions, store: Store, clock: Clock
-) -> RunReport:
+) -> RunTally:
     started = clock.now()
     run_id = store.start_run(started, options.command)
     opt_outs = OptOutList(config.state_dir)
     rows = planned_rows(config, opt_outs.numbers())
+    check_reject_share(config, rows)  # WARNING past 20 % rejected; exit 2 past max_reject_share
     fingerprint = _fingerprint(config.input.path)
     if store.get_meta("input_fingerprint") not in (None, fingerprint):
         log.info("the input file changed since the last run; merging it into the checkpoint")
@@ -140,25 +147,23 @@ async def _run_with_store(
     windows = WindowBook(config.calling_hours)
     gate = build_gate(config, store, opt_outs, windows)
     send_log = SendLog(store)
-    report = RunReport(exit_code=0)
+    tally = RunTally(exit_code=0)
     error: CampaignError | None = None
-    deadline = _deadline(options, started, clock)
     stop = options.stop or asyncio.Event()
     try:
-        with _signals(stop) if options.stop is None else contextlib.nullcontext():
-            bounds = _Bounds(options, started, clock)
-            async with _api(config, store, clock, send_log, stop, bounds.stop_at) as (
-                client,
-                call_times,
-                allowance,
-            ):
-                report.preflight = await _preflight(config, options, store, client, windows, clock)
-                if not options.dry_run:
-                    report.engine = await _run_engine(
-                        config, options, store, client, clock, windows, opt_outs, deadline,
-                        call_times, stop, allowance, gate, started,
-                    )  # fmt: skip
-                    error = report.engine.error
+        bounds = _Bounds(options, started, clock)
+        async with _api(config, store, clock, send_log, stop, bounds.stop_at) as (
+            client,
+            call_times,
+            allowance,
+        ):
+            tally.preflight = await _preflight(config, options, store, client, windows, clock)
+            if not options.dry_run:
+                tally.engine = await _run_engine(
+                    config, options, store, client, clock, windows, opt_outs,
+                    call_times, stop, allowance, gate, started,
+                )  # fmt: skip
+                error = tally.engine.error
     except CampaignError as exc:
         error = exc
     finally:
@@ -167,31 +172,28 @@ async def _run_with_store(
     # the checkpoint can read, and the first error is the one the run ends with.
     if not options.dry_run:
         error = _keep_first(error, store.prune_send_log, clock.now() - SEND_LOG_KEEP_S)
-    report.requests = send_log.requests
+    tally.requests = send_log.requests
     total_requests = int(store.get_meta("requests_spent") or 0) + send_log.requests
     error = _keep_first(error, store.set_meta, "requests_spent", str(total_requests))
-    engine = report.engine or EngineResult()
-    if report.engine is None:  # dry run, or stopped before the loop: still say what is next
+    engine = tally.engine or EngineResult()
+    if tally.engine is None:  # dry run, or stopped before the loop: still say what is next
         engine.next_due, engine.next_due_reason = next_due(store, windows.window_for, clock.wall())
-    report.outputs = write_run_outputs(
+    tally.outputs = write_run_outputs(
         config, store, windows, clock, started=started, dry_run=options.dry_run, engine=engine
     )
-    report.counts = progress_counts(store)
-    report.exit_code = _exit_code(error, engine)
-    report.lines = summary_lines(config, report, engine, now=clock.now())
-    error = _keep_first(error, store.end_run, run_id, clock.now(), report.exit_code, report.counts)
+    tally.counts = progress_counts(store)
+    tally.exit_code = _exit_code(error, engine)
+    tally.lines = summary_lines(config, tally, engine, now=clock.now())
+    error = _keep_first(error, store.end_run, run_id, clock.now(), tally.exit_code, tally.counts)
     if error is not None:
-        report.exit_code = _exit_code(error, engine)
+        tally.exit_code = _exit_code(error, engine)
     if error is None and engine.insufficient_funds:
         error = InsufficientFundsError(
             "calls failed with insufficient_funds: top up the wallet, then rerun — the "
             "affected rows keep a fresh attempt"
         )
-    if error is not None:
-        final = _final_error(error)
-        final.summary_lines = report.lines  # type: ignore[attr-defined]
-        raise final
-    return report
+    tally.error = None if error is None else _final_error(error)
+    return tally
 
 
 @dataclass(frozen=True)
@@ -244,23 +246,18 @@ async def _api(
     send_log: SendLog,
     stop: asyncio.Event,
     stop_at: Callable[[], float | None],
-) -> AsyncIterator[tuple[Any, list[float], SharedAllowance]]:
-    """The API client (and the in-process sandbox for ``base_url: sandbox``)."""
+) -> AsyncIterator[tuple[Any, list[float], SlidingWindowLimiter]]:
+    """The API client (and the in-process sandbox for ``base_url: sandbox``), sending
+    through the campaign's limiter on the shared allowance."""
     from campaign.api.client import AitelierClient
+    from campaign.limits.allowance import shared_limiter
 
     now = clock.now()
     window = max(lim.window for lim in [*config.limits.calls, *config.limits.requests])
     request_times, call_times = store.send_times(now - window - 1.0)
-    sandbox = None
-    base_url = config.api.base_url
-    if config.is_sandbox:
-        from campaign.run.sandbox_host import start_for_campaign
-
-        sandbox = await start_for_campaign(config)
-        base_url = sandbox.base_url
     # The limits belong to the key and project, not to one campaign: every run on the same
     # state dir, base URL and key shares one allowance, divided by priority (issue 8).
-    limits = SharedAllowance(
+    limits = shared_limiter(
         allowance_path(config.state_dir, config.api.base_url, config.require_api_key()),
         config.campaign,
         config.limits.requests,
@@ -268,9 +265,17 @@ async def _api(
         priority=config.priority,
         clock=clock,
     )
-    limits.seed(request_times, call_times)
     keep_alive = asyncio.create_task(limits.keep_alive())
+    sandbox = None
     try:
+        # A crashed run's sends still count at the server (the shared file may be gone).
+        limits.seed(request_times, call_times)
+        base_url = config.api.base_url
+        if config.is_sandbox:
+            from campaign.pipeline.sandbox_host import start_for_campaign
+
+            sandbox = await start_for_campaign(config)
+            base_url = sandbox.base_url
         async with AitelierClient(
             base_url,
             config.require_api_key(),
@@ -325,21 +330,16 @@ async def _run_engine(
     clock: Clock,
     windows: WindowBook,
     opt_outs: OptOutList,
-    deadline: float | None,
     call_times: list[float],
     stop: asyncio.Event,
-    allowance: SharedAllowance,
+    allowance: SlidingWindowLimiter,
     gate: SendGate,
     started: float,
 ) -> EngineResult:
-    from campaign.console.progress import RunProgress
+    from campaign.engine.frame import EngineDeps
 
-    settings = EngineSettings(
-        campaign=config.campaign,
-        scenario_id=config.scenario_id,
-        retry=config.retry,
-        call_limits=list(config.limits.calls),
-        request_limits=list(config.limits.requests),
+    settings = EngineSettings.from_config(
+        config,
         # --until is watched on the wall clock by the engine itself
         deadline=_deadline(replace(options, until=None), started, clock),
         until=options.until,
@@ -350,27 +350,8 @@ async def _run_engine(
         for r in store.rows(include_vanished=False)
         if r.progress in ("pending", "retry_scheduled", "in_flight")
     )
-    bars = None if options.stop is None else False  # one terminal shows one live display
-    with RunProgress(total=todo, campaign=config.campaign, is_tty=bars) as progress:
-        if config.mode == "batches":
-            from campaign.engine.batches.loop import BatchesEngine, BatchSettings
-
-            batches = BatchesEngine(
-                store=store,
-                client=client,
-                clock=clock,
-                settings=BatchSettings.from_config(
-                    config, deadline=deadline, fetch_sessions=options.fetch_sessions
-                ),
-                window_for=windows.window_for,
-                opt_outs=opt_outs,
-                stop=stop,
-                progress=progress,
-                gate=gate,
-                allowance=allowance,
-            )
-            return await batches.run()
-        engine = CallsEngine(
+    with showing(options.progress, campaign=config.campaign, total=todo) as progress:
+        deps = EngineDeps(
             store=store,
             client=client,
             clock=clock,
@@ -378,35 +359,18 @@ async def _run_engine(
             window_for=windows.window_for,
             opt_outs=opt_outs,
             stop=stop,
-            call_times=call_times,
-            progress=progress,
-            call_turn=allowance.call_ready,
             gate=gate,
+            progress=progress,
         )
+        if config.mode == "batches":
+            from campaign.engine.batches.loop import BatchesEngine, BatchSettings
+
+            batches = BatchesEngine(
+                deps, batch=BatchSettings.from_config(config), allowance=allowance
+            )
+            return await batches.run()
+        engine = CallsEngine(deps, call_times=call_times, call_turn=allowance.call_ready)
         return await engine.run()
-
-
-@contextlib.contextmanager
-def _signals(stop: asyncio.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``stop``: stop sending, finish the bookkeeping, exit 3."""
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, _on_signal, stop, sig)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass  # not the main thread (tests): the stop event still works
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-
-
-def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
-    log.warning("%s received: stopping after the requests in flight", sig.name)
-    stop.set()
 
 
 def _exit_code(error: CampaignError | None, engine: EngineResult) -> int:

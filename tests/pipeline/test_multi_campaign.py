@@ -1,9 +1,9 @@
 """Three campaign processes on one key and one sandbox project share one allowance.
 
-Each process runs this file as a driver: an ``AitelierClient`` over a ``SharedAllowance``
-in a common state dir, placing calls as fast as its share allows. The sandbox (scaled
-limits, injected latency) is the judge: its ledger holds every call it created, with the
-campaign in the metadata and the arrival time.
+Each process runs this file as a driver: an ``AitelierClient`` over its campaign's limiter
+on the shared allowance file of a common state dir, placing calls as fast as its share
+allows. The sandbox (scaled limits, injected latency) is the judge: its ledger holds every
+call it created, with the campaign in the metadata and the arrival time.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from support.batches import T0, _epoch, _platform, open_store, rows
 from campaign.api import AitelierClient, call_request_body
 from campaign.cli import main as main_cli
 from campaign.config.limit import parse_limit
-from campaign.limits.allowance import SharedAllowance, allowance_path
+from campaign.limits import allowance_path, shared_limiter
 from campaign.limits.status import allowance_members
-from campaign.run.several import worst_exit_code
+from campaign.pipeline.several import worst_exit_code
 from campaign.sandbox import DEFAULT_KEY, SandboxConfig, parse_faults, start_sandbox
 from campaign.store.allowance import RESERVE, AllowanceDb
 
@@ -42,7 +42,7 @@ WORKERS = 12
 
 async def drive(base_url: str, state_dir: Path, name: str, priority: float, go_file: Path) -> None:
     """Join the allowance, wait for ``go_file`` ("start stop" epochs), then place calls."""
-    allowance = SharedAllowance(
+    allowance = shared_limiter(
         allowance_path(state_dir, base_url, DEFAULT_KEY),
         name,
         [parse_limit(REQUESTS)],
@@ -336,7 +336,7 @@ async def test_a_batches_run_holds_a_slot_on_the_shared_allowance_for_every_row_
         path = allowance_path(tmp_path, platform.sandbox.base_url, DEFAULT_KEY)
         calls = [parse_limit("5/min")]
         requests = [parse_limit("600/min")]
-        bulk = SharedAllowance(path, "bulk", requests, calls, clock=platform.clock)
+        bulk = shared_limiter(path, "bulk", requests, calls, clock=platform.clock)
         engine = platform.engine(store, max_rows=20, calls_per_min=5, allowance=bulk)
         assert (await engine.run()).error is None
         bulk.close()
@@ -352,6 +352,6 @@ async def test_a_batches_run_holds_a_slot_on_the_shared_allowance_for_every_row_
         # campaign sees as taken cover the platform's dials.
         assert all(d <= r for d, r in zip(dialled, reserved, strict=True))
         # And a calls campaign joining now waits for them instead of calling into a 429.
-        spring = SharedAllowance(path, "spring", requests, calls, clock=platform.clock)
+        spring = shared_limiter(path, "spring", requests, calls, clock=platform.clock)
         assert not spring.call_ready()
         spring.close()

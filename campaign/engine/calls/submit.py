@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal
 
+from campaign.api.models import Call
 from campaign.clock import Clock
+from campaign.engine.api import CallLister, CallsApi
 from campaign.engine.attempts import idempotency_key, metadata_matches
-from campaign.engine.collect import rfc3339
+from campaign.engine.calls.collect import rfc3339
 from campaign.errors import (
     ApiError,
     AuthError,
@@ -27,7 +29,7 @@ from campaign.errors import (
 )
 from campaign.store.checkpoint import Attempt, Store
 
-log = logging.getLogger("campaign.engine.submit")
+log = logging.getLogger("campaign.engine.calls.submit")
 
 # The server remembers a key for 24 h from first receipt; our sending_at is never later
 # than that receipt, and an hour of margin covers clock skew between us and the server.
@@ -36,18 +38,6 @@ RECONCILE_AFTER_S = SERVER_KEY_MEMORY_S - 3600.0
 LOOKUP_MARGIN_S = 3600.0
 
 SendVerdict = Literal["sent", "rejected", "unsent", "window_closed"]
-
-
-class CallsApi(Protocol):
-    """The client methods the engine uses."""
-
-    async def create_call(
-        self, body: bytes, idempotency_key: str, *, send_by: float | None = None
-    ) -> Any: ...
-
-    async def list_calls(self, **params: Any) -> Any: ...
-
-    async def get_session(self, session_id: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -161,25 +151,23 @@ async def send_attempt(
     return SendResult("sent", call_id=call.id)
 
 
-def _foreign_replay(attempt: Attempt, call: Any) -> bool:
+def _foreign_replay(attempt: Attempt, call: Call) -> bool:
     """True if the server replayed a call that no request of this checkpoint created.
 
     The request left this checkpoint for the first time (no earlier send recorded, one
     try in this call): a replay can then only answer someone else's request.
     """
-    replayed = bool(getattr(call, "replayed", False))
-    tries = int(getattr(call, "tries", 1))
-    return replayed and tries <= 1 and attempt.sends == 0
+    return call.replayed and call.tries <= 1 and attempt.sends == 0
 
 
 async def reconcile_stale(
     store: Store,
-    client: CallsApi,
+    client: CallLister,
     *,
     campaign: str,
     now: float,
     only: set[str] | None = None,
-) -> tuple[int, list[Any]]:
+) -> tuple[int, list[Call]]:
     """Find calls of attempts *sending* longer than the server remembers keys.
 
     Pages ``GET /calls?since=…`` from the oldest stale attempt and matches metadata;
@@ -196,13 +184,10 @@ async def reconcile_stale(
         return 0, []
     wanted = {a.idempotency_key for a in stale}
     since = rfc3339(min(a.sending_at for a in stale) - LOOKUP_MARGIN_S)
-    found: list[Any] = []
+    found: list[Call] = []
     cursor: str | None = None
     while wanted:
-        params: dict[str, Any] = {"since": since, "limit": 100}
-        if cursor:
-            params["cursor"] = cursor
-        page = await client.list_calls(**params)
+        page = await client.list_calls(since=since, limit=100, cursor=cursor or None)
         for call in page.data:
             match = metadata_matches(call.metadata, campaign)
             if match is None:

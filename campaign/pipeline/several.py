@@ -2,7 +2,8 @@
 
 Each campaign runs exactly as it would alone (its own lock, checkpoint, outputs and exit
 code); they meet only in the shared allowance of their state dir and key, which divides
-the limits between them by priority. One SIGINT/SIGTERM stops them all the same way.
+the limits between them by priority. One stop event (the CLI sets it on SIGINT/SIGTERM)
+stops them all the same way.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from campaign.clock import Clock, SystemClock
+from campaign.clock import Clock
 from campaign.config.model import CampaignConfig
 from campaign.errors import CampaignError
-from campaign.run.runner import RunOptions, _signals, run_campaign_async
+from campaign.pipeline.report import RunReport, failed_report, report_run
+from campaign.pipeline.runner import RunOptions
 
-log = logging.getLogger("campaign.run.runner")
+log = logging.getLogger("campaign.pipeline.runner")
 
 # Worst first: the overall exit code of several campaigns is the first of these that any of
 # them returned. Files that need fixing (2, 4) outrank other failures (1), which outrank a
@@ -26,14 +28,17 @@ log = logging.getLogger("campaign.run.runner")
 EXIT_CODE_ORDER = (2, 4, 1, 75, 3, 0)
 
 
-@dataclass
+@dataclass(frozen=True)
 class CampaignOutcome:
-    """How one of several campaigns ended: its exit code and what to print."""
+    """How one of several campaigns ended: its label (the name, else the file) and report."""
 
     label: str
-    exit_code: int
-    lines: list[str] = field(default_factory=list)
-    error: str | None = None
+    report: RunReport
+
+    @property
+    def exit_code(self) -> int:
+        """The campaign's own exit code."""
+        return self.report.exit_code
 
 
 def worst_exit_code(codes: Sequence[int]) -> int:
@@ -48,34 +53,27 @@ async def run_campaigns_async(
     *,
     clock: Clock,
 ) -> list[CampaignOutcome]:
-    """Run every loaded campaign concurrently; one outcome per entry, in the order given."""
-    stop = asyncio.Event()
-    shared = dataclasses.replace(options, stop=stop)
-    with _signals(stop):
-        outcomes = await asyncio.gather(
-            *(_run_one(label, entry, shared, clock) for label, entry in entries)
-        )
+    """Run every loaded campaign concurrently; one outcome per entry, in the order given.
+
+    The campaigns share ``options.stop`` (one is made if it is None) and, like a single run,
+    show progress as log lines only.
+    """
+    shared = dataclasses.replace(options, stop=options.stop or asyncio.Event(), progress=None)
+    outcomes = await asyncio.gather(
+        *(_run_one(label, entry, shared, clock) for label, entry in entries)
+    )
     return list(outcomes)
-
-
-def run_campaigns(
-    entries: Sequence[tuple[str, CampaignConfig | CampaignError]], options: RunOptions
-) -> list[CampaignOutcome]:
-    """Run several campaigns in this process over their shared allowance."""
-    return asyncio.run(run_campaigns_async(entries, options, clock=SystemClock()))
 
 
 async def _run_one(
     label: str, entry: CampaignConfig | CampaignError, options: RunOptions, clock: Clock
 ) -> CampaignOutcome:
     if isinstance(entry, CampaignError):
-        return CampaignOutcome(label, entry.exit_code, error=str(entry))
+        return CampaignOutcome(label, failed_report(entry))
     try:
-        report = await run_campaign_async(entry, options, clock=clock)
-    except CampaignError as exc:
-        lines = list(getattr(exc, "summary_lines", []))  # the run wrote its outputs first
-        return CampaignOutcome(entry.campaign, exc.exit_code, lines=lines, error=str(exc))
+        report = await report_run(entry, options, clock=clock)
     except Exception as exc:  # one campaign's bug must not take the others down
         log.exception("unexpected error in campaign %s", entry.campaign)
-        return CampaignOutcome(entry.campaign, 1, error=f"unexpected {type(exc).__name__}: {exc}")
-    return CampaignOutcome(entry.campaign, report.exit_code, lines=report.lines)
+        bug = CampaignError(f"unexpected {type(exc).__name__}: {exc}")
+        return CampaignOutcome(entry.campaign, failed_report(bug, campaign=entry.campaign))
+    return CampaignOutcome(entry.campaign, report)

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from campaign.cli import main
 from campaign.config.model import load_campaign
-from campaign.run.validate import validate_campaign
+from campaign.pipeline.validate import validate_campaign
 
 CONTACTS = """\
 phone,name

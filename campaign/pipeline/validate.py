@@ -12,6 +12,7 @@ from typing import Any
 from campaign.config.model import CampaignConfig
 from campaign.planning.hours import calling_window
 from campaign.planning.plan import PlanCounts, iter_plan
+from campaign.planning.rejects import counted_share, reject_warning
 from campaign.planning.suppression import LoadedList, load_suppression, suppression_reason
 
 _Group = tuple[tuple[str, ...], str | None]  # recipients sharing a calling window
@@ -41,6 +42,7 @@ class ValidationSummary:
     counts: PlanCounts
     projection: Projection
     suppression_lists: tuple[LoadedList, ...] = ()
+    warnings: tuple[str, ...] = ()  # a mostly rejected list (planning.rejects)
 
     def matched_rows(self, listed: LoadedList) -> int:
         """Input rows suppressed because of this list."""
@@ -56,6 +58,9 @@ class ValidationSummary:
             "callable": counts.callable,
             "rejected": sum(counts.rejected.values()),
             "rejected_by_reason": dict(counts.rejected.most_common()),
+            "reject_share": round(counted_share(counts).share, 4),
+            "extensions": counts.extensions,
+            "warnings": list(self.warnings),
             "duplicates": counts.duplicates,
             "suppressed": sum(counts.suppressed.values()),
             "suppressed_by_list": dict(counts.suppressed.most_common()),
@@ -103,8 +108,14 @@ def validate_campaign(
     rate = calls_per_hour(config)
     started = (now or datetime.now(UTC)).astimezone(UTC)
     projection = project(windows, config, rate, started)
+    warning = reject_warning(config, counted_share(counts))
     return ValidationSummary(
-        config.campaign, str(config.input.path), counts, projection, tuple(suppression.lists)
+        config.campaign,
+        str(config.input.path),
+        counts,
+        projection,
+        tuple(suppression.lists),
+        warnings=() if warning is None else (warning,),
     )
 
 
@@ -179,6 +190,11 @@ def render_text(summary: ValidationSummary) -> str:
         f"  rejected     {sum(counts.rejected.values()):>9,}",
     ]
     lines += [f"    {count:>9,}  {reason}" for reason, count in counts.rejected.most_common()]
+    if counts.extensions:
+        lines.append(
+            f"  extensions   {counts.extensions:>9,}  callable rows with an extension after the "
+            "number: called on the main number only (see results.csv)"
+        )
     lines.append(f"  duplicates   {counts.duplicates:>9,}")
     lines.append(f"  suppressed   {sum(counts.suppressed.values()):>9,}")
     lines += [f"    {count:>9,}  {reason}" for reason, count in counts.suppressed.most_common()]
@@ -203,6 +219,7 @@ def render_text(summary: ValidationSummary) -> str:
         )
     elif projection.calls:
         lines.append("  it would take more than a year at these limits and calling hours")
+    lines += [f"WARNING: {warning}" for warning in summary.warnings]
     return "\n".join(lines)
 
 

@@ -130,7 +130,11 @@ def test_sigterm_stops_sending_writes_outputs_and_exits_3(tmp_path: Path, sandbo
     campaign = _campaign_dir(tmp_path, rows)
     env = run_env(sandbox_url)
     proc = start_run(campaign, env, tmp_path / "run.log")
-    time.sleep(3.0)
+    # Signal once the run is placing calls (not after a fixed sleep: a loaded machine may
+    # still be starting the interpreter, when SIGTERM's default action would apply).
+    deadline = time.monotonic() + 60
+    while not read_ledger(sandbox_url)["calls"] and time.monotonic() < deadline:
+        time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 3
     log = (tmp_path / "run.log").read_text()

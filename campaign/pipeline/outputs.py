@@ -8,19 +8,24 @@ from typing import Any
 
 from campaign.clock import Clock, SystemClock, utc
 from campaign.config.model import CampaignConfig
-from campaign.engine.calls import EngineResult
+from campaign.engine.frame import EngineResult
 from campaign.engine.preflight import Preflight
+from campaign.errors import CampaignError
 from campaign.planning.windows import WindowBook, calling_hours_text
 from campaign.reports.files import OutputPaths, RunFacts, write_outputs
-from campaign.reports.results import call_records, progress_counts, row_results
+from campaign.reports.results import call_records, progress_counts, row_results, run_records
 from campaign.store.checkpoint import Store
 
 
 @dataclass
-class RunReport:
-    """What the run did, for the printed summary and the exit code."""
+class RunTally:
+    """What the run did, gathered as it goes: the exit code, the error, the printed summary.
+
+    The runner's own record; callers get a ``campaign.pipeline.report.RunReport`` made from it.
+    """
 
     exit_code: int
+    error: CampaignError | None = None
     lines: list[str] = field(default_factory=list)
     outputs: OutputPaths | None = None
     engine: EngineResult | None = None
@@ -60,6 +65,8 @@ def write_run_outputs(
         key_column=config.input.key_column or "e164",
         variables=list(config.input.variables),
         input_path=str(config.input.path),
+        runs=run_records(store),
+        cost_estimate=config.cost_estimate,
     )
     return write_outputs(
         config.output_dir,
@@ -70,7 +77,7 @@ def write_run_outputs(
 
 
 def summary_lines(
-    config: CampaignConfig, report: RunReport, engine: EngineResult, *, now: float
+    config: CampaignConfig, report: RunTally, engine: EngineResult, *, now: float
 ) -> list[str]:
     """The short summary printed at the end of a run."""
     counts = report.counts

@@ -206,13 +206,13 @@ def test_the_error_line_and_the_log_never_show_the_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, via: str, kind: str
 ) -> None:
     from campaign.errors import StateError
-    from campaign.run import runner
+    from campaign.pipeline import report
 
-    def leaky(*args: object, **kwargs: object) -> None:
+    async def leaky(*args: object, **kwargs: object) -> None:
         text = f"request with Authorization: Bearer {WEIRD_KEY} failed"
         raise StateError(text) if kind == "expected" else RuntimeError(text)
 
-    monkeypatch.setattr(runner, "run_campaign", leaky)
+    monkeypatch.setattr(report, "run_campaign_async", leaky)
     api = "{base_url: sandbox}" if via == "AITELIER_API_KEY" else "{base_url: sandbox, key_env: K}"
     path = _write(tmp_path, api=api)
     result = _run(

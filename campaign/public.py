@@ -1,0 +1,158 @@
+"""The Python API: every command of the CLI is first one of these calls.
+
+    report = campaign.run("pipelines/spring.yaml", until="20:00")
+    report.exit_code, report.outcome, report.summary["by_state"], report.error
+
+``run`` and ``run_async`` return a ``RunReport`` for every run that ends in an expected way,
+failures included (``error`` set, ``exit_code`` as the CLI's); they raise only for bugs and
+for arguments that make no sense (``ValueError``/``TypeError``, before anything is done).
+``validate`` and ``status`` have no partial result to give: they return their typed result
+or raise the ``CampaignError`` that says what is wrong (its ``exit_code`` is the CLI's).
+
+Nothing here installs a signal handler or configures logging: the host owns both. Records
+go to the ``campaign`` logger; stop a run early with ``until``, ``max_duration`` or, in
+``run_async``, a ``stop`` event.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
+
+from campaign.errors import CampaignError
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from campaign.config.model import CampaignConfig
+    from campaign.pipeline.progress import ProgressDisplay
+    from campaign.pipeline.report import RunReport
+    from campaign.pipeline.runner import RunOptions
+    from campaign.pipeline.status import CampaignStatus
+    from campaign.pipeline.validate import ValidationSummary
+
+    # A campaign file's path, or a config already loaded (``campaign.config.model``).
+    CampaignFile: TypeAlias = str | os.PathLike[str] | CampaignConfig
+
+
+def run(
+    path_or_config: CampaignFile,
+    *,
+    api_key: str | None = None,
+    until: datetime | str | None = None,
+    max_duration: float | timedelta | str | None = None,
+    dry_run: bool = False,
+    progress: ProgressDisplay | None = None,
+    allow_low_balance: bool = False,
+) -> RunReport:
+    """Run a campaign once (resuming from its checkpoint) and report how it ended."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(
+            run_async(
+                path_or_config,
+                api_key=api_key,
+                until=until,
+                max_duration=max_duration,
+                dry_run=dry_run,
+                progress=progress,
+                allow_low_balance=allow_low_balance,
+            )
+        )
+    raise RuntimeError(
+        "campaign.run() cannot be called from a running event loop (a notebook, an async "
+        "task): use `await campaign.run_async(...)`"
+    )
+
+
+async def run_async(
+    path_or_config: CampaignFile,
+    *,
+    api_key: str | None = None,
+    until: datetime | str | None = None,
+    max_duration: float | timedelta | str | None = None,
+    dry_run: bool = False,
+    progress: ProgressDisplay | None = None,
+    allow_low_balance: bool = False,
+    stop: asyncio.Event | None = None,
+) -> RunReport:
+    """``run`` on the running event loop, which it shares; set ``stop`` to end it early."""
+    import time
+
+    from campaign.pipeline.bounds import duration_seconds, until_timestamp
+    from campaign.pipeline.runner import RunOptions
+
+    options = RunOptions(
+        until=until_timestamp(until, now=time.time()),
+        max_duration_s=duration_seconds(max_duration),
+        dry_run=dry_run,
+        allow_low_balance=allow_low_balance,
+        command="campaign.run()",
+        stop=stop,
+        progress=progress,
+    )
+    return await run_with_options(path_or_config, options, api_key=api_key)
+
+
+async def run_with_options(
+    path_or_config: CampaignFile, options: RunOptions, *, api_key: str | None = None
+) -> RunReport:
+    """``run_async`` with the options already built (the CLI's way in)."""
+    from campaign.clock import SystemClock
+    from campaign.pipeline.report import failed_report, report_run
+
+    try:
+        config = load(path_or_config, api_key=api_key)
+    except CampaignError as exc:
+        return failed_report(exc)
+    return await report_run(config, options, clock=SystemClock())
+
+
+def validate(path_or_config: CampaignFile, *, now: datetime | None = None) -> ValidationSummary:
+    """What the campaign would do, from the file and its input alone (no API call)."""
+    from campaign.pipeline.validate import validate_campaign
+    from campaign.store.optout import OptOutList
+
+    config = load(path_or_config)
+    return validate_campaign(config, opted_out=OptOutList(config.state_dir).numbers(), now=now)
+
+
+def status(path_or_config: CampaignFile, *, api_key: str | None = None) -> CampaignStatus:
+    """The campaign's progress from its checkpoint alone (no API call).
+
+    ``api_key`` (else the environment) only finds the campaigns sharing this key's limits.
+    """
+    from campaign.pipeline.status import campaign_status
+
+    return campaign_status(load(path_or_config, api_key=api_key))
+
+
+def load(path_or_config: CampaignFile, *, api_key: str | None = None) -> CampaignConfig:
+    """The campaign file read and checked (a given config is used as it is), with the key.
+
+    ``api_key`` wins over the environment (``AITELIER_API_KEY`` or ``api.key_env``).
+    """
+    from campaign.config.model import CampaignConfig, load_campaign
+
+    if api_key is not None and not api_key.strip():
+        raise ValueError("api_key is empty: pass the key, or None to read the environment")
+    if isinstance(path_or_config, CampaignConfig):
+        if api_key is None:
+            return path_or_config
+        config = path_or_config.model_copy()
+        config._api_key = api_key  # the one place the key is set from outside the loader
+        return config
+    if not isinstance(path_or_config, str | os.PathLike):
+        raise TypeError(
+            "expected the path of a campaign file or a CampaignConfig, "
+            f"not {type(path_or_config).__name__}"
+        )
+    env = dict(os.environ)
+    if api_key is not None:
+        env["AITELIER_API_KEY"] = api_key  # the variable that wins over api.key_env
+    return load_campaign(Path(path_or_config), env=env)

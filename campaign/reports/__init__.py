@@ -1,0 +1,1 @@
+"""Reports: results.csv, summary.json and report.html from the checkpoint."""
