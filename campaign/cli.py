@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from campaign import public
-from campaign.console.logs import redact
+from campaign.console.logs import error_line, redact
 from campaign.errors import CampaignError
 from campaign.sandbox.command import sandbox
 
@@ -36,49 +36,63 @@ log = logging.getLogger("campaign")
 
 
 def exits_cleanly(func: F) -> F:
-    """Turn project errors into ``Error: …`` and their exit code; never a traceback."""
+    """Turn project errors into ``Error: …`` and their exit code; never a traceback.
+
+    With ``--log-format json`` the error is one JSON object instead, like the log's lines,
+    and so is a bad option value found while the command runs (``--until 25:00``).
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        log_format = kwargs.get("log_format", "plain")
         try:
             return func(*args, **kwargs)
         except CampaignError as exc:
             # The traceback goes to the log file, and to stderr only with -v.
             log.debug("stopped by %s", type(exc).__name__, exc_info=True)
-            say_error(str(exc))
+            say_error(str(exc), log_format=log_format, exit_code=exc.exit_code)
             sys.exit(exc.exit_code)
-        except (click.ClickException, click.exceptions.Exit, SystemExit, KeyboardInterrupt):
+        except click.ClickException as exc:
+            if log_format != "json":
+                raise
+            say_error(exc.format_message(), log_format=log_format, exit_code=exc.exit_code)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Exit, SystemExit, KeyboardInterrupt):
             raise
         except Exception as exc:  # unexpected: one line for the user, the traceback to the log
             log.exception("unexpected error")
-            say_error(f"unexpected {type(exc).__name__}: {exc}")
+            say_error(f"unexpected {type(exc).__name__}: {exc}", log_format=log_format, exit_code=1)
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
 
 
-def exit_with(report: RunReport) -> NoReturn:
+def exit_with(report: RunReport, log_format: str = "plain") -> NoReturn:
     """End the command as the run ended: ``Error: …`` if it failed, and its exit code."""
     if report.error is not None:
         log.debug("stopped by %s", type(report.error).__name__, exc_info=report.error)
-        say_error(str(report.error))
+        say_error(str(report.error), log_format=log_format, exit_code=report.exit_code)
     sys.exit(report.exit_code)
 
 
-def say_error(message: str) -> None:
-    """Print ``Error: <message>`` on stderr, redacted like the log (the key never shows)."""
+def say_error(message: str, *, log_format: str = "plain", **fields: object) -> None:
+    """Print ``Error: <message>`` (or its JSON form) on stderr, redacted like the log (the
+    key never shows)."""
     from campaign.config.model import DEFAULT_KEY_ENV
 
     # The key is registered with the log handlers once the campaign file names it; the
     # default variable covers an error raised before that.
     key = os.environ.get(DEFAULT_KEY_ENV, "")
-    click.echo(f"Error: {redact(message, also=[key])}", err=True)
+    click.echo(error_line(redact(message, also=[key]), log_format=log_format, **fields), err=True)
 
 
 @click.group()
 @click.version_option(package_name="campaign")
 def main() -> None:
     """Run outbound voice-AI call campaigns against the Aitelier API.
+
+    A campaign file (YAML) names the CRM export to call and how; pipelines/spring.yaml is
+    the sample, run against the built-in sandbox. Every command has --help.
 
     \b
     Example:
@@ -87,7 +101,7 @@ def main() -> None:
     """
 
 
-@main.command()
+@main.command(short_help="Check a campaign file and its input (no API call).")
 @click.argument("campaign_file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @exits_cleanly
@@ -127,13 +141,27 @@ async def _stopped_by_signals(start: Callable[[asyncio.Event], Awaitable[T]]) ->
         return await start(stop)
 
 
-@main.command()
+@main.command(short_help="Place the calls, collect outcomes, write the report.")
 @click.argument("campaign_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--until", "until", metavar="HH:MM", help="Stop at this local time today.")
+@click.option(
+    "--until",
+    "until",
+    metavar="HH:MM",
+    help="Stop at this time today, in the local time of the machine running the command "
+    "(its TZ setting, not the recipients' time), e.g. 20:00.",
+)
 @click.option("--max-duration", metavar="DURATION", help="Stop after this long, e.g. 2h, 90min.")
 @click.option("--dry-run", is_flag=True, help="Send nothing state-changing; write the outputs.")
 @click.option("--allow-low-balance", is_flag=True, help="Run even if the wallet looks too low.")
-@click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain")
+@click.option(
+    "--log-format",
+    type=click.Choice(["plain", "json"]),
+    default="plain",
+    show_default=True,
+    help="How log lines (stderr and the log file) and a final error are written: plain "
+    "text, or one JSON object per line with ts, level, logger, message and fields such as "
+    "row_key, attempt, call_id, status, outcome.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug output on stderr.")
 @exits_cleanly
 def run(
@@ -147,9 +175,11 @@ def run(
 ) -> None:
     """Place the campaign's calls, collect outcomes, write the report; resumable.
 
-    Several files run together in this process, sharing the limits of their key fairly
-    (by each file's ``priority``); each keeps its own lock, checkpoint and report, and the
-    exit code is the worst of theirs in this order: 2, 4, 1, 75, 3, 0.
+    Resumes from the checkpoint: a run that was stopped or killed continues where it
+    ended. Exit 3 means it stopped early (--until, --max-duration, a signal) with work
+    left: rerun it. Several files run together in this process, sharing the limits of
+    their key fairly (by each file's priority); each keeps its own lock, checkpoint and
+    report, and the exit code is the worst of theirs in this order: 2, 4, 1, 75, 3, 0.
 
     \b
     Example:
@@ -191,7 +221,7 @@ def run(
     )
     for line in report.lines:
         click.echo(line)
-    exit_with(report)
+    exit_with(report, log_format)
 
 
 def _run_several(
@@ -231,7 +261,12 @@ def _run_several(
         for line in outcome.report.lines:
             click.echo(line)
         if outcome.report.error is not None:
-            say_error(str(outcome.report.error))
+            say_error(
+                str(outcome.report.error),
+                log_format=log_format,
+                exit_code=outcome.exit_code,
+                campaign=outcome.label,
+            )
     sys.exit(worst_exit_code([outcome.exit_code for outcome in outcomes]))
 
 
@@ -244,7 +279,7 @@ def _duration(text: str | None) -> float | None:
         raise click.BadParameter(str(exc), param_hint="--max-duration") from None
 
 
-@main.command()
+@main.command(short_help="Show progress from the checkpoint alone (no API call).")
 @click.argument("campaign_file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @exits_cleanly
@@ -260,7 +295,7 @@ def status(campaign_file: str, as_json: bool) -> None:
     click.echo(render_status(public.status(campaign_file), as_json=as_json))
 
 
-@main.command()
+@main.command(short_help="Rewrite results.csv, summary.json and report.html.")
 @click.argument("campaign_file", type=click.Path(dir_okay=False))
 @exits_cleanly
 def report(campaign_file: str) -> None:

@@ -87,12 +87,21 @@ class InputConfig(_Model):
     # A run refuses (exit 2) when a larger share of the rows is rejected; without it, a
     # share over WARN_REJECT_SHARE is only warned about.
     max_reject_share: float | None = Field(None, ge=0.0, le=1.0)
+    # The worksheet of an .xlsx input, by its tab name (case ignored); else the first one.
+    sheet: str | None = None
 
     @field_validator("phone_column")
     @classmethod
     def _non_empty(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("the phone column name cannot be empty")
+        return value
+
+    @field_validator("sheet")
+    @classmethod
+    def _sheet_named(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("the sheet name cannot be empty; leave it out to read the first sheet")
         return value
 
 
@@ -103,6 +112,9 @@ class RetryConfig(_Model):
     max_attempts: int = Field(3, ge=1, le=20)
     min_interval_s: Duration = Field(4 * 3600.0, alias="min_interval")
     stop_outcomes: list[str] = Field(default_factory=lambda: ["opted_out", "wrong_person"])
+    # rotate: a retry goes to a part of the recipient's day (morning, afternoon, evening)
+    # not tried yet; any: at min_interval after the last call, whatever the time of day.
+    dayparts: Literal["rotate", "any"] = "rotate"
 
     @field_validator("statuses")
     @classmethod
@@ -123,6 +135,8 @@ class LimitsConfig(_Model):
 
     calls: Limits = Field(default_factory=lambda: [parse_limit("5/min")])
     requests: Limits = Field(default_factory=lambda: [parse_limit("60/min"), parse_limit("1000/h")])
+    # even: calls spread over the window (campaign.limits.pacing); burst: as the window admits.
+    pacing: Literal["even", "burst"] = "even"
 
 
 class BatchConfig(_Model):

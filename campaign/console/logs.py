@@ -1,11 +1,13 @@
 """Logging for the ``campaign`` logger: stderr for people and cron, a log file for post-mortems.
 
 Plain lines read ``2026-11-29T14:03:12Z INFO placed call row=cust-0042 attempt=1``: fields
-passed as ``extra={"row": …, "attempt": …}`` are appended as ``key=value``. ``json`` writes
-one object per line for log shippers. The log file gets everything, tracebacks included;
-stderr gets INFO and up (DEBUG with ``verbose``). Whatever a caller logs, anything shaped
-like an API key, and the configured key itself, is redacted before it is written — a last
-line of defence, not the plan.
+passed as ``extra={"row": …, "attempt": …}`` are appended as ``key=value``, except those
+the message already shows (``row K1 attempt 1 placed as call_9`` gains no ``row_key=K1``)
+and empty ones. ``json`` writes one object per line for log shippers, every field its own
+key: the engine passes ``row_key``, ``attempt``, ``call_id``, ``status`` and ``outcome``.
+The log file gets everything, tracebacks included; stderr gets INFO and up (DEBUG with
+``verbose``). Whatever a caller logs, anything shaped like an API key, and the configured
+key itself, is redacted before it is written — a last line of defence, not the plan.
 
 The redaction sits on the handlers, not on one logger, and every record written reaches
 them: the ``campaign`` loggers' own, and (through a forwarder on the root logger) those of
@@ -88,8 +90,13 @@ class PlainFormatter(logging.Formatter):
         self.tracebacks = tracebacks
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{_timestamp(record)} {record.levelname} {record.getMessage()}"
-        fields = " ".join(f"{k}={_plain_value(v)}" for k, v in _extras(record).items())
+        message = record.getMessage()
+        line = f"{_timestamp(record)} {record.levelname} {message}"
+        fields = " ".join(
+            f"{k}={_plain_value(v)}"
+            for k, v in _extras(record).items()
+            if v is not None and not _says(message, str(v))
+        )
         if fields:
             line = f"{line} {fields}"
         if not self.tracebacks:
@@ -101,6 +108,11 @@ class PlainFormatter(logging.Formatter):
         if record.stack_info:
             line = f"{line}\n{record.stack_info}"
         return line
+
+
+def _says(message: str, value: str) -> bool:
+    """True if ``message`` already shows ``value`` as a word of its own ("row K1 …")."""
+    return re.search(rf"(?<![\w-]){re.escape(value)}(?![\w-])", message) is not None
 
 
 def _plain_value(value: object) -> str:
@@ -200,6 +212,19 @@ def redact(text: str, also: Iterable[str] = ()) -> str:
             if isinstance(found, RedactSecrets):
                 return found.redact(text)
     return text
+
+
+def error_line(message: str, *, log_format: str = "plain", **fields: object) -> str:
+    """A command's last word on a failure: ``Error: <message>``, or with ``json`` one object
+    shaped like the log's lines (``level`` ERROR, ``message``, plus ``fields``)."""
+    if log_format != "json":
+        return f"Error: {message}"
+    record = logging.makeLogRecord(
+        {"name": LOGGER_NAME, "levelno": logging.ERROR, "levelname": "ERROR", "msg": message}
+    )
+    for name, value in fields.items():
+        setattr(record, name, value)
+    return JsonFormatter(tracebacks=False).format(record)
 
 
 def setup_logging(

@@ -3,6 +3,10 @@
 The bar (rich) shows rows placed of the total, the outcomes so far, the rate and the ETA.
 Off a terminal the same facts go to the log as one line every ``interval_s`` seconds of the
 run's clock, and once more at the end, so a nightly log stays short and greppable.
+
+Before the loop, reading a big input takes a while: ``rows_read`` (the planner's callback,
+every 10,000 rows) shows a spinner line on a terminal, and a log line every ``interval_s``
+off one; ``reading_done`` takes the spinner down.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from types import TracebackType
 
 from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.status import Status
 from rich.text import Text
 
 from campaign.clock import Clock, SystemClock, utc
+from campaign.console.words import duration_in_words
 
 log = logging.getLogger("campaign.console.progress")
 _BAR_WIDTH = 24
@@ -46,6 +52,9 @@ class RunProgress:
         self._last_line = self._started
         self._bar: _BarWithOutcomes | None = None
         self._task: TaskID | None = None
+        self._reading: Status | None = None
+        self._reading_since: float | None = None
+        self._reading_line = 0.0
 
     def start(self, *, campaign: str, total: int) -> None:
         """The run's loop begins with ``total`` rows to place (``campaign.ProgressDisplay``)."""
@@ -56,6 +65,31 @@ class RunProgress:
     def stop(self) -> None:
         """The loop has ended: take the bar down and log the final line."""
         self.__exit__(None, None, None)
+
+    def rows_read(self, count: int) -> None:
+        """``count`` input rows have been read so far (before the loop starts)."""
+        now = self.clock.now()
+        if self._reading_since is None:
+            self._reading_since = self._reading_line = now
+        text = f"reading the input: {count:,} rows"
+        if self.is_tty:
+            if self._reading is None:
+                # is_tty already decided this is a terminal (rich would ask stderr again).
+                console = Console(stderr=True, force_terminal=True)
+                self._reading = Status(text, console=console)
+                self._reading.start()
+            else:
+                self._reading.update(text)
+        elif now - self._reading_line >= self.interval_s:
+            self._reading_line = now
+            log.info("%s so far", text)
+
+    def reading_done(self) -> None:
+        """The input has been read: take the reading line down."""
+        if self._reading is not None:
+            self._reading.stop()
+            self._reading = None
+        self._reading_since = None
 
     def __enter__(self) -> RunProgress:
         self._started = self._last_line = self.clock.now()
@@ -133,8 +167,7 @@ class RunProgress:
             return "ETA unknown"
         if self.placed_count >= self.total:
             return "all placed"
-        minutes = (eta - self.clock.now()) / 60.0
-        return f"ETA {utc(eta).strftime('%H:%M')}Z (in {_minutes(minutes)})"
+        return f"ETA {utc(eta).strftime('%H:%M')}Z (in {duration_in_words(eta - self.clock.now())})"
 
     def _changed(self) -> None:
         if self._bar is not None:
@@ -164,11 +197,3 @@ class _BarWithOutcomes(Progress):
         yield self.make_tasks_table(self.tasks)
         if self.outcomes_line:
             yield Text(self.outcomes_line, no_wrap=True, overflow="ellipsis")
-
-
-def _minutes(minutes: float) -> str:
-    if minutes < 1:
-        return "under a minute"
-    if minutes < 90:
-        return f"{minutes:.0f} min"
-    return f"{minutes / 60:.1f} h"

@@ -264,7 +264,7 @@ class EngineFrame(ABC, Generic[ApiT]):
             self.window_for,
             self.clock.wall(),
             margin_s=self.due_margin_s,
-            tried_now=self.tried_now,
+            tried_now=self.tried_now and not self.result.stopped_early,
         )
 
     def _finish(self) -> None:

@@ -1,9 +1,11 @@
 """Reading CRM exports as they really arrive: odd encodings, delimiters and headers.
 
-The file is streamed through the ``csv`` module (memory stays flat whatever its size);
+A CSV is streamed through the ``csv`` module (memory stays flat whatever its size);
 each record keeps the physical line it starts on, so every later message can point at
 it. A record that cannot be parsed becomes a row with an ``error``, never a crash; a
-file that cannot be read at all is an ``InputError``.
+file that cannot be read at all is an ``InputError``. An Excel workbook (.xlsx) or a
+parquet file is recognised by its name and first bytes and read with pandas instead
+(``spreadsheets``, ``parquet``, ``tables``); its records have the same shape.
 """
 
 from __future__ import annotations
@@ -18,8 +20,14 @@ from pathlib import Path
 
 import charset_normalizer
 
+from campaign.config.model import InputConfig
 from campaign.errors import InputError
-from campaign.inputs.binary import check_text
+from campaign.inputs.binary import check_text, table_kind
+from campaign.inputs.records import CsvFormat as CsvFormat
+from campaign.inputs.records import Record as Record
+from campaign.inputs.records import TableFormat, normalise_header, spelled_names
+from campaign.inputs.records import column_key as column_key
+from campaign.inputs.records import column_list as column_list
 
 _SAMPLE_BYTES = 64 * 1024
 # A physical line longer than this is rejected ("field too long") without being held in
@@ -40,71 +48,87 @@ class SourceRow:
     error: str | None = None
 
 
-@dataclass(frozen=True)
-class CsvFormat:
-    """What was detected about a file."""
-
-    encoding: str
-    delimiter: str
-    header: list[str]
-    header_line: int
-    # The header's names as the file spells them (trimmed), for messages: "Country", not
-    # the matching key "country".
-    spelled: tuple[str, ...] = ()
-
-    def spelling(self, name: str) -> str:
-        """A column's name as the file writes it (``name`` is matched as ``column_key``)."""
-        key = column_key(name)
-        for normalised, written in zip(self.header, self.spelled, strict=False):
-            if normalised == key:
-                return written or normalised
-        return name
-
-
-def column_key(name: str) -> str:
-    """How column names are matched: trimmed, inner whitespace collapsed, case-folded."""
-    return " ".join(name.split()).casefold()
-
-
-def column_list(header: Sequence[str], limit: int = 20) -> str:
-    """Header names for an error message, kept short when the header is junk."""
-    names = [name if len(name) <= 40 else name[:37] + "..." for name in header[:limit]]
-    more = f", … ({len(header) - limit} more)" if len(header) > limit else ""
-    return ", ".join(names) + more
-
-
 def read_header(path: Path) -> list[str]:
     """The normalised column names of the file (see ``column_key``), deduplicated."""
     return detect_format(path).header
 
 
-def detect_format(path: Path) -> CsvFormat:
-    """Detect encoding, delimiter and header of a CSV file; InputError if it has none."""
+def detect_input_format(settings: InputConfig) -> CsvFormat:
+    """The campaign input's format: its sheet, and of a table only the columns it names.
+
+    The phone and key columns are the exact ones: a spreadsheet number there that lost
+    digits rejects the row; in a variable it is passed on as the spreadsheet stores it.
+    """
+    exact = [settings.phone_column, *filter(None, [settings.key_column])]
+    wanted = [*exact, *filter(None, [settings.region_column]), *settings.variables]
+    return detect_format(settings.path, sheet=settings.sheet, columns=wanted, exact=exact)
+
+
+def detect_format(
+    path: Path,
+    *,
+    sheet: str | None = None,
+    columns: Sequence[str] | None = None,
+    exact: Sequence[str] | None = None,
+) -> CsvFormat:
+    """Detect the kind and header of an input file; InputError if it has none.
+
+    A CSV: its encoding, delimiter and header. An .xlsx: ``sheet`` (else the first one).
+    For a table, only ``columns`` are read (all when None), and ``exact`` are the
+    columns where a number that lost digits rejects the row (all when None).
+    """
     sample = _read_sample(path)
+    kind = table_kind(path, sample)
+    # pandas takes about a second to import: only a spreadsheet or parquet input pays it
+    if kind == "xlsx":
+        from campaign.inputs import spreadsheets
+
+        return spreadsheets.detect_sheet(path, sheet=sheet, columns=columns, exact=exact)
+    if kind == "parquet":
+        from campaign.inputs import parquet
+
+        return parquet.detect_parquet(path, sheet=sheet, columns=columns, exact=exact)
+    if sheet is not None:
+        raise InputError(
+            f"input.sheet is {sheet!r}, but this file is not an Excel workbook (.xlsx); "
+            "leave input.sheet out for a CSV",
+            path=str(path),
+        )
     encoding = detect_encoding(sample)
     check_text(path, sample, encoding)
     with _open_text(path, encoding) as stream:
         delimiter, cells, header_line = _read_header_lines(path, stream, sample, encoding)
-    spelled = tuple(" ".join(cell.replace("\ufeff", "").split()) for cell in cells)
-    return CsvFormat(encoding, delimiter, _normalise_header(cells), header_line, spelled)
+    return CsvFormat(
+        encoding, delimiter, normalise_header(cells), header_line, spelled_names(cells)
+    )
 
 
 def read_rows(path: Path) -> Generator[SourceRow, None, None]:
-    """Stream the data rows of a CSV file in file order; header is line 1 (or after sep=)."""
+    """Stream the data rows of an input file in file order; header is line 1 (or after sep=)."""
     fmt = detect_format(path)
     header = fmt.header
     for line, cells, error in read_records(path, fmt):
         yield SourceRow(line, dict(zip(header, cells, strict=False)), error)
 
 
-# One record as (first physical line, cells, why it is unusable): a tuple, not a SourceRow,
-# because building an object and a dict per row is most of what reading a big file costs.
-# Cells are a tuple too: tuples of strings drop out of the garbage collector's tracking,
-# lists never do, and a plan holds many thousand records at once (GC passes cost seconds).
-Record = tuple[int, tuple[str, ...], str | None]
-
-
 def read_records(path: Path, fmt: CsvFormat) -> Iterator[Record]:
+    """Records as (line, cells, error), cells as wide as the header, in file order.
+
+    A CSV is streamed and keeps its physical lines; a spreadsheet's line is its row as
+    Excel numbers it (see ``spreadsheets``, ``parquet``).
+    """
+    if isinstance(fmt, TableFormat):
+        if fmt.kind == "xlsx":
+            from campaign.inputs import spreadsheets
+
+            return spreadsheets.read_sheet_records(path, fmt)
+        from campaign.inputs import parquet
+
+        return parquet.read_parquet_records(path, fmt)
+    return _read_csv_records(path, fmt)
+
+
+def _read_csv_records(path: Path, fmt: CsvFormat) -> Iterator[Record]:
     """Stream records as (line, cells, error); cells are padded/trimmed to the header width.
 
     Every physical line is accounted for: a record that cannot be read (a quote never
@@ -361,18 +385,3 @@ def _sniff_delimiter(sample_text: str) -> str:
         if score > best_score:
             best, best_score = delimiter, score
     return best
-
-
-def _normalise_header(cells: list[str]) -> list[str]:
-    """Trim and case-fold names; name empty ones column_N; suffix duplicates _2, _3, …"""
-    header: list[str] = []
-    seen: set[str] = set()
-    for index, cell in enumerate(cells, start=1):
-        name = column_key(cell.replace("\ufeff", "")) or f"column_{index}"
-        candidate, suffix = name, 2
-        while candidate in seen:
-            candidate = f"{name}_{suffix}"
-            suffix += 1
-        seen.add(candidate)
-        header.append(candidate)
-    return header

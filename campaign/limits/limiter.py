@@ -204,12 +204,17 @@ class SlidingWindowLimiter:
 
     # --- the engine's side ---------------------------------------------------------------
 
-    def call_ready(self) -> bool:
+    def call_ready(self, not_before: float | None = None, queued: int = 1) -> bool:
         """Whether this campaign may place a call now (a free slot and its fair turn).
 
-        Asking also queues the campaign for its turn, so a caller that commits work only
-        when a slot is free (the run engine) is served fairly without waiting in
-        ``acquire_call`` first. A "no" is remembered until the answer can change.
+        Asking also queues the campaign's ``queued`` calls for their turn (one window's
+        worth at most), so a caller that commits work only when a slot is free (the run
+        engine) is served fairly without waiting in ``acquire_call`` first, and plain
+        requests keep a request slot for each of those calls. ``not_before`` is when the
+        caller's own pace lets its next call go (even pacing): the answer is no until
+        then, but the calls stay queued, so an evenly paced campaign is not starved of
+        request slots between two of its calls and keeps its place in the fair queue. A
+        "no" is remembered until the answer can change.
         """
         now = self._clock.now()
         if now < self._recheck_at:
@@ -217,11 +222,15 @@ class SlidingWindowLimiter:
         with self._ledger.transaction():
             look = self._look(now)
             call_at, ready_at = self._call_times(look)
-            turn = self._share.turn(look.roster, now, self._window_count(look))
+            if not_before is not None:
+                call_at, ready_at = max(call_at, not_before), max(ready_at, not_before)
+            window_count = self._window_count(look)
+            turn = self._share.turn(look.roster, now, window_count)
             free = ready_at <= now and turn.ours
+            waiting = max(self._waiting, min(queued, window_count), 1)
             self._share.wait(
                 self._ledger, look.roster, now, turn,
-                call_at=call_at, ready_at=ready_at, waiting=max(self._waiting, 1),
+                call_at=call_at, ready_at=ready_at, waiting=waiting,
             )  # fmt: skip
         later = ready_at if ready_at > now else now + self._share.poll_s
         self._recheck_at = now if free else min(later, now + self._share.recheck_s)

@@ -1,15 +1,16 @@
 """The sliding-window rule: when the next send is admitted, given the send times so far.
 
-Why an exact sliding log and not aiolimiter: a leaky bucket that starts full admits up to
-2N-1 events in one window of W seconds (AsyncLimiter(5, 60) admits 9), and the server
-counts a true sliding window by arrival time (contract §4).  The rule admits a send at
-``t`` only while fewer than ``count`` earlier sends lie in ``(t - window - margin, t]``
-(later ones too: a reserved dial may lie in the future); so any ``count + 1`` sends span at
-least ``window + margin`` seconds.  Their arrivals at the server then span at least
-``window`` as long as the latencies of two requests differ by less than ``margin`` (the
-network jitter bound), and no server window of ``window`` seconds can see more than
-``count`` of them.  Everything an earlier send freed is usable at once, so the allowance is
-used fully (``count`` per ``window + margin``).
+Why an exact sliding log guards every send, and aiolimiter only paces calls
+(``pacing.py``): a leaky bucket admits its whole depth at once and then one event per
+``W / N``, so ``AsyncLimiter(N, W)`` admits up to 2N-1 events in one window of W seconds
+(AsyncLimiter(5, 60) admits 9), while the server counts a true sliding window by arrival
+time (contract §4). The rule admits a send at ``t`` only while fewer than ``count`` earlier
+sends lie in ``(t - window - margin, t]`` (later ones too: a reserved dial may lie in the
+future); so any ``count + 1`` sends span at least ``window + margin`` seconds. Their
+arrivals at the server then span at least ``window`` as long as the latencies of two
+requests differ by less than ``margin`` (the network jitter bound), and no server window of
+``window`` seconds can see more than ``count`` of them. Everything an earlier send freed is
+usable at once, so the allowance is used fully (``count`` per ``window + margin``).
 """
 
 from __future__ import annotations
@@ -58,48 +59,6 @@ def count_between(times: Sequence[float], start: float, end: float) -> int:
 def count_since(times: Sequence[float], t: float) -> int:
     """How many of ``times`` (oldest first) lie at ``t`` or later."""
     return len(times) - bisect.bisect_left(times, t)
-
-
-class SlidingWindowLog:
-    """The send times that count against one ``Limit``, with the rule that admits the next.
-
-    A private log for code that mirrors the limiter's call windows (the calls engine's
-    pre-check); the limiter itself keeps its send times in a ``SendLedger``.
-    """
-
-    def __init__(self, limit: Limit, margin_s: float) -> None:
-        self.limit = limit
-        self._window = Window(limit, margin_s)
-        self.span = self._window.span
-        self._times: list[float] = []
-
-    def earliest(self, t: float, room: int = 1) -> float:
-        """The earliest instant ``>= t`` at which ``room`` more sends are admitted."""
-        return self._window.earliest(self._times, t, room)
-
-    def record(self, t: float) -> None:
-        """Count a send at ``t``."""
-        bisect.insort(self._times, t)
-
-    def discard(self, t: float) -> None:
-        """Forget one send at exactly ``t`` (the server did not count it)."""
-        index = bisect.bisect_left(self._times, t)
-        if index < len(self._times) and self._times[index] == t:
-            del self._times[index]
-
-    def count_between(self, start: float, end: float) -> int:
-        """How many recorded sends happened in ``(start, end]``."""
-        return count_between(self._times, start, end)
-
-    def count_since(self, t: float) -> int:
-        """How many recorded sends happened at ``t`` or later."""
-        return count_since(self._times, t)
-
-    def prune(self, now: float) -> None:
-        """Drop the sends that can no longer count at ``now`` or later."""
-        cut = bisect.bisect_right(self._times, now - self.span - HEADER_WINDOW_S)
-        if cut:
-            del self._times[:cut]
 
 
 def __getattr__(name: str) -> Any:

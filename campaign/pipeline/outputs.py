@@ -98,17 +98,30 @@ def summary_lines(
     if report.exit_code == 3:
         lines.append(f"stopped early ({engine.stop_reason}); rerun to resume")
     if engine.next_due is not None:
-        wait = wait_in_words(engine.next_due - now)
-        lines.append(
-            f"next work falls due {_local(engine.next_due)}, {wait} "
-            f"({engine.next_due_reason}); rerun then"
-        )
+        lines.append(_next_due_line(engine, report, now=now))
     elif report.engine is not None and not engine.work_left_now and report.exit_code == 0:
         left = by_state.get("pending", 0) + by_state.get("retry_scheduled", 0)
         lines.append("nothing left to do" if not left else f"{left} row(s) cannot be called")
     if report.outputs is not None:
         lines.append(f"report: {report.outputs.report_html} (also results.csv, summary.json)")
     return lines
+
+
+def _next_due_line(engine: EngineResult, report: RunTally, *, now: float) -> str:
+    """When the next work falls due, as the operator (or a scheduler's author) reads it."""
+    assert engine.next_due is not None
+    wait = wait_in_words(engine.next_due - now)
+    if wait != "now":
+        return (
+            f"next work falls due {_local(engine.next_due)}, {wait} "
+            f"({engine.next_due_reason}); rerun then"
+        )
+    line = f"next work falls due now ({engine.next_due_reason})"
+    # An early stop already said "rerun to resume"; a dry run or a refused run needs more
+    # than a rerun (drop --dry-run, top up the wallet).
+    if report.engine is None or report.exit_code == 3:
+        return line
+    return f"{line}; rerun to continue"
 
 
 def _local(ts: float) -> str:

@@ -14,13 +14,14 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from campaign.clock import Clock
 from campaign.config.model import CampaignConfig
+from campaign.console.words import elapsed_in_words
 from campaign.engine.calls import CallsEngine
 from campaign.engine.frame import EngineResult, EngineSettings
 from campaign.engine.gate import SendGate
@@ -125,13 +126,18 @@ async def _run_with_store(
     started = clock.now()
     run_id = store.start_run(started, options.command)
     opt_outs = OptOutList(config.state_dir)
-    rows = planned_rows(config, opt_outs.numbers())
-    check_reject_share(config, rows)  # WARNING past 20 % rejected; exit 2 past max_reject_share
-    fingerprint = _fingerprint(config.input.path)
-    if store.get_meta("input_fingerprint") not in (None, fingerprint):
-        log.info("the input file changed since the last run; merging it into the checkpoint")
-    store.set_meta("input_fingerprint", fingerprint)
-    sync = store.sync_rows(rows, started)
+    # A big list takes minutes to read and sync: each stage says when it starts and how
+    # long it took, and reading shows its progress (a spinner on a terminal).
+    with _stage(f"reading and planning {config.input.path}", clock):
+        with _reading(options.progress) as on_rows:
+            rows = planned_rows(config, opt_outs.numbers(), on_rows=on_rows)
+        check_reject_share(config, rows)  # WARNING past 20 % rejected; exit 2 past the max
+    with _stage("syncing the checkpoint", clock):
+        fingerprint = _fingerprint(config.input.path)
+        if store.get_meta("input_fingerprint") not in (None, fingerprint):
+            log.info("the input file changed since the last run; merging it into the checkpoint")
+        store.set_meta("input_fingerprint", fingerprint)
+        sync = store.sync_rows(rows, started)
     log.info(
         "input %s: %d rows (%d new, %d known, %d vanished since the last run)",
         config.input.path,
@@ -157,12 +163,14 @@ async def _run_with_store(
             call_times,
             allowance,
         ):
-            tally.preflight = await _preflight(config, options, store, client, windows, clock)
+            with _stage("pre-flight", clock):
+                tally.preflight = await _preflight(config, options, store, client, windows, clock)
             if not options.dry_run:
-                tally.engine = await _run_engine(
-                    config, options, store, client, clock, windows, opt_outs,
-                    call_times, stop, allowance, gate, started,
-                )  # fmt: skip
+                with _stage(f"placing and following calls ({config.mode} mode)", clock):
+                    tally.engine = await _run_engine(
+                        config, options, store, client, clock, windows, opt_outs,
+                        call_times, stop, allowance, gate, started,
+                    )  # fmt: skip
                 error = tally.engine.error
     except CampaignError as exc:
         error = exc
@@ -177,10 +185,13 @@ async def _run_with_store(
     error = _keep_first(error, store.set_meta, "requests_spent", str(total_requests))
     engine = tally.engine or EngineResult()
     if tally.engine is None:  # dry run, or stopped before the loop: still say what is next
-        engine.next_due, engine.next_due_reason = next_due(store, windows.window_for, clock.wall())
-    tally.outputs = write_run_outputs(
-        config, store, windows, clock, started=started, dry_run=options.dry_run, engine=engine
-    )
+        engine.next_due, engine.next_due_reason = next_due(
+            store, windows.window_for, clock.wall(), margin_s=gate.margin_s
+        )
+    with _stage("writing the outputs", clock):
+        tally.outputs = write_run_outputs(
+            config, store, windows, clock, started=started, dry_run=options.dry_run, engine=engine
+        )
     tally.counts = progress_counts(store)
     tally.exit_code = _exit_code(error, engine)
     tally.lines = summary_lines(config, tally, engine, now=clock.now())
@@ -194,6 +205,44 @@ async def _run_with_store(
         )
     tally.error = None if error is None else _final_error(error)
     return tally
+
+
+@contextlib.contextmanager
+def _stage(name: str, clock: Clock) -> Iterator[None]:
+    """Log a stage of the run as it starts, and how long it took when it ends."""
+    log.info("%s …", name)
+    began = clock.now()
+    ended = False
+    try:
+        yield
+        ended = True
+    finally:
+        took = elapsed_in_words(clock.now() - began)
+        if ended:
+            log.info("%s took %s", name, took)
+        else:
+            log.info("%s stopped after %s", name, took)
+
+
+@runtime_checkable
+class _ShowsReading(Protocol):
+    """A display that can also show the input being read (``RunProgress`` does)."""
+
+    def rows_read(self, count: int) -> None: ...
+
+    def reading_done(self) -> None: ...
+
+
+@contextlib.contextmanager
+def _reading(display: object) -> Iterator[Callable[[int], None] | None]:
+    """The planner's ``on_rows`` callback for the display, if it shows reading."""
+    if not isinstance(display, _ShowsReading):
+        yield None
+        return
+    try:
+        yield display.rows_read
+    finally:
+        display.reading_done()
 
 
 @dataclass(frozen=True)
@@ -337,6 +386,7 @@ async def _run_engine(
     started: float,
 ) -> EngineResult:
     from campaign.engine.frame import EngineDeps
+    from campaign.limits.pacing import CallPacer
 
     settings = EngineSettings.from_config(
         config,
@@ -369,7 +419,12 @@ async def _run_engine(
                 deps, batch=BatchSettings.from_config(config), allowance=allowance
             )
             return await batches.run()
-        engine = CallsEngine(deps, call_times=call_times, call_turn=allowance.call_ready)
+        pacer = CallPacer(
+            config.limits.calls, clock, pacing=config.limits.pacing, margin_s=allowance.margin_s
+        )
+        engine = CallsEngine(
+            deps, call_times=call_times, call_turn=allowance.call_ready, pacer=pacer
+        )
         return await engine.run()
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from campaign.config.model import CampaignConfig
+from campaign.console.words import duration_in_words
 from campaign.engine.preflight import projected_seconds
 from campaign.errors import StateError
 from campaign.limits.status import allowance_lines, allowance_view
@@ -41,7 +42,7 @@ class CampaignStatus:
     calls_in_flight: int
     unconfirmed_sends: int  # attempts sent whose answer was never recorded
     next_retry_due: str | None  # RFC 3339 UTC
-    eta_s: int  # the pending rows at the call limit
+    eta_s: int  # seconds to place the pending rows at the call limit
     # Every campaign sharing this one's limits (same state dir, base URL and key).
     allowance: list[dict[str, Any]]
     last_run: LastRun | None
@@ -110,7 +111,8 @@ def render_status(status: CampaignStatus, *, as_json: bool) -> str:
     if status.next_retry_due:
         lines.append(f"next retry due {status.next_retry_due}")
     if status.by_state.get("pending"):
-        lines.append(f"ETA for pending rows at the call limit: ~{status.eta_s // 60} min")
+        eta = duration_in_words(status.eta_s)
+        lines.append(f"ETA for pending rows at the call limit: {eta}")
     last = status.last_run
     if last:
         ended = last.ended_at or "(running, or killed)"

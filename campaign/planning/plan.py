@@ -11,7 +11,7 @@ import functools
 import itertools
 import os
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +19,7 @@ from typing import Literal
 
 from campaign.config.model import CampaignConfig
 from campaign.config.values import shown
-from campaign.inputs.ingest import CsvFormat, Record, column_key, detect_format, read_records
+from campaign.inputs.ingest import CsvFormat, Record, column_key, detect_input_format, read_records
 from campaign.phones.countries import ACCEPTED, country_code
 from campaign.phones.normalise import (
     PhoneFields,
@@ -64,6 +64,7 @@ class PlannedRow:
     variables: dict[str, str] = field(default_factory=dict)
     note: str | None = None
     extension: str | None = None  # written after the number; the call cannot dial it
+    number_type: str | None = None  # phonenumbers' type name: mobile, fixed_line, …
 
 
 @dataclass
@@ -111,11 +112,15 @@ class PlanResult:
 
 
 def plan_rows(
-    config: CampaignConfig, *, opted_out: Iterable[str] = (), workers: int | None = None
+    config: CampaignConfig,
+    *,
+    opted_out: Iterable[str] = (),
+    workers: int | None = None,
+    on_rows: Callable[[int], None] | None = None,
 ) -> PlanResult:
     """Plan every row of the campaign's input (held in memory, in input order)."""
     counts = PlanCounts()
-    rows = list(iter_plan(config, counts, opted_out=opted_out, workers=workers))
+    rows = list(iter_plan(config, counts, opted_out=opted_out, workers=workers, on_rows=on_rows))
     return PlanResult(rows, counts)
 
 
@@ -126,12 +131,15 @@ def iter_plan(
     opted_out: Iterable[str] = (),
     workers: int | None = None,
     suppression: Suppression | None = None,
+    on_rows: Callable[[int], None] | None = None,
 ) -> Iterator[PlannedRow]:
     """Stream planned rows in input order, counting them into ``counts`` as they go.
 
     ``suppression`` is the campaign's lists when the caller has read them already.
+    ``on_rows`` is told how many input records have been read so far, every
+    ``_CHUNK_ROWS`` (10,000) and once at the end: a big file shows it is being read.
     """
-    fmt = detect_format(config.input.path)
+    fmt = detect_input_format(config.input)
     check_columns(config, fmt.header)
     if suppression is None:
         suppression = load_suppression(config)
@@ -139,8 +147,12 @@ def iter_plan(
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
     pool: Executor | None = None
     pending: deque[_Chunk] = deque()
+    read = 0
     try:
         for records in _chunks(read_records(config.input.path, fmt), _CHUNK_ROWS):
+            read += len(records)
+            if on_rows is not None:
+                on_rows(read)
             chunk = planner.look_up(records)
             misses = chunk.misses
             threshold = _POOL_THRESHOLD if pool is None else _POOL_MIN_BATCH
@@ -333,7 +345,7 @@ class _Planner:
             reason = error or problem
             row_key = key_cell or f"line:{line}"
             return PlannedRow(line, row_key, raw, None, "rejected", reason, variables=variables)
-        e164, reason, region, _, extension, timezones, us_state, note = phone
+        e164, reason, region, number_type, extension, timezones, us_state, note = phone
         state: PlanState = "rejected"
         duplicate_of = None
         if e164 is None or reason:
@@ -379,6 +391,7 @@ class _Planner:
             variables,
             note,
             extension,
+            number_type,
         )
 
     def _window_problem(self, timezones: tuple[str, ...], us_state: str | None) -> str | None:

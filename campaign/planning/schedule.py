@@ -22,6 +22,9 @@ class CallingWindowLike(Protocol):
 
 WindowFor = Callable[[StoredRow], CallingWindowLike]
 
+# The reason ``next_due`` gives when rows can be called at once.
+DUE_NOW = "rows are due now"
+
 
 def next_due(
     store: Store,
@@ -35,10 +38,11 @@ def next_due(
 
     ``now`` is wall-clock time; a window that closes within ``margin_s`` (the
     ``stop_before_close`` kept before a close, plus any slack the mode needs) counts as
-    closed. A new row that could be called at ``now`` is work for now, not for later, and
-    is left out — unless ``tried_now``: every row that could go at ``now`` was offered and
-    left out (batches mode: no batch could dial it in time), so it is due when its next
-    window opens.
+    closed. A row that can be called at ``now`` makes the answer ``now`` (``DUE_NOW``): a
+    run that stopped early leaves such rows, and a scheduler that trusts this answer must
+    rerun at once, not wait for the next retry. With ``tried_now``, every row that could
+    go at ``now`` was offered and left out (batches mode: no batch could dial it in time),
+    so it is due when its next window opens.
     """
     soonest: float | None = None
     reason: str | None = None
@@ -58,16 +62,18 @@ def next_due(
             due = start
         elif tried_now:
             due = _after_this_window(window, start)
-        elif why == "retry":
-            due = start
+            if due is not None and due <= now:  # a window that never closes
+                why = DUE_NOW
         else:
-            continue
+            due, why = now, DUE_NOW
         if due is None:
             if why != "retry":
                 continue
             due = start  # a window that never opens again: say when the retry fell due
         if soonest is None or due < soonest:
             soonest, reason = due, why
+            if why == DUE_NOW:
+                break  # nothing is due sooner than now
     return soonest, reason
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -67,11 +67,19 @@ class WindowBook:
         return f"waiting for calling hours: {window.reason_closed(now)}"
 
 
-def planned_rows(config: CampaignConfig, opted_out: Sequence[str]) -> list[RowIn]:
-    """Plan the input and shape it for the checkpoint (non-callable rows get a line id)."""
+def planned_rows(
+    config: CampaignConfig,
+    opted_out: Sequence[str],
+    *,
+    on_rows: Callable[[int], None] | None = None,
+) -> list[RowIn]:
+    """Plan the input and shape it for the checkpoint (non-callable rows get a line id).
+
+    ``on_rows`` is told how many input records have been read, every 10,000.
+    """
     from campaign.planning.plan import plan_rows
 
-    result = plan_rows(config, opted_out=opted_out)
+    result = plan_rows(config, opted_out=opted_out, on_rows=on_rows)
     # A key identifies one person's row in the checkpoint. Callable rows own their key;
     # otherwise the first row carrying it does (so a row called yesterday and suppressed
     # today keeps its history); later rows sharing a key (duplicates, rejects) are
@@ -100,6 +108,7 @@ def planned_rows(config: CampaignConfig, opted_out: Sequence[str]) -> list[RowIn
                 duplicate_of=None if planned.duplicate_of is None else str(planned.duplicate_of),
                 extension=planned.extension,
                 note=planned.note,
+                number_type=planned.number_type,
             )
         )
     return rows

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from campaign.errors import OutputError
+from campaign.reports.analysis import when_to_call
 from campaign.reports.html import render_report
 from campaign.reports.tables import report_tables
 
@@ -84,6 +85,11 @@ class CallRecord:
     currency: str | None
     duration_s: int | None
     failure_reason: str | None = None
+    # The recipient, for "when to call": their row's timezones (the first is the one their
+    # day is read in), country (ISO alpha-2) and number type (phonenumbers' name).
+    timezones: tuple[str, ...] = ()
+    region: str | None = None
+    number_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -273,6 +279,7 @@ def build_summary(
         "cost": cost,
         "funnel": _funnel(row_list),
         **report_tables(row_list, call_list, facts, cost["amount"]),
+        "when_to_call": when_to_call(call_list),
     }
 
 

@@ -27,6 +27,19 @@ from campaign.reports.sections import (
     state_table,
     when,
 )
+from campaign.reports.when import (
+    NIGHT_NOTE,
+    NUMBER_TYPE_NOTE,
+    attempt_words,
+    country_words,
+    daypart_words,
+    heatmap,
+    night_words,
+    number_type_words,
+    rates_table,
+    retry_spread,
+    when_intro,
+)
 
 if TYPE_CHECKING:
     from campaign.reports.files import CallRecord
@@ -41,6 +54,7 @@ color:var(--fg);background:var(--bg)}
 main{max-width:1080px;margin:0 auto;padding:24px}
 h1{margin:0 0 4px;font-size:26px;overflow-wrap:anywhere}
 h2{font-size:17px;margin:0 0 12px}
+h3{font-size:14px;margin:14px 0 2px}
 .sub{color:var(--muted);margin:4px 0}
 .badge{display:inline-block;padding:2px 10px;border-radius:999px;font-weight:600;font-size:13px}
 .done-badge{background:#dcfce7;color:#166534}.open-badge{background:#fef3c7;color:#92400e}
@@ -80,6 +94,13 @@ svg{max-width:100%;height:auto;display:block}
 svg text{font:12px system-ui,sans-serif;fill:var(--fg)}
 svg .axis{fill:var(--muted)}
 svg .count{font-size:11px}
+.heat{overflow-x:auto;margin:8px 0 4px}
+.heat svg{max-width:none}
+svg .pct{font-size:12px;font-weight:700}
+svg .of{font-size:10px;fill:#334155}
+svg .pct.light,svg .of.light{fill:#fff}
+span.nowrap{white-space:nowrap}
+svg.rate{display:inline-block;vertical-align:middle;margin-right:6px;max-width:none}
 footer{color:var(--muted);font-size:12px;margin-top:24px}
 @media (max-width:600px){main{padding:12px}.card{padding:12px 10px}
 td,th{padding:4px 4px;font-size:13px}}
@@ -190,6 +211,36 @@ def _extensions(summary: Mapping[str, Any]) -> str:
     )
 
 
+def _when_to_call(summary: Mapping[str, Any]) -> str:
+    """The "when to call" cards: heatmaps, then a rate table per bucket, then retries."""
+    when = summary["when_to_call"]
+    heatmaps = (
+        when_intro(when)
+        + "<h3>Share answered</h3>"
+        + heatmap(when, "answered")
+        + "<h3>Share that reached the goal</h3>"
+        + heatmap(when, "goal")
+    )
+    dayparts = rates_table(when, "by_daypart", "Part of the day", daypart_words, note=NIGHT_NOTE)
+    kinds = rates_table(
+        when, "by_number_type", "Number type", number_type_words, note=NUMBER_TYPE_NOTE
+    )
+    return (
+        _card("When people answer (recipient-local hour and weekday)", heatmaps)
+        + '<div class="grid">'
+        + _card("By part of the recipient's day", dayparts)
+        + _card("By attempt", rates_table(when, "by_attempt", "Attempt", attempt_words))
+        + _card("By number type", kinds)
+        + _card("By country (per call)", rates_table(when, "by_country", "Country", country_words))
+        + "</div>"
+        + _card(
+            "Per night of the campaign (recipient-local date)",
+            rates_table(when, "by_night", "Night", night_words),
+        )
+        + _card("How retries were spread over the day", retry_spread(when))
+    )
+
+
 def render_report(summary: Mapping[str, Any], calls: Sequence[CallRecord]) -> str:
     """The whole report.html page for ``summary`` (as in summary.json) and the calls made."""
     funnel = summary["funnel"]
@@ -222,6 +273,7 @@ def render_report(summary: Mapping[str, Any], calls: Sequence[CallRecord]) -> st
         + "</div>"
         + _card("By country of the number", country_table(summary))
         + _card("Retries due", retries_table(summary))
+        + _when_to_call(summary)
         + _card("Rows not called, by reason", _not_called(summary) + _extensions(summary))
         + '<div class="grid">'
         + _card("Rows by state", state_table(summary))

@@ -94,25 +94,28 @@ def run_records(store: Store) -> tuple[RunRecord, ...]:
 
 
 def call_records(store: Store) -> list[CallRecord]:
-    """One record per attempt the API acknowledged (has a call id)."""
+    """One record per attempt the API acknowledged (has a call id), with its recipient."""
     records = []
-    for attempt in store.attempts():
-        if attempt.call_id is None:
+    for fact in store.call_facts():
+        if fact.call_id is None:
             continue
         records.append(
             CallRecord(
-                row_key=attempt.row_key,
-                attempt=attempt.number,
-                call_id=attempt.call_id,
-                placed_at=utc(attempt.sent_at or attempt.sending_at),
-                ended_at=None if attempt.ended_at is None else utc(attempt.ended_at),
-                status=attempt.status,
-                outcome=attempt.outcome,
-                goal_achieved=attempt.goal_achieved,
-                cost=_decimal(attempt.cost),
-                currency=attempt.currency,
-                duration_s=None if attempt.duration_s is None else int(attempt.duration_s),
-                failure_reason=attempt.failure_reason,
+                row_key=fact.row_key,
+                attempt=fact.number,
+                call_id=fact.call_id,
+                placed_at=utc(fact.started_at),
+                ended_at=None if fact.ended_at is None else utc(fact.ended_at),
+                status=fact.status,
+                outcome=fact.outcome,
+                goal_achieved=fact.goal_achieved,
+                cost=_decimal(fact.cost),
+                currency=fact.currency,
+                duration_s=None if fact.duration_s is None else int(fact.duration_s),
+                failure_reason=fact.failure_reason,
+                timezones=tuple(fact.timezones),
+                region=fact.region,
+                number_type=fact.number_type,
             )
         )
     return records

@@ -23,9 +23,19 @@ from campaign.sandbox.server import start_sandbox
 LIMIT_NAMES = ("requests_per_minute", "requests_per_hour", "outbound_calls")
 
 
-@click.group()
+@click.group(short_help="Run a local emulator of the Aitelier API.")
 def sandbox() -> None:
-    """Local emulator of the Aitelier API, for trying things out and tests."""
+    """Local emulator of the Aitelier API, for trying things out and tests.
+
+    It answers as docs/api/openapi.yaml describes the API (the contract both sides are
+    built to), on a loopback port by default: no network, no real key, no phone rings.
+    A campaign file with api.base_url: sandbox starts one inside the run instead; this
+    command serves one for other tools and for tests.
+
+    \b
+    Example:
+        campaign sandbox serve --port 8787 --config sample_data/sandbox.yaml
+    """
 
 
 def build_config(
@@ -61,7 +71,7 @@ def build_config(
     return config
 
 
-@sandbox.command()
+@sandbox.command(short_help="Serve the emulator until interrupted.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8787, show_default=True, type=int, help="0 picks a free port.")
 @click.option(
@@ -98,7 +108,9 @@ def serve(
     seed: int | None,
     wallet_balance: str | None,
 ) -> None:
-    """Serve the emulator until interrupted; prints ``listening on URL`` first.
+    """Serve the emulator until interrupted (Ctrl-C); prints "listening on URL" first.
+
+    It accepts the keys of its config file (--config); without any, avp_test_sandbox.
 
     \b
     Example:

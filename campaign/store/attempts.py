@@ -15,9 +15,11 @@ from campaign.store.models import (
     Attempt,
     AttemptState,
     CallEnd,
+    CallFact,
     RowProgress,
     StoredRow,
     attempt_from_sql,
+    call_fact_from_sql,
     row_from_sql,
 )
 
@@ -72,48 +74,55 @@ class AttemptJournal(StoreBase):
 
     def attempt(self, idempotency_key: str) -> Attempt:
         """One attempt by its key."""
-        found = self._query("SELECT * FROM attempts WHERE idempotency_key = ?", (idempotency_key,))
+        found = self._rows_where("attempts", "idempotency_key = ?", (idempotency_key,))
         if not found:
             raise StateError(f"attempt {idempotency_key} is not in the checkpoint")
         return attempt_from_sql(found[0])
 
     def attempts(self, *states: AttemptState) -> list[Attempt]:
         """Attempts, optionally only those in the given states, oldest first."""
-        sql = "SELECT * FROM attempts"
+        where = _state_in(states) if states else None
+        found = self._rows_where("attempts", where, states, order_by="sending_at, number")
+        return [attempt_from_sql(r) for r in found]
+
+    def call_facts(self, row_key: str | None = None) -> list[CallFact]:
+        """Attempts (of one row, or all) with their row's timezones, country and number
+        type, oldest first; request bodies are left out, so reading them all stays cheap."""
+        sql = (
+            "SELECT a.row_key, a.number, a.state, a.call_id, a.status, a.outcome, "
+            "a.goal_achieved, a.failure_reason, a.cost, a.currency, a.duration_s, "
+            "COALESCE(a.sent_at, a.sending_at) AS started_at, a.ended_at, "
+            "r.timezones, r.region, r.number_type "
+            "FROM attempts a JOIN rows r ON r.row_key = a.row_key"
+        )
         params: tuple[str, ...] = ()
-        if states:
-            sql += f" WHERE state IN ({','.join('?' * len(states))})"
-            params = tuple(states)
-        return [
-            attempt_from_sql(r) for r in self._query(sql + " ORDER BY sending_at, number", params)
-        ]
+        if row_key is not None:
+            sql += " WHERE a.row_key = ?"
+            params = (row_key,)
+        sql += " ORDER BY a.sending_at, a.number"
+        return [call_fact_from_sql(r) for r in self._query(sql, params)]
 
     def count_attempts(self, *states: AttemptState) -> int:
         """How many attempts are in the given states (cheap; no bodies loaded)."""
-        sql = f"SELECT COUNT(*) FROM attempts WHERE state IN ({','.join('?' * len(states))})"
-        return int(self._conn.execute(sql, states).fetchone()[0])
+        return self._count("attempts", _state_in(states), states)
 
     def oldest_open_attempt(self) -> float | None:
         """The earliest sending_at of attempts still *sending* or *sent*."""
-        row = self._conn.execute(
-            "SELECT MIN(sending_at) FROM attempts WHERE state IN ('sending', 'sent')"
-        ).fetchone()
-        return None if row[0] is None else float(row[0])
+        [found] = self._query(
+            "SELECT MIN(sending_at) AS oldest FROM attempts WHERE state IN ('sending', 'sent')"
+        )
+        return None if found["oldest"] is None else float(found["oldest"])
 
     def count_needing_session(self) -> int:
         """How many ended attempts still need their session facts."""
-        sql = (
-            "SELECT COUNT(*) FROM attempts WHERE state='ended' AND session_id IS NOT NULL "
-            "AND session_fetched=0"
-        )
-        return int(self._conn.execute(sql).fetchone()[0])
+        return self._count("attempts", _NEEDING_SESSION)
 
     def next_attempt_number(self, row_key: str) -> int:
         """The number of the row's next attempt (void attempts keep their number)."""
-        row = self._conn.execute(
-            "SELECT COALESCE(MAX(number), 0) FROM attempts WHERE row_key = ?", (row_key,)
-        ).fetchone()
-        return int(row[0]) + 1
+        [found] = self._query(
+            "SELECT COALESCE(MAX(number), 0) AS last FROM attempts WHERE row_key = ?", (row_key,)
+        )
+        return int(found["last"]) + 1
 
     def mark_sent(self, idempotency_key: str, call_id: str, status: str, now: float) -> None:
         """The API answered with a call id: the attempt is *sent*."""
@@ -251,8 +260,12 @@ class AttemptJournal(StoreBase):
 
     def attempts_needing_session(self) -> list[Attempt]:
         """Ended attempts with a session whose facts were not fetched yet."""
-        sql = (
-            "SELECT * FROM attempts WHERE state='ended' AND session_id IS NOT NULL "
-            "AND session_fetched=0 ORDER BY ended_at"
-        )
-        return [attempt_from_sql(r) for r in self._query(sql)]
+        found = self._rows_where("attempts", _NEEDING_SESSION, order_by="ended_at")
+        return [attempt_from_sql(r) for r in found]
+
+
+_NEEDING_SESSION = "state = 'ended' AND session_id IS NOT NULL AND session_fetched = 0"
+
+
+def _state_in(states: tuple[AttemptState, ...]) -> str:
+    return f"state IN ({', '.join('?' * len(states))})"

@@ -1,8 +1,15 @@
-"""The connection and transaction helpers every part of the checkpoint shares.
+"""The connection and transaction helpers every part of the checkpoint shares, and the
+checks that refuse a damaged checkpoint file before anything is written to it.
 
 SQLite's own errors never leave the checkpoint: ``checkpoint_error`` turns them into one
-``StateError`` sentence saying what happened to the file and what to do, and ``_tx`` and
-``_query`` are where the store's writes and reads go through it.
+``StateError`` sentence saying what happened to the file and what to do, and ``_tx`` (writes)
+and ``_reading`` (the sqlite-utils queries of ``_query``, ``_rows_where`` and ``_count``) are
+where the store's writes and reads go through it.
+
+The connection is the standard ``sqlite3`` one, in autocommit mode, wrapped in a
+``sqlite_utils.Database``: the store's own ``BEGIN IMMEDIATE`` opens every write
+transaction, and sqlite-utils operations run inside it (its ``atomic()`` nests as a
+savepoint), so a bulk upsert commits with everything else of its transition, or not at all.
 """
 
 from __future__ import annotations
@@ -88,6 +95,36 @@ def checkpoint_error(path: Path | None, exc: sqlite3.Error) -> StateError:
     return StateError(f"{where}: the checkpoint cannot be used ({exc})")
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_header(path: Path) -> None:
+    """Refuse a file that is not an SQLite database, without letting SQLite touch it."""
+    with path.open("rb") as handle:
+        head = handle.read(100)
+        # An empty file is a checkpoint not yet written (we create it before SQLite does).
+        if head and (len(head) < 100 or not head.startswith(_SQLITE_HEADER)):
+            raise damaged(path, "not an SQLite database: its header is missing or cut short")
+        # Read the file through once, in order: the page-by-page reads of the checks that
+        # follow then hit the cache (a 70 MB checkpoint: 0.3 s from a cold disk, not 2 s).
+        while handle.read(1 << 20):
+            pass
+
+
+def check_structure(conn: sqlite3.Connection, path: Path | None) -> None:
+    """Refuse a checkpoint whose pages are damaged, before anything is written to it.
+
+    ``quick_check`` reads every page once, without the index cross-check of
+    ``integrity_check`` (4× slower): about 0.2 s for a 100,000-row (70 MB) checkpoint,
+    once per run, against a damaged file being written to for hours.
+    """
+    found = [str(r[0]) for r in conn.execute("PRAGMA quick_check(3)").fetchall()]
+    if found != ["ok"]:
+        # One line for the Error: message; SQLite heads its report with the schema name.
+        lines = [ln.strip() for text in found for ln in text.splitlines()]
+        raise damaged(path, "; ".join(ln for ln in lines if ln and not ln.startswith("***")))
+
+
 def _is_ours(exc: BaseException) -> bool:
     # A constraint or SQL mistake is a bug in this program, not a state of the file: it
     # keeps its own type (callers and tests rely on IntegrityError).
@@ -102,7 +139,9 @@ class StoreBase:
     def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
         self._conn = conn
         self._depth = 0
-        self.db = Database(conn)
+        # No sqlite-utils plugins on the checkpoint's connection: nothing but this package
+        # prepares it.
+        self.db = Database(conn, execute_plugins=False)
         self.path = path
 
     @contextmanager
@@ -148,12 +187,37 @@ class StoreBase:
         with self._tx():
             yield
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Map a failed read of the checkpoint to its ``StateError``."""
         try:
-            cursor = self._conn.execute(sql, params)
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+            yield
         except sqlite3.Error as exc:
             if not _is_ours(exc):
                 raise
             raise checkpoint_error(self.path, exc) from exc
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """The rows of a read query (joins, aggregates) as dicts."""
+        with self._reading():
+            return list(self.db.query(sql, params))
+
+    def _rows_where(
+        self,
+        table: str,
+        where: str | None = None,
+        params: Sequence[Any] = (),
+        *,
+        select: str = "*",
+        order_by: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The rows of one table that match ``where``, as dicts."""
+        with self._reading():
+            return list(
+                self.db.table(table).rows_where(where, params, order_by=order_by, select=select)
+            )
+
+    def _count(self, table: str, where: str, params: Sequence[Any] = ()) -> int:
+        """How many rows of one table match ``where``."""
+        with self._reading():
+            return int(self.db.table(table).count_where(where, params))

@@ -216,25 +216,19 @@ class BatchLedger(StoreBase):
 
     def stored_batch(self, seq: int) -> StoredBatch:
         """One batch by its sequence number."""
-        found = self._query("SELECT * FROM batches WHERE seq=?", (seq,))
+        found = self._rows_where("batches", "seq = ?", (seq,))
         if not found:
             raise StateError(f"batch {seq} is not in the checkpoint")
         return _batch(found[0])
 
     def stored_batches(self, *states: BatchState) -> list[StoredBatch]:
         """Batches (in the given states), oldest first."""
-        sql = "SELECT * FROM batches"
-        if states:
-            sql += f" WHERE state IN ({','.join('?' * len(states))})"
-        return [_batch(r) for r in self._query(sql + " ORDER BY seq", states)]
+        where = f"state IN ({', '.join('?' * len(states))})" if states else None
+        return [_batch(r) for r in self._rows_where("batches", where, states, order_by="seq")]
 
     def batch_members(self, seq: int) -> list[Member]:
         """The batch's rows in file order."""
-        found = self._query(
-            "SELECT position, row_key, attempt_key FROM batch_members WHERE seq=? "
-            "ORDER BY position",
-            (seq,),
-        )
+        found = self._rows_where("batch_members", "seq = ?", (seq,), order_by="position")
         return [Member(r["position"], r["row_key"], r["attempt_key"]) for r in found]
 
     def note_batch_call(self, attempt_key: str, call_id: str, status: str) -> None:

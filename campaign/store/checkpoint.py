@@ -23,7 +23,7 @@ from typing import Any
 
 from campaign.errors import StateError
 from campaign.store.attempts import AttemptJournal
-from campaign.store.base import checkpoint_error, damaged
+from campaign.store.base import check_header, check_structure, checkpoint_error
 from campaign.store.batches import BatchLedger
 from campaign.store.models import (
     OPEN_ATTEMPT_STATES,
@@ -34,6 +34,7 @@ from campaign.store.models import (
     RowIn,
     RowProgress,
     StoredRow,
+    SyncedRow,
     SyncSummary,
     row_from_sql,
 )
@@ -67,7 +68,7 @@ class Store(AttemptJournal, BatchLedger):
             # Create the file 0600 before SQLite does: phone numbers are never world-readable.
             os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
             os.chmod(path, 0o600)
-            _check_header(path)
+            check_header(path)
         except OSError as exc:
             raise StateError(f"{path}: the checkpoint cannot be opened ({exc})") from exc
         try:
@@ -75,7 +76,7 @@ class Store(AttemptJournal, BatchLedger):
         except sqlite3.Error as exc:
             raise checkpoint_error(path, exc) from exc
         try:
-            _check_structure(conn, path)
+            check_structure(conn, path)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -98,13 +99,13 @@ class Store(AttemptJournal, BatchLedger):
         conn = sqlite3.connect(":memory:", isolation_level=None)
         try:
             if path is not None and path.exists():
-                _check_header(path)
+                check_header(path)
                 source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
                 try:
                     source.backup(conn)
                 finally:
                     source.close()
-                _check_structure(conn, path)
+                check_structure(conn, path)
             store = cls(conn, None)
             store._migrate()
         except BaseException as exc:
@@ -127,27 +128,27 @@ class Store(AttemptJournal, BatchLedger):
             raise StateError(
                 f"{self.path}: the checkpoint was written by a newer version of campaign"
             )
-        for number, statements in enumerate(steps[version:], start=version + 1):
+        for number, step in enumerate(steps[version:], start=version + 1):
+            # A step and its version number commit together, or neither does.
             with self._tx() as conn:
-                for statement in statements:
-                    conn.execute(statement)
+                if callable(step):
+                    step(self.db)
+                else:
+                    for statement in step:
+                        conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={number}")
 
     # --- meta ---------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
         """A stored campaign fact (identity, fingerprint, watermark), or None."""
-        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+        found = self._rows_where("meta", "key = ?", (key,), select="value")
+        return None if not found else str(found[0]["value"])
 
     def set_meta(self, key: str, value: str) -> None:
         """Record a campaign fact."""
-        with self._tx() as conn:
-            conn.execute(
-                "INSERT INTO meta(key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+        with self._tx():
+            self.db.table("meta").upsert({"key": key, "value": value}, pk="key")
 
     def claim_identity(self, campaign: str) -> None:
         """Tie this file to a campaign name; refuse a file that belongs to another one."""
@@ -168,14 +169,13 @@ class Store(AttemptJournal, BatchLedger):
         called and whose number changed is a new person (a new row ``<key>#2`` under the
         same label, so its attempts get keys of their own), and a number that another row
         has already called is a ``duplicate`` of that row, whatever key it comes with.
+
+        One transaction: the merge is worked out in memory from what the checkpoint holds,
+        then the rows it changes are written by one bulk upsert, so a crash leaves either
+        last night's rows or tonight's, never a mix.
         """
-        new = known = 0
-        seen: set[str] = set()
         with self._tx() as conn:
-            existing = {
-                str(r[0]): (str(r[1]), r[2])
-                for r in conn.execute("SELECT row_key, progress, e164 FROM rows")
-            }
+            stored = {r[0]: SyncedRow._make(r) for r in conn.execute(_SELECT_SYNCED)}
             callers: dict[str, tuple[str, int, str]] = {}  # number → the row that called it
             for phone, row_key, line, label in conn.execute(
                 "SELECT a.phone, r.row_key, r.line, r.label FROM attempts a "
@@ -189,96 +189,35 @@ class Store(AttemptJournal, BatchLedger):
                     f"SELECT DISTINCT row_key FROM attempts WHERE state IN {_DIALLED}"
                 )
             }
-            for row in planned:
-                row_key = _resolve_key(row, existing, touched)
-                plan_state, reason, duplicate_of = row.plan_state, row.reason, row.duplicate_of
-                caller = callers.get(row.e164 or "")
-                if (
-                    plan_state == "callable"
-                    and caller is not None
-                    and caller[0] != row_key
-                    and row_key not in touched
-                ):
-                    plan_state = "duplicate"
-                    reason = (
-                        f"duplicate of line {caller[1]} (key {caller[2]}), which already "
-                        "called this number"
-                    )
-                    duplicate_of = str(caller[1])
-                seen.add(row_key)
-                values = (
-                    row.label or row.row_key,
-                    row.line,
-                    row.raw_phone,
-                    row.e164,
-                    json.dumps(row.variables, sort_keys=True),
-                    json.dumps(row.timezones),
-                    row.us_state,
-                    row.region,
-                    duplicate_of,
-                    row.extension,
-                    row.note,
-                )
-                if row_key not in existing:
-                    new += 1
-                    existing[row_key] = ("pending", row.e164)
-                    progress = "pending" if plan_state == "callable" else "blocked"
-                    conn.execute(
-                        "INSERT INTO rows(label, line, raw_phone, e164, variables, timezones, "
-                        "us_state, region, duplicate_of, extension, note, row_key, plan_state, "
-                        "reason, progress, attempts_used, vanished, first_seen, last_seen) "
-                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,0,?,?)",
-                        (*values, row_key, plan_state, reason, progress, now, now),
-                    )
-                    continue
-                known += 1
-                old_progress = existing[row_key][0]
-                conn.execute(
-                    "UPDATE rows SET label=?, line=?, raw_phone=?, e164=?, variables=?, "
-                    "timezones=?, us_state=?, region=?, duplicate_of=?, extension=?, note=?, "
-                    "vanished=0, last_seen=? WHERE row_key=?",
-                    (*values, now, row_key),
-                )
-                # Rows waiting for a call follow today's plan (the number may have opted
-                # out or been suppressed since); rows called to the end keep their state.
-                if plan_state != "callable" and old_progress in WAITING_PROGRESS:
-                    conn.execute(
-                        "UPDATE rows SET plan_state=?, reason=?, progress='blocked', "
-                        "next_due=NULL WHERE row_key=?",
-                        (plan_state, reason, row_key),
-                    )
-                elif plan_state == "callable" and old_progress == "blocked":
-                    conn.execute(
-                        "UPDATE rows SET plan_state='callable', reason=NULL, "
-                        "progress='pending' WHERE row_key=?",
-                        (row_key,),
-                    )
-            gone = [key for key in existing if key not in seen]
-            for key in gone:
-                conn.execute("UPDATE rows SET vanished=1 WHERE row_key=?", (key,))
-        return SyncSummary(new=new, known=known, vanished=len(gone))
+            merged, summary = _merge(planned, stored, callers, touched, now)
+            # Unchanged rows are not rewritten; last_seen alone is set by one UPDATE below.
+            changed = [
+                row for key, row in merged.items() if key not in stored or _moved(row, stored[key])
+            ]
+            self.db.table("rows").upsert_all([SyncedRow._fields, *changed], pk="row_key")
+            # Every row of tonight's file now has vanished = 0, and every other row 1.
+            conn.execute("UPDATE rows SET last_seen = ? WHERE vanished = 0", (now,))
+        return summary
 
     def rows(self, *, include_vanished: bool = True) -> list[StoredRow]:
         """Every row, in input-line order."""
-        sql = "SELECT * FROM rows"
-        if not include_vanished:
-            sql += " WHERE vanished = 0"
-        return [row_from_sql(r) for r in self._query(sql + " ORDER BY vanished, line")]
+        where = None if include_vanished else "vanished = 0"
+        return [row_from_sql(r) for r in self._rows_where("rows", where, order_by="vanished, line")]
 
     def row(self, row_key: str) -> StoredRow:
         """One row by key."""
-        found = self._query("SELECT * FROM rows WHERE row_key = ?", (row_key,))
+        found = self._rows_where("rows", "row_key = ?", (row_key,))
         if not found:
             raise StateError(f"row {row_key!r} is not in the checkpoint")
         return row_from_sql(found[0])
 
     def rows_due(self, now: float) -> list[StoredRow]:
         """Rows that need a new attempt now (pending, or a retry whose time has come)."""
-        sql = (
-            "SELECT * FROM rows WHERE vanished = 0 AND (progress = 'pending' OR "
-            "(progress = 'retry_scheduled' AND next_due <= ?)) ORDER BY line"
+        due = (
+            "vanished = 0 AND (progress = 'pending' OR "
+            "(progress = 'retry_scheduled' AND next_due <= ?))"
         )
-        return [row_from_sql(r) for r in self._query(sql, (now,))]
+        return [row_from_sql(r) for r in self._rows_where("rows", due, (now,), order_by="line")]
 
     def set_row_progress(
         self,
@@ -309,10 +248,8 @@ class Store(AttemptJournal, BatchLedger):
         """Request and call send times at or after ``since`` (oldest first)."""
         requests: list[float] = []
         calls: list[float] = []
-        for kind, t in self._conn.execute(
-            "SELECT kind, t FROM send_log WHERE t >= ? ORDER BY t", (since,)
-        ):
-            (calls if kind == "call" else requests).append(float(t))
+        for send in self._rows_where("send_log", "t >= ?", (since,), order_by="t"):
+            (calls if send["kind"] == "call" else requests).append(float(send["t"]))
         return requests, calls
 
     def prune_send_log(self, before: float) -> None:
@@ -340,41 +277,96 @@ class Store(AttemptJournal, BatchLedger):
 
     def runs(self) -> list[dict[str, Any]]:
         """The run log, oldest first."""
-        return self._query("SELECT * FROM runs ORDER BY id")
-
-
-_SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-def _check_header(path: Path) -> None:
-    """Refuse a file that is not an SQLite database, without letting SQLite touch it."""
-    with path.open("rb") as handle:
-        head = handle.read(100)
-        # An empty file is a checkpoint not yet written (we create it before SQLite does).
-        if head and (len(head) < 100 or not head.startswith(_SQLITE_HEADER)):
-            raise damaged(path, "not an SQLite database: its header is missing or cut short")
-        # Read the file through once, in order: the page-by-page reads of the checks that
-        # follow then hit the cache (a 70 MB checkpoint: 0.3 s from a cold disk, not 2 s).
-        while handle.read(1 << 20):
-            pass
-
-
-def _check_structure(conn: sqlite3.Connection, path: Path | None) -> None:
-    """Refuse a checkpoint whose pages are damaged, before anything is written to it.
-
-    ``quick_check`` reads every page once, without the index cross-check of
-    ``integrity_check`` (4× slower): about 0.2 s for a 100,000-row (70 MB) checkpoint,
-    once per run, against a damaged file being written to for hours.
-    """
-    found = [str(r[0]) for r in conn.execute("PRAGMA quick_check(3)").fetchall()]
-    if found != ["ok"]:
-        # One line for the Error: message; SQLite heads its report with the schema name.
-        lines = [ln.strip() for text in found for ln in text.splitlines()]
-        raise damaged(path, "; ".join(ln for ln in lines if ln and not ln.startswith("***")))
+        return self._rows_where("runs", order_by="id")
 
 
 # Attempt states whose request may have made a phone ring.
 _DIALLED = "('sending', 'sent', 'ended', 'withheld')"
+
+
+_SELECT_SYNCED = f"SELECT {', '.join(SyncedRow._fields)} FROM rows"
+# One encoder for every row's variables (json.dumps builds one per call when given options).
+_SORTED_JSON = json.JSONEncoder(sort_keys=True)
+
+
+def _merge(
+    planned: Sequence[RowIn],
+    stored: dict[str, SyncedRow],
+    callers: dict[str, tuple[str, int, str]],
+    touched: set[str],
+    now: float,
+) -> tuple[dict[str, SyncedRow], SyncSummary]:
+    """Every checkpoint row as tonight's file leaves it, by the rules of ``sync_rows``.
+
+    The planned rows are applied in file order, each to what the rows before it left, so a
+    key that comes twice ends as it always has (the later row wins).
+    """
+    merged = dict(stored)
+    # Each key's progress and number as the identity rule sees them: a row that joins
+    # tonight counts as pending until tomorrow.
+    existing = {key: (row.progress, row.e164) for key, row in stored.items()}
+    seen: set[str] = set()
+    zones_json: dict[tuple[str, ...], str] = {}  # a file has few distinct timezone lists
+    new = known = 0
+    for row in planned:
+        row_key = _resolve_key(row, existing, touched)
+        plan_state, reason, duplicate_of = row.plan_state, row.reason, row.duplicate_of
+        caller = callers.get(row.e164 or "")
+        if (
+            plan_state == "callable"
+            and caller is not None
+            and caller[0] != row_key
+            and row_key not in touched
+        ):
+            plan_state = "duplicate"
+            line, label = caller[1], caller[2]
+            reason = f"duplicate of line {line} (key {label}), which already called this number"
+            duplicate_of = str(line)
+        seen.add(row_key)
+        zones = tuple(row.timezones)
+        if zones not in zones_json:
+            zones_json[zones] = json.dumps(row.timezones)
+        facts = (
+            row.label or row.row_key,
+            row.line,
+            row.raw_phone,
+            row.e164,
+            _SORTED_JSON.encode(row.variables),
+            zones_json[zones],
+            row.us_state,
+            row.region,
+            duplicate_of,
+            row.extension,
+            row.note,
+            row.number_type,
+        )
+        if row_key not in existing:
+            new += 1
+            existing[row_key] = ("pending", row.e164)
+            progress = "pending" if plan_state == "callable" else "blocked"
+            merged[row_key] = SyncedRow(
+                row_key, *facts, plan_state, reason, progress, None, 0, now, now
+            )
+            continue
+        known += 1
+        before = merged[row_key]
+        state = (before.plan_state, before.reason, before.progress, before.next_due)
+        # Rows waiting for a call follow today's plan (the number may have opted out or
+        # been suppressed since); rows called to the end keep their state.
+        if plan_state != "callable" and existing[row_key][0] in WAITING_PROGRESS:
+            state = (plan_state, reason, "blocked", None)
+        elif plan_state == "callable" and existing[row_key][0] == "blocked":
+            state = ("callable", None, "pending", before.next_due)
+        merged[row_key] = SyncedRow(row_key, *facts, *state, 0, before.first_seen, now)
+    gone = [key for key in existing if key not in seen]
+    for key in gone:
+        merged[key] = merged[key]._replace(vanished=1)
+    return merged, SyncSummary(new=new, known=known, vanished=len(gone))
+
+
+def _moved(row: SyncedRow, before: SyncedRow) -> bool:
+    """True if the sync changes anything of the row but when it was last seen."""
+    return row[:-1] != before[:-1]  # last_seen is the last column
 
 
 def _resolve_key(row: RowIn, existing: dict[str, tuple[str, str | None]], touched: set[str]) -> str:

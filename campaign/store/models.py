@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 RowProgress = Literal["blocked", "pending", "in_flight", "retry_scheduled", "done", "failed"]
 # withheld: left *sending* by an earlier run, then refused a re-send by the send gate
@@ -32,6 +32,7 @@ class RowIn:
     label: str | None = None  # the key shown in results.csv when it differs from row_key
     extension: str | None = None  # written after the number; calls cannot dial it
     note: str | None = None  # what normalising the number did ("Excel damage repaired")
+    number_type: str | None = None  # phonenumbers' type: mobile, fixed_line, voip, …
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class StoredRow:
     last_seen: float
     extension: str | None = None
     note: str | None = None
+    number_type: str | None = None  # None in checkpoints written before it was kept
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,57 @@ class CallEnd:
 
 
 @dataclass(frozen=True)
+class CallFact:
+    """One attempt and its row's facts, without its request body: what reports analyse."""
+
+    row_key: str
+    number: int
+    state: AttemptState
+    call_id: str | None
+    status: str | None
+    outcome: str | None
+    goal_achieved: bool | None
+    failure_reason: str | None
+    cost: str | None
+    currency: str | None
+    duration_s: float | None
+    started_at: float  # when its request left (sent_at), else when it was committed
+    ended_at: float | None
+    timezones: list[str]  # the row's, as planned
+    region: str | None
+    number_type: str | None
+
+
+class SyncedRow(NamedTuple):
+    """The columns of a checkpoint row that the nightly sync reads and writes, in order.
+
+    What tonight's file says of the row, its state, and when it was seen; ``attempts_used``
+    belongs to the attempts and is never written by a sync. The names are the columns.
+    """
+
+    row_key: str
+    label: str
+    line: int
+    raw_phone: str | None
+    e164: str | None
+    variables: str  # JSON, keys sorted
+    timezones: str  # JSON
+    us_state: str | None
+    region: str | None
+    duplicate_of: str | None
+    extension: str | None
+    note: str | None
+    number_type: str | None
+    plan_state: str
+    reason: str | None
+    progress: str
+    next_due: float | None
+    vanished: int
+    first_seen: float
+    last_seen: float
+
+
+@dataclass(frozen=True)
 class SyncSummary:
     """What changed when the input was merged into the checkpoint."""
 
@@ -132,6 +185,7 @@ def row_from_sql(r: dict[str, Any]) -> StoredRow:
         last_seen=float(r["last_seen"]),
         extension=r.get("extension"),
         note=r.get("note"),
+        number_type=r.get("number_type"),
     )
 
 
@@ -160,4 +214,26 @@ def attempt_from_sql(r: dict[str, Any]) -> Attempt:
         call_updated_at=r["call_updated_at"],
         phone=r.get("phone"),
         sends=int(r.get("sends") or 0),
+    )
+
+
+def call_fact_from_sql(r: dict[str, Any]) -> CallFact:
+    goal = r["goal_achieved"]
+    return CallFact(
+        row_key=r["row_key"],
+        number=int(r["number"]),
+        state=r["state"],
+        call_id=r["call_id"],
+        status=r["status"],
+        outcome=r["outcome"],
+        goal_achieved=None if goal is None else bool(goal),
+        failure_reason=r["failure_reason"],
+        cost=r["cost"],
+        currency=r["currency"],
+        duration_s=r["duration_s"],
+        started_at=float(r["started_at"]),
+        ended_at=r["ended_at"],
+        timezones=json.loads(r["timezones"] or "[]"),
+        region=r["region"],
+        number_type=r["number_type"],
     )

@@ -1,9 +1,16 @@
 """The checkpoint's schema as an ordered list of migrations (``PRAGMA user_version``).
 
-Append new migrations at the end; never edit one that has shipped.
+Append new migrations at the end; never edit one that has shipped. A migration is a list
+of SQL statements, or a function that makes its change with sqlite-utils (below).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeAlias
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 CALLS_MIGRATION: list[str] = [
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -123,6 +130,29 @@ ROW_NOTES_MIGRATION: list[str] = [
 ]
 
 
-def migrations() -> list[list[str]]:
+# The number's type (mobile, fixed_line, …), for the report's "when to call" analysis.
+# Rows of an older checkpoint keep it empty until the next run plans them again.
+NUMBER_TYPE_MIGRATION: list[str] = [
+    "ALTER TABLE rows ADD COLUMN number_type TEXT",
+]
+
+
+# A migration written with sqlite-utils takes the open database, for example
+#     def add_answered_at(db: Database) -> None:
+#         db.table("attempts").add_column("answered_at", float)
+#         db.table("attempts").create_index(["answered_at"], index_name="attempts_answered")
+# Either kind runs inside the one BEGIN IMMEDIATE transaction that also sets its
+# user_version (sqlite-utils nests its own as savepoints), so nothing that must run
+# outside a transaction (VACUUM, a change of journal mode) belongs in one.
+Migration: TypeAlias = "list[str] | Callable[[Database], None]"
+
+
+def migrations() -> list[Migration]:
     """Every migration in order; migration N sets ``PRAGMA user_version = N``."""
-    return [CALLS_MIGRATION, BATCH_MIGRATION, SEND_GATE_MIGRATION, ROW_NOTES_MIGRATION]
+    return [
+        CALLS_MIGRATION,
+        BATCH_MIGRATION,
+        SEND_GATE_MIGRATION,
+        ROW_NOTES_MIGRATION,
+        NUMBER_TYPE_MIGRATION,
+    ]

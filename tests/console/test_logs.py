@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from campaign.console.logs import setup_logging
+from campaign.console.logs import error_line, setup_logging
 from campaign.errors import StateError
 
 KEY = "avp_live_8f3kQ2x9Zr_T-77"
@@ -224,3 +224,32 @@ def test_a_symlinked_log_file_is_refused_and_its_target_gets_no_phone_numbers(
         setup_logging(log_file=log_file)
     logging.getLogger("campaign").info("row +14155550100 placed")
     assert target.read_text() == "someone else's file\n"
+
+
+def test_row_fields_are_json_keys_but_plain_lines_do_not_repeat_what_the_message_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fields = {
+        "row_key": "K-7",
+        "attempt": 1,
+        "call_id": "call_9",
+        "status": "completed",
+        "outcome": None,
+    }
+    message = ("row %s attempt %d ended %s", "K-7", 1, "completed")
+    setup_logging(log_file=None)
+    logging.getLogger("campaign.engine.collect").info(*message, extra=fields)
+    (plain,) = capsys.readouterr().err.splitlines()
+    assert plain.endswith(" INFO row K-7 attempt 1 ended completed call_id=call_9")
+    setup_logging(log_file=None, log_format="json")
+    logging.getLogger("campaign.engine.collect").info(*message, extra=fields)
+    entry = json.loads(capsys.readouterr().err)
+    assert entry["message"] == "row K-7 attempt 1 ended completed"
+    assert {k: entry[k] for k in fields} == fields
+
+
+def test_the_final_error_line_is_json_with_json_logs() -> None:
+    assert error_line("no such file", exit_code=2) == "Error: no such file"
+    entry = json.loads(error_line("no such file", log_format="json", exit_code=2))
+    assert (entry["level"], entry["message"], entry["exit_code"]) == ("ERROR", "no such file", 2)
+    assert entry["logger"] == "campaign" and entry["ts"].endswith("Z")

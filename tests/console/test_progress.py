@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
 from campaign.clock import FakeClock
+from campaign.config.model import load_campaign
 from campaign.console.progress import RunProgress
+from campaign.planning.windows import planned_rows
 
 START = 1_780_000_000.0  # 2026-05-28T20:26:40Z
 
@@ -104,3 +107,48 @@ def test_the_bar_fits_an_80_column_terminal(
     ended = [line for line in err if line.startswith("  ended: ")][-1]
     assert ended.startswith("  ended: no_answer 1, outcome_no_answer 1, busy 1")
     assert ended.rstrip().endswith("…")
+
+
+def test_on_a_terminal_reading_a_big_input_shows_the_rows_read_so_far(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A 1,000,000-row file printed nothing for minutes while it was read.
+    progress = RunProgress(is_tty=True, clock=FakeClock(START))
+    for count in (10_000, 20_000, 1_000_000):
+        progress.rows_read(count)
+    progress.reading_done()
+    err = capsys.readouterr().err
+    assert "reading the input: 1,000,000 rows" in err
+    progress.reading_done()  # twice is harmless
+
+
+def test_off_a_terminal_reading_a_big_input_logs_a_line_every_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="campaign")
+    clock = FakeClock(START)
+    progress = RunProgress(is_tty=False, clock=clock)
+    for step in range(1, 11):  # 10,000 rows every 10 s for 100 s
+        clock.advance(10)
+        progress.rows_read(step * 10_000)
+    progress.reading_done()
+    lines = progress_lines(caplog)
+    assert lines == [
+        "reading the input: 40,000 rows so far",
+        "reading the input: 70,000 rows so far",
+        "reading the input: 100,000 rows so far",
+    ]
+
+
+def test_a_big_list_reports_the_rows_read_every_10000_rows(tmp_path: Path) -> None:
+    lines = ["customer_id,phone"] + [f"K{i}," for i in range(25_000)]  # cheap rows: no phone
+    (tmp_path / "contacts.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "c.yaml").write_text(
+        "campaign: big\nscenario_id: scn_demo\n"
+        "input: {path: contacts.csv, default_region: US, key_column: customer_id}\n"
+        "api: {base_url: sandbox}\n"
+    )
+    seen: list[int] = []
+    rows = planned_rows(load_campaign(tmp_path / "c.yaml"), [], on_rows=seen.append)
+    assert len(rows) == 25_000
+    assert seen == [10_000, 20_000, 25_000]

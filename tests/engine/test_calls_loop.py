@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.engine import FakeApi
 
-from campaign.clock import FakeClock
+from campaign.clock import Clock, FakeClock
 from campaign.config.limit import parse_limit
 from campaign.config.model import CallingHours, RetryConfig
 from campaign.engine.attempts import call_body, idempotency_key
 from campaign.engine.calls import CallsEngine
 from campaign.engine.frame import EngineDeps, EngineResult, EngineSettings
+from campaign.limits import CallPacer
 from campaign.limits.window import ClientLimits
 from campaign.planning.windows import WindowBook
 from campaign.store.checkpoint import RowIn, Store
@@ -40,12 +44,13 @@ def _store(tmp_path: Path, phones: list[str], now: float) -> Store:
 def _engine(
     store: Store,
     api: FakeApi,
-    clock: FakeClock,
+    clock: Clock,
     tmp_path: Path,
     *,
     deadline: float | None = None,
     retry: RetryConfig | None = None,
     hours: CallingHours | None = None,
+    **pace: Any,
 ) -> CallsEngine:
     settings = EngineSettings(
         campaign="c",
@@ -64,7 +69,7 @@ def _engine(
         opt_outs=OptOutList(tmp_path),
         stop=asyncio.Event(),
     )
-    return CallsEngine(deps)
+    return CallsEngine(deps, **pace)  # call_turn, pacer, call_times
 
 
 PHONES = [f"+1212555{n:04d}" for n in range(7)]
@@ -83,6 +88,98 @@ async def test_every_row_is_called_once_within_the_call_limit(tmp_path: Path) ->
     assert created[5] - created[0] >= 60.0, "a 6th call inside one minute breaks 5/min"
     assert {r.progress for r in store.rows()} == {"done"}
     assert {a.cost for a in store.attempts()} == {"0.11"}
+
+
+class SchedulingClock:
+    """A fake clock whose sleepers wake in time order, for exact timings: ``FakeClock``
+    moves time by each sleeper's amount in turn, so the collector's polls would carry the
+    sender's clock along with them."""
+
+    def __init__(self, start: float) -> None:
+        self._now = start
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def now(self) -> float:
+        return self._now
+
+    def wall(self) -> float:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._now + max(0.0, seconds), next(self._order), wake))
+        await wake
+
+    async def run(self, engine: CallsEngine) -> EngineResult:
+        """Run the engine, moving time to the next wake-up whenever every task waits."""
+        task = asyncio.create_task(engine.run())
+        while not task.done():
+            for _ in range(20):
+                await asyncio.sleep(0)
+            if task.done() or not self._sleepers:
+                continue
+            at, _, wake = heapq.heappop(self._sleepers)
+            self._now = max(self._now, at)
+            if not wake.done():
+                wake.set_result(None)
+        return task.result()
+
+
+def _five_a_minute(clock: Clock) -> ClientLimits:
+    return ClientLimits([parse_limit("60/min")], [parse_limit("5/min")], clock)
+
+
+def _left_at_once(api: FakeApi, store: Store) -> bool:
+    """Whether every call was created at the moment its attempt was committed (it did not
+    wait in the client's limiter with its calling window checked long before)."""
+    created = {
+        (c["metadata"]["row_key"], c["metadata"]["attempt"]): c["created"] for c in api.calls
+    }
+    return all(created[(a.row_key, str(a.number))] == a.sending_at for a in store.attempts())
+
+
+async def test_even_pacing_spreads_the_calls_over_the_minute(tmp_path: Path) -> None:
+    clock = SchedulingClock(NOON_NY)
+    limits = _five_a_minute(clock)
+    api = FakeApi(clock, limits=limits)
+    store = _store(tmp_path, PHONES, clock.now())
+    engine = _engine(store, api, clock, tmp_path, call_turn=limits.call_ready)
+    assert (await clock.run(engine)).error is None
+    created = sorted(c["created"] for c in api.calls)
+    assert created[0] == NOON_NY and len(created) == len(PHONES)
+    # one call every (60 s + margin) / 5 = 12.05 s, give or take the loop's 20 ms tick and
+    # the 50 ms by which a call may make up for a late one; never five at once
+    assert all(12.0 <= b - a <= 12.1 + 0.02 for a, b in itertools.pairwise(created))
+    assert _left_at_once(api, store)
+
+
+async def test_burst_pacing_places_a_windows_calls_at_once_and_none_waits(
+    tmp_path: Path,
+) -> None:
+    clock = SchedulingClock(NOON_NY)
+    limits = _five_a_minute(clock)
+    api = FakeApi(clock, limits=limits)
+    store = _store(tmp_path, PHONES, clock.now())
+    pacer = CallPacer([parse_limit("5/min")], clock, pacing="burst")
+    engine = _engine(store, api, clock, tmp_path, call_turn=limits.call_ready, pacer=pacer)
+    assert (await clock.run(engine)).error is None
+    created = sorted(c["created"] for c in api.calls)
+    assert created[:5] == [NOON_NY] * 5
+    # the next ones as soon as the window (60 s + margin) admits them, within a loop tick
+    assert NOON_NY + 60.25 <= created[5] <= created[6] <= NOON_NY + 60.25 + 0.02 + 1e-6
+    # Each call was committed only when the limiter could let it go at once.
+    assert _left_at_once(api, store)
+
+
+async def test_a_restart_keeps_the_pace_of_the_run_it_resumes(tmp_path: Path) -> None:
+    clock = SchedulingClock(NOON_NY)
+    api = FakeApi(clock)
+    store = _store(tmp_path, PHONES[:1], clock.now())
+    engine = _engine(store, api, clock, tmp_path, call_times=[NOON_NY - 2.0])
+    assert (await clock.run(engine)).error is None
+    # one interval (12.05 s) after the crashed run's last call, within a loop tick
+    assert NOON_NY + 10.05 <= api.calls[0]["created"] <= NOON_NY + 10.05 + 0.02 + 1e-6
 
 
 async def test_closed_window_places_nothing_and_says_when_it_opens(tmp_path: Path) -> None:
@@ -115,7 +212,8 @@ async def test_retry_after_min_interval_with_a_new_key(tmp_path: Path) -> None:
         clock, scripts={phone: [("no_answer", None, None), ("completed", "declined", None)]}
     )
     store = _store(tmp_path, [phone], clock.now())
-    retry = RetryConfig(min_interval="1h")
+    # dayparts: any — this is about min_interval, not which part of the day a retry takes
+    retry = RetryConfig(min_interval="1h", dayparts="any")
     result = await _engine(store, api, clock, tmp_path, retry=retry).run()
     assert store.row(phone).progress == "retry_scheduled"
     assert result.next_due is not None and result.next_due_reason == "retry"
@@ -132,7 +230,7 @@ async def test_retries_stop_at_max_attempts(tmp_path: Path) -> None:
     phone = PHONES[0]
     api = FakeApi(clock, scripts={phone: [("busy", None, None)]})
     store = _store(tmp_path, [phone], clock.now())
-    retry = RetryConfig(min_interval="10min", max_attempts=2)
+    retry = RetryConfig(min_interval="10min", max_attempts=2, dayparts="any")
     await _engine(store, api, clock, tmp_path, retry=retry, deadline=clock.now() + 7200).run()
     assert len(api.calls) == 2
     row = store.row(phone)

@@ -181,3 +181,40 @@ def test_an_opt_out_is_recorded_for_the_number_that_was_called(tmp_path: Path) -
     )  # fmt: skip
     assert opt_outs.contains(old)
     assert not opt_outs.contains(new)
+
+
+class LostAnswerThenWeekend(FakeApi):
+    """The first try creates the call, its answer is lost, and the window closes before
+    another try may leave; the server forgets keys 24 h after it first saw them."""
+
+    async def create_call(
+        self, body: bytes, idempotency_key: str, *, send_by: float | None = None
+    ) -> Call:
+        for key, (_, index) in list(self.keys.items()):
+            if self.clock.now() - self.calls[index]["created"] >= 24 * 3600:
+                del self.keys[key]
+        first = not self.calls
+        call = await super().create_call(body, idempotency_key)
+        if first:
+            raise SendWindowClosedError("answer lost, and no try may leave after the close")
+        return call
+
+
+async def test_a_send_whose_answer_was_lost_as_the_window_closed_is_never_placed_twice(
+    tmp_path: Path,
+) -> None:
+    # Friday 2026-06-05 20:50 in New York; calls only Monday to Friday. The send's answer
+    # is lost and the window closes before another try may leave: the run keeps the
+    # attempt *sending* (no error), finds the call, and never places a second one, though
+    # the server forgets the key over the weekend.
+    start = datetime(2026, 6, 6, 0, 50, tzinfo=UTC).timestamp()
+    clock = FakeClock(start)
+    api = LostAnswerThenWeekend(clock)
+    store = _store(tmp_path, start, PHONES[:1])
+    hours = CallingHours.model_validate({"days": "mon-fri"})
+    engine = _engine(store, api, clock, tmp_path, deadline=start + 3 * 86400, hours=hours)
+    result = await engine.run()
+    assert result.error is None
+    assert len(api.calls) == 1
+    assert store.count_attempts("sending") == 0
+    assert store.count_attempts("ended") == 1

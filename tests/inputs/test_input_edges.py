@@ -187,8 +187,8 @@ PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10" + bytes(range(256))
     [
         ("png.csv", PNG, "it is a PNG image"),
         ("noise.csv", random.Random(14).randbytes(4096), "it is binary data"),
-        ("contacts.xlsx", b"PK\x03\x04\x14\x00\x06\x00" + b"\x00" * 22 + b"xl/workbook.xml",
-         "it is an Excel workbook (.xlsx)"),
+        ("contacts.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 512,
+         "it is an old Excel .xls workbook"),
     ],
 )  # fmt: skip
 def test_a_file_that_is_not_a_csv_is_refused_as_not_text_not_as_a_missing_column(

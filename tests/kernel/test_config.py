@@ -291,3 +291,15 @@ def test_max_reject_share_is_a_share_between_0_and_1(
     else:
         with pytest.raises(ConfigError, match=r"input\.max_reject_share: Input should be less"):
             load_campaign(path, env={})
+
+
+def test_calls_are_paced_evenly_unless_the_file_asks_for_bursts(campaign_dir: Path) -> None:
+    assert load_campaign(write(campaign_dir, BASE), env={}).limits.pacing == "even"
+    bursts = load_campaign(write(campaign_dir, BASE + "limits: {pacing: burst}\n"), env={})
+    assert bursts.limits.pacing == "burst"
+    assert bursts.limits.calls == [Limit(5, 60.0)]  # the other limits keep their defaults
+
+
+def test_an_unknown_pacing_names_the_key_and_the_choices(campaign_dir: Path) -> None:
+    message = load_error(campaign_dir, "limits: {pacing: smooth}\n")
+    assert "limits.pacing: Input should be 'even' or 'burst'" in message

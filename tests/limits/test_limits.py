@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from campaign.clock import Clock, FakeClock, utc
 from campaign.config.limit import Limit
-from campaign.limits import SlidingWindowLimiter, SlidingWindowLog
+from campaign.limits import SlidingWindowLimiter
 
 T0 = 1_780_000_000.0
 MARGIN = 0.25
@@ -216,17 +216,20 @@ async def test_a_waiting_call_gets_the_next_request_slot_before_plain_requests()
     )
 
 
+async def test_calls_held_by_the_pace_keep_their_request_slots_from_plain_requests() -> None:
+    clock = FakeClock(T0)
+    limits = limiter([Limit(3, 10.0)], [Limit(5, 60.0)], clock)
+    # Two calls queued, the pace lets the first go in a second: not now, but they queue.
+    assert not limits.call_ready(T0 + 1.0, 2)
+    assert await limits.acquire_request() == T0  # the one slot the calls do not need
+    # The next plain request waits for a slot of its own, after the calls have theirs.
+    assert await limits.acquire_request() == pytest.approx(T0 + 10.25, abs=1e-6)
+
+
 async def test_no_limits_means_no_waiting() -> None:
     clock = FakeClock(T0)
     limits = limiter([], [], clock)
     assert [await limits.acquire_call() for _ in range(100)] == [T0] * 100
-
-
-def test_log_discards_only_an_exact_send_time() -> None:
-    log = SlidingWindowLog(Limit(1, 10.0), 0.0)
-    log.record(T0)
-    log.discard(T0 + 0.5)
-    assert log.earliest(T0) == T0 + 10.0
 
 
 def test_negative_margin_is_refused() -> None:

@@ -1,6 +1,7 @@
 """The synthetic run of support.report with what a manager's questions need: countries, a
 callback with its session's slot values, failure reasons, a retry's due time, the run log,
-a cost estimate, an extension and a long reason."""
+a cost estimate, an extension, a long reason, and each call's recipient (timezone, country,
+number type) for "when to call"."""
 
 from __future__ import annotations
 
@@ -39,6 +40,24 @@ def manager_run() -> tuple[list[RowResult], list[CallRecord], RunFacts]:
     rows[5] = dataclasses.replace(rows[5], reason=LONG_REASON)
     calls = [
         dataclasses.replace(c, failure_reason="carrier_rejected") if c.status == "failed" else c
+        for c in calls
+    ]
+    # Each call's recipient, for "when to call": the number's zone, country and type.
+    recipients = {
+        "US": (("America/Los_Angeles",), "fixed_line_or_mobile"),
+        "GB": (("Europe/London",), "mobile"),
+        "DE": (("Europe/Berlin",), "fixed_line"),
+    }
+    region_of = {r.row_key: r.region for r in rows}
+    calls = [
+        dataclasses.replace(
+            c,
+            timezones=recipients[region][0],
+            region=region,
+            number_type=recipients[region][1],
+        )
+        if (region := region_of.get(c.row_key)) in recipients
+        else c
         for c in calls
     ]
     callback = next(i for i, c in enumerate(calls) if c.row_key == rows[1].row_key)

@@ -216,6 +216,7 @@ def test_summary_keys_are_the_documented_ones() -> None:
         "cost_estimate",
         "attempts_per_row",
         "rows_with_extension",
+        "when_to_call",
     ]
     readme = Path(__file__).parents[2] / "README.md"
     text = readme.read_text(encoding="utf-8")

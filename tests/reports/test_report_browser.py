@@ -45,8 +45,21 @@ METRICS_JS = (
     ".map(e => [e.dataset.metric, e.textContent]))"
 )
 SVG_SIZES_JS = (
-    "JSON.stringify(Array.from(document.querySelectorAll('svg'))"
+    "JSON.stringify(Array.from(document.querySelectorAll('svg:not(.rate)'))"
     ".map(s => s.getBoundingClientRect().height))"
+)
+# The heatmaps' squares as drawn: their rate text's rendered height (px) and its words.
+HEAT_TEXT_JS = (
+    "JSON.stringify(Array.from(document.querySelectorAll('svg.heatmap text.pct'))"
+    ".map(t => [t.getBoundingClientRect().height, t.textContent]))"
+)
+HEAT_WIDTHS_JS = (
+    "JSON.stringify(Array.from(document.querySelectorAll('svg.heatmap'))"
+    ".map(s => [s.getBoundingClientRect().width, s.width.baseVal.value]))"
+)
+RATE_BARS_JS = (
+    "JSON.stringify(Array.from(document.querySelectorAll('svg.rate'))"
+    ".map(s => s.getBoundingClientRect().width))"
 )
 BAR_WIDTHS_JS = (
     "JSON.stringify(Array.from(document.querySelectorAll('table.bars tr')).map(r => "
@@ -171,6 +184,14 @@ async def test_report_opens_in_chromium_and_shows_the_summary(
     assert {"funnel.goal_achieved", "calls_placed", "cost.amount", "requests_spent"} <= keys
     assert {"callbacks.count", "retries_due.rows", "cost_estimate.amount"} <= keys
     assert {"by_country.US.rows", "by_country.GB.goal_achieved"} <= keys
+    assert {
+        "when_to_call.calls",
+        "when_to_call.by_hour_weekday.sun.06.calls",  # 14:00 UTC is 06:00 in Los Angeles
+        "when_to_call.by_country.GB.answered_pct",
+        "when_to_call.by_number_type.mobile.goal_pct",
+        "when_to_call.by_attempt.2.calls",
+        "when_to_call.retry_dayparts.retries",
+    } <= keys
     for key, text in shown:
         value: Any = summary
         for part in key.split("."):
@@ -184,14 +205,25 @@ async def test_report_opens_in_chromium_and_shows_the_summary(
         "Attempts per callable row",
         "By country of the number",
         "Retries due",
+        "When people answer (recipient-local hour and weekday)",
+        "By part of the recipient's day",
+        "By attempt",
+        "By number type",
+        "By country (per call)",
+        "Per night of the campaign (recipient-local date)",
+        "How retries were spread over the day",
         "Cost",
         "Runs",
     ):
         assert section in headings, section
 
-    # The one SVG chart and every bar are drawn, in the colour of what they mean.
+    # The charts (calls over time, the two heatmaps) and every bar are drawn, in the
+    # colour of what they mean; the small rate bars beside the "when to call" numbers too.
     heights = json.loads(await devtools.evaluate(SVG_SIZES_JS))
-    assert len(heights) == 1 and heights[0] > 100
+    assert len(heights) == 3 and all(height > 100 for height in heights)
+    rate_bars = json.loads(await devtools.evaluate(RATE_BARS_JS))
+    assert len(rate_bars) > 10 and all(width >= 40 for width in rate_bars)
+    await _heatmaps_are_readable(devtools)
     bars = {label: (width, colour) for label, width, colour in
             json.loads(await devtools.evaluate(BAR_WIDTHS_JS))}  # fmt: skip
     assert all(width > 0 for width, _ in bars.values())
@@ -220,3 +252,15 @@ async def test_report_opens_in_chromium_and_shows_the_summary(
     # On a phone a wide table may scroll inside its card; the page and the tiles never do.
     assert [item for item in overflowing if not item.startswith("card: ")] == []
     assert await devtools.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    # The heatmaps scroll sideways inside their card rather than shrink their numbers.
+    await _heatmaps_are_readable(devtools)
+
+
+async def _heatmaps_are_readable(devtools: DevTools) -> None:
+    """Both heatmaps at their full size, every square's rate at least 11 px tall."""
+    widths = json.loads(await devtools.evaluate(HEAT_WIDTHS_JS))
+    assert len(widths) == 2
+    assert all(abs(shown - drawn) < 1 for shown, drawn in widths), widths
+    texts = json.loads(await devtools.evaluate(HEAT_TEXT_JS))
+    assert texts and all(height >= 11 for height, _ in texts), texts
+    assert all(text.endswith("%") for _, text in texts)

@@ -27,7 +27,7 @@ scenario_id: scn_demo
 input: {{path: contacts.csv, phone_column: phone, default_region: US,
         key_column: customer_id, variables: [first_name]}}
 calling_hours: unrestricted
-retry: {{statuses: [no_answer, busy], max_attempts: 2, min_interval: 0s}}
+retry: {{statuses: [no_answer, busy], max_attempts: 2, min_interval: 0s, dayparts: any}}
 limits: {{calls: {call_limit}, requests: [600/min, 20000/h]}}
 cost_estimate: "0.01"
 state_dir: state

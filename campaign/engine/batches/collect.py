@@ -116,7 +116,11 @@ class BatchCollector:
     ) -> None:
         member = None if verdict.position is None else members[verdict.position]
         if member is None:
-            log.warning("a batch row matches none of the batch's rows (status %s)", verdict.status)
+            log.warning(
+                "a batch row matches none of the batch's rows (status %s)",
+                verdict.status,
+                extra={"call_id": verdict.call_id, "status": verdict.status},
+            )
             return
         attempt = self.store.attempt(member.attempt_key)
         if attempt.state not in ("sending", "sent"):
@@ -145,6 +149,7 @@ class BatchCollector:
         decision = record_call_end(
             self.store, attempt, end, dialled=None, campaign=settings.campaign,
             retry=settings.retry, opt_outs=self.deps.opt_outs, now=now,
+            window_for=self.deps.window_for,
         )  # fmt: skip
         if decision.void:
             log.error("calls fail with insufficient_funds: no more batches are uploaded")

@@ -205,7 +205,12 @@ class BatchesEngine(EngineFrame[BatchesApi]):
                     plan_state=verdict.plan_state or "suppressed",
                     reason=verdict.reason or "refused by the send gate",
                 )
-                log.info("line %d left out of the next batch: %s", row.line, verdict.reason)
+                log.info(
+                    "line %d left out of the next batch: %s",
+                    row.line,
+                    verdict.reason,
+                    extra={"row_key": row_key},
+                )
                 blocked += 1
             elif verdict.ok and row.e164 is not None:
                 members.append(BatchMember(row_key, row.e164, row.variables))

@@ -22,6 +22,7 @@ from campaign.engine.attempts import idempotency_key, metadata_matches
 from campaign.engine.frame import EngineDeps, EngineResult
 from campaign.engine.outcomes import RetryRules, fetch_sessions, record_call_end
 from campaign.errors import ApiError, DeadlineExceededError, PollOutageError, RateLimitWaitError
+from campaign.planning.schedule import WindowFor
 from campaign.store.checkpoint import CallEnd, Store
 from campaign.store.optout import OptOutList
 
@@ -83,6 +84,7 @@ def apply_call(
     opt_outs: OptOutList,
     now: float,
     result: PollResult,
+    window_for: WindowFor | None = None,
 ) -> None:
     """Fold one call seen on the API into the checkpoint (idempotent)."""
     match = metadata_matches(call.metadata, campaign)
@@ -93,7 +95,11 @@ def apply_call(
     try:
         attempt = store.attempt(key)
     except Exception:  # a call of ours the checkpoint does not know (another state dir)
-        log.warning("call %s carries this campaign's metadata but no attempt matches", call.id)
+        log.warning(
+            "call %s carries this campaign's metadata but no attempt matches",
+            call.id,
+            extra={"row_key": row_key, "attempt": number, "call_id": call.id},
+        )
         return
     if attempt.state not in ("sending", "sent", "withheld"):
         return
@@ -116,7 +122,7 @@ def apply_call(
     )
     decision = record_call_end(
         store, attempt, end, dialled=call.phone, campaign=campaign, retry=retry,
-        opt_outs=opt_outs, now=now,
+        opt_outs=opt_outs, now=now, window_for=window_for,
     )  # fmt: skip
     result.ended += 1
     result.ended_keys.append(key)
@@ -128,6 +134,13 @@ def apply_call(
         number,
         end.status,
         f" ({end.outcome})" if end.outcome else "",
+        extra={
+            "row_key": row_key,
+            "attempt": number,
+            "call_id": call.id,
+            "status": end.status,
+            "outcome": end.outcome,
+        },
     )
 
 
@@ -140,6 +153,7 @@ async def poll_once(
     opt_outs: OptOutList,
     now: float,
     default_since: float,
+    window_for: WindowFor | None = None,
 ) -> PollResult:
     """Page through calls updated since the watermark and record what changed."""
     result = PollResult()
@@ -161,6 +175,7 @@ async def poll_once(
                     opt_outs=opt_outs,
                     now=now,
                     result=result,
+                    window_for=window_for,
                 )
                 seen = rfc3339(call.updated_at)
                 if (timestamp(seen) or 0.0) > (timestamp(newest) or 0.0):
@@ -265,6 +280,7 @@ class CallCollector:
             opt_outs=deps.opt_outs,
             now=now,
             default_since=(oldest if oldest is not None else now) - CLOCK_SKEW_S,
+            window_for=deps.window_for,
         )
         self.result.polls += result.pages
         for key in result.ended_keys:

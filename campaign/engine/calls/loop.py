@@ -21,17 +21,15 @@ from campaign.engine.calls.submit import RECONCILE_AFTER_S, reconcile_stale, sen
 from campaign.engine.frame import EngineDeps, EngineFrame
 from campaign.engine.gate import GateVerdict
 from campaign.errors import CampaignError, PollOutageError
-from campaign.limits.window import SlidingWindowLog
+from campaign.limits.pacing import CallPacer
 from campaign.planning.schedule import CallingWindowLike
 from campaign.store.checkpoint import Attempt, StoredRow
 
 log = logging.getLogger("campaign.engine.calls.loop")
 
-CATCH_UP_SLOTS = 3
 QUEUE_REFRESH_S = 1.0
 STOP_GRACE_S = 15.0
 MAX_PARALLEL_SENDS = 16
-LIMITER_MARGIN_S = 0.25
 
 
 class CallsEngine(EngineFrame[CallsApi]):
@@ -44,27 +42,24 @@ class CallsEngine(EngineFrame[CallsApi]):
         deps: EngineDeps[CallsApi],
         *,
         call_times: Sequence[float] = (),
-        call_turn: Callable[[], bool] | None = None,
+        call_turn: Callable[[float | None, int], bool] | None = None,
+        pacer: CallPacer | None = None,
     ) -> None:
+        """``call_turn`` is the limiter's ``call_ready`` (call windows, request slots,
+        header holds, batch reservations, the fair turn on a shared allowance; its arguments
+        are when the pace lets the next call go, None for now, and how many calls are
+        queued); ``pacer`` spaces the calls
+        (even pacing at the call limits by default); ``call_times`` are an earlier
+        process's call sends, which the pace continues from."""
         margin = deps.gate.margin_s if deps.gate is not None else 0.0
         super().__init__(deps, due_margin_s=margin)
-        # Asked before an attempt is committed when campaigns share one allowance: an
-        # attempt committed and then left waiting for its turn could leave after its
-        # calling window had closed.
+        # Both are asked before an attempt is committed, pace first: an attempt is
+        # committed only when it can leave at once, because its calling window is checked
+        # at that moment. Without call_turn (unit tests that build the engine by hand)
+        # only the pace is known here; the client's limiter still has the last word.
         self._call_turn = call_turn
-        call_limits = self.settings.call_limits
-        # A pre-check mirroring the client's call limiter, so an attempt is committed
-        # only when it can leave at once (its calling window is checked at that moment).
-        self._call_logs = [SlidingWindowLog(lim, LIMITER_MARGIN_S) for lim in call_limits]
-        # Calls are spread evenly at the tightest limit's pace instead of in bursts: a
-        # burst queues up at the server, and a queue that drains faster in the next window
-        # than in the last one would put more calls in one server window than allowed.
-        self._spacing = max(
-            ((lim.window + LIMITER_MARGIN_S) / lim.count for lim in call_limits), default=0.0
-        )
-        self._next_slot = float("-inf")
-        for t in call_times:
-            self.note_call_sent(t)
+        self._pacer = pacer or CallPacer(self.settings.call_limits, self.clock)
+        self._call_times = list(call_times)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._queue: list[tuple[str, StoredRow | Attempt]] = []
         self._queue_built_at = float("-inf")
@@ -72,14 +67,6 @@ class CallsEngine(EngineFrame[CallsApi]):
         self._collector = CallCollector(deps, self.result, self)
         self._collector_task: asyncio.Task[None] | None = None
         self._crash: Exception | None = None
-
-    def note_call_sent(self, t: float) -> None:
-        """Count a POST /calls send against the pre-check and the pacing."""
-        for call_log in self._call_logs:
-            call_log.record(t)
-        # Keep to the schedule without drifting behind it (the loop wakes in ticks), but
-        # never catch up by more than a few slots after an idle spell.
-        self._next_slot = max(self._next_slot, t - CATCH_UP_SLOTS * self._spacing) + self._spacing
 
     # --- the collector's view of the sender (SenderState) ------------------------------------
 
@@ -98,11 +85,12 @@ class CallsEngine(EngineFrame[CallsApi]):
     # --- the frame's hooks --------------------------------------------------------------------
 
     async def _open(self) -> None:
+        await self._pacer.seed(self._call_times)
         await self._reconcile()
         self._collector_task = asyncio.create_task(self._collector.run())
 
     async def _step(self, now: float) -> float | None:
-        self._start_sends(now)
+        await self._start_sends(now)
         idle = not self._in_flight and not self._open_attempts_remain()
         if idle and not self._queue_has_sendable(now):
             return None
@@ -204,19 +192,23 @@ class CallsEngine(EngineFrame[CallsApi]):
     def _rows_in_flight(self) -> set[str]:
         return {task.get_name() for task in self._in_flight.values()}
 
-    def _call_slot_free(self, now: float) -> bool:
-        if now < self._next_slot:
-            return False
-        if not all(call_log.earliest(now) <= now for call_log in self._call_logs):
-            return False
-        return self._call_turn is None or self._call_turn()
+    def _call_slot_free(self) -> bool:
+        """The pace first, then the limiter (asking it also queues the campaign's calls)."""
+        queued = len(self._queue)
+        if self._pacer.ready():
+            return self._call_turn is None or self._call_turn(None, queued)
+        if self._call_turn is not None:
+            # Held by the pace: the calls stay queued, so that plain requests (the
+            # collector's, another campaign's) leave request slots for them.
+            self._call_turn(self._pacer.free_at(), queued)
+        return False
 
-    def _start_sends(self, now: float) -> None:
+    async def _start_sends(self, now: float) -> None:
         if self._halt_sending:
             return
         self._refresh_queue(now)
         while self._queue and len(self._in_flight) < MAX_PARALLEL_SENDS:
-            if not self._call_slot_free(now):
+            if self._halt_sending or not self._call_slot_free():
                 return
             kind, item = self._queue.pop(0)
             if kind == "resend":
@@ -235,15 +227,18 @@ class CallsEngine(EngineFrame[CallsApi]):
             verdict = self._gate(row, phone, attempt if kind == "resend" else None)
             if not verdict.ok:
                 continue
+            await self._pacer.take()  # never waits: ready() said yes in this same turn
+            now = self.clock.now()
             if kind == "new":
                 attempt = self._begin(row, now)
-            # Reserve the slot now: the client records the real send a moment later.
-            self.note_call_sent(now)
             send_by = None
             if verdict.send_by is not None:  # the same instant on the clock the client uses
                 send_by = now + (verdict.send_by - self.clock.wall())
             task = asyncio.create_task(self._send(attempt, send_by), name=attempt.row_key)
             self._in_flight[attempt.idempotency_key] = task
+            # Let the send reach the client's limiter, which records its call slot at once,
+            # before the next call is weighed: call_turn then sees it taken.
+            await asyncio.sleep(0)
 
     def _gate(self, row: StoredRow, phone: str | None, attempt: Attempt | None) -> GateVerdict:
         """Ask the send gate; a final refusal blocks the row (and withholds a re-send)."""

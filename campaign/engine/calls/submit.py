@@ -78,6 +78,7 @@ async def send_attempt(
             attempt.row_key,
             attempt.number,
             exc,
+            extra={"row_key": attempt.row_key, "attempt": attempt.number},
         )
         return SendResult("window_closed", error=exc)
     except IdempotencyConflictError as exc:
@@ -90,6 +91,7 @@ async def send_attempt(
             attempt.number,
             key,
             exc,
+            extra={"row_key": attempt.row_key, "attempt": attempt.number},
         )
         store.fail_attempt(
             key,
@@ -99,7 +101,12 @@ async def send_attempt(
         )
         return SendResult("rejected", error=exc)
     except (InvalidArgumentError, PayloadTooLargeError, NotFoundError) as exc:
-        log.warning("row %s: the API refused the call: %s", attempt.row_key, exc)
+        log.warning(
+            "row %s: the API refused the call: %s",
+            attempt.row_key,
+            exc,
+            extra={"row_key": attempt.row_key, "attempt": attempt.number},
+        )
         store.fail_attempt(
             key,
             str(exc),
@@ -122,6 +129,7 @@ async def send_attempt(
                 attempt.row_key,
                 attempt.number,
                 exc,
+                extra={"row_key": attempt.row_key, "attempt": attempt.number},
             )
             return SendResult("unsent", error=exc)
         raise
@@ -135,6 +143,7 @@ async def send_attempt(
             attempt.row_key,
             attempt.number,
             call.id,
+            extra={"row_key": attempt.row_key, "attempt": attempt.number, "call_id": call.id},
         )
         store.fail_attempt(
             key,
@@ -147,7 +156,18 @@ async def send_attempt(
         )
         return SendResult("rejected", call_id=call.id)
     store.mark_sent(key, call.id, call.status, clock.now())
-    log.info("row %s attempt %d placed as %s", attempt.row_key, attempt.number, call.id)
+    log.info(
+        "row %s attempt %d placed as %s",
+        attempt.row_key,
+        attempt.number,
+        call.id,
+        extra={
+            "row_key": attempt.row_key,
+            "attempt": attempt.number,
+            "call_id": call.id,
+            "status": call.status,
+        },
+    )
     return SendResult("sent", call_id=call.id)
 
 
