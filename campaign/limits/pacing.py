@@ -13,6 +13,10 @@ Two jobs, two tools, asked in this order before a call is committed:
    other campaigns on the key, of a crashed run's sends, or of the rows a batch booked.
 
 With ``burst`` only the limiter is asked: calls go as soon as the window admits them.
+While the pace holds a call, the engine still tells the limiter when it will go
+(``free_at``, passed to ``call_ready``): the limiter keeps request slots for the queued
+calls meanwhile, or plain requests (polls, another campaign's) would take every slot
+between two paced calls and starve them.
 
 The bucket is ``1 + slack / interval`` sends deep and drains one send per ``interval_s``;
 a send needs the level at most ``depth - 1`` and adds 1. So a send may go up to

@@ -46,11 +46,11 @@ class CallsEngine(EngineFrame[CallsApi]):
         pacer: CallPacer | None = None,
     ) -> None:
         """``call_turn`` is the limiter's ``call_ready`` (call windows, request slots,
-        header holds, batch reservations, the fair turn on a shared allowance; its arguments
-        are when the pace lets the next call go, None for now, and how many calls are
-        queued); ``pacer`` spaces the calls
-        (even pacing at the call limits by default); ``call_times`` are an earlier
-        process's call sends, which the pace continues from."""
+        header holds, batch reservations, the fair turn on a shared allowance; its
+        arguments: when the pace lets the next call go, None for now, and how many calls
+        are queued); ``pacer`` spaces the calls (even pacing at the call limits by
+        default); ``call_times`` are an earlier process's call sends, which the pace
+        continues from."""
         margin = deps.gate.margin_s if deps.gate is not None else 0.0
         super().__init__(deps, due_margin_s=margin)
         # Both are asked before an attempt is committed, pace first: an attempt is
