@@ -35,7 +35,7 @@ SESSION_FETCH_PARALLEL = 8
 
 Daypart = Literal["morning", "afternoon", "evening"]
 # Parts of the recipient's day, local [start, end) hours. They lie inside the legal
-# default window (08:00–21:00); campaign/reports/analysis.py names the same parts.
+# default window (08:00–21:00); campaign/reporting/analysis.py names the same parts.
 DAYPARTS: tuple[tuple[Daypart, int, int], ...] = (
     ("morning", 8, 12),
     ("afternoon", 12, 17),

@@ -12,8 +12,8 @@ from campaign.engine.frame import EngineResult
 from campaign.engine.preflight import Preflight
 from campaign.errors import CampaignError
 from campaign.planning.windows import WindowBook, calling_hours_text
-from campaign.reports.files import OutputPaths, RunFacts, write_outputs
-from campaign.reports.results import call_records, progress_counts, row_results, run_records
+from campaign.reporting.files import OutputPaths, RunFacts, write_outputs
+from campaign.reporting.results import call_records, progress_counts, row_results, run_records
 from campaign.store.checkpoint import Store
 
 

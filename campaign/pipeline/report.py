@@ -17,7 +17,7 @@ from campaign.clock import Clock
 from campaign.config.model import CampaignConfig
 from campaign.errors import CampaignError, LowBalanceError
 from campaign.pipeline.runner import RunOptions, run_campaign_async
-from campaign.reports.files import OutputPaths
+from campaign.reporting.files import OutputPaths
 
 Outcome = Literal[
     "finished",  # exit 0: no row is pending or waiting for a retry

@@ -41,7 +41,7 @@ from campaign.pipeline.setup import build_gate
 from campaign.planning.rejects import check_reject_share
 from campaign.planning.schedule import next_due
 from campaign.planning.windows import WindowBook, planned_rows
-from campaign.reports.results import progress_counts
+from campaign.reporting.results import progress_counts
 from campaign.store.checkpoint import Store
 from campaign.store.lock import CampaignLock
 from campaign.store.optout import OptOutList

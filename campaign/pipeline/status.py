@@ -14,7 +14,7 @@ from campaign.console.words import duration_in_words
 from campaign.engine.preflight import projected_seconds
 from campaign.errors import StateError
 from campaign.limits.status import allowance_lines, allowance_view
-from campaign.reports.results import iso, progress_counts
+from campaign.reporting.results import iso, progress_counts
 from campaign.store.checkpoint import Store
 
 

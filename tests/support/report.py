@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from campaign.reports.files import CallRecord, RowResult, RunFacts, State
+from campaign.reporting.files import CallRecord, RowResult, RunFacts, State
 
 START = datetime(2026, 11, 29, 14, 0, tzinfo=UTC)
 

@@ -16,8 +16,8 @@ import pytest
 from support.report import row, sample_run
 
 from campaign.errors import OutputError
-from campaign.reports import files as report
-from campaign.reports.files import build_summary, render_results_csv, write_outputs
+from campaign.reporting import files as report
+from campaign.reporting.files import build_summary, render_results_csv, write_outputs
 
 
 class MetricParser(HTMLParser):

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 if TYPE_CHECKING:
-    from campaign.reports.files import CallRecord
+    from campaign.reporting.files import CallRecord
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # The parts of the recipient's day, local [start, end) hours, as the retry rule

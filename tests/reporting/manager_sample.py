@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from support.report import START, sample_run
 
-from campaign.reports.files import CallRecord, RowResult, RunFacts, RunRecord
+from campaign.reporting.files import CallRecord, RowResult, RunFacts, RunRecord
 
 LONG_REASON = (
     "unknown country 'Grossbritannien' in column 'Country' (write an ISO 3166 code such as "

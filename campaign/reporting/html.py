@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from campaign.reports.charts import Bar, bar_list, calls_over_time_chart, legend
-from campaign.reports.labels import TONE_COLOURS
-from campaign.reports.sections import (
+from campaign.reporting.charts import Bar, bar_list, calls_over_time_chart, legend
+from campaign.reporting.labels import TONE_COLOURS
+from campaign.reporting.sections import (
     attempts_bars,
     callbacks_table,
     coded_bars,
@@ -27,7 +27,7 @@ from campaign.reports.sections import (
     state_table,
     when,
 )
-from campaign.reports.when import (
+from campaign.reporting.when import (
     NIGHT_NOTE,
     NUMBER_TYPE_NOTE,
     attempt_words,
@@ -42,7 +42,7 @@ from campaign.reports.when import (
 )
 
 if TYPE_CHECKING:
-    from campaign.reports.files import CallRecord
+    from campaign.reporting.files import CallRecord
 
 _TONE_CSS = "".join(f".{kind}{{background:{colour}}}" for kind, colour in TONE_COLOURS.items())
 _CSS = (

@@ -12,7 +12,7 @@ from typing import Any
 
 from manager_sample import LONG_REASON, manager_run
 
-from campaign.reports.files import build_summary, render_results_csv, write_outputs
+from campaign.reporting.files import build_summary, render_results_csv, write_outputs
 
 BLOCKS = frozenset({"div", "p", "td", "th", "tr", "h1", "h2", "section", "header", "footer"})
 

@@ -10,9 +10,9 @@ from datetime import date
 from typing import Any, Literal
 
 from campaign.phones.countries import country_name
-from campaign.reports.analysis import DAYPART_NAMES, DAYPARTS, WEEKDAYS
-from campaign.reports.labels import TONE_COLOURS
-from campaign.reports.sections import e, metric, table
+from campaign.reporting.analysis import DAYPART_NAMES, DAYPARTS, WEEKDAYS
+from campaign.reporting.labels import TONE_COLOURS
+from campaign.reporting.sections import e, metric, table
 
 Rate = Literal["answered", "goal"]
 _KEY = "when_to_call"

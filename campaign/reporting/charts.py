@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING
 
-from campaign.reports.labels import TONE_COLOURS, TONE_MEANINGS, Tone
+from campaign.reporting.labels import TONE_COLOURS, TONE_MEANINGS, Tone
 
 if TYPE_CHECKING:
-    from campaign.reports.files import CallRecord
+    from campaign.reporting.files import CallRecord
 
 _WIDTH = 640
 _ANSWERED = TONE_COLOURS["good"]

@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from campaign.clock import utc
-from campaign.reports.files import CallRecord, RowResult, RunRecord, State
+from campaign.reporting.files import CallRecord, RowResult, RunRecord, State
 from campaign.store.checkpoint import Attempt, Store, StoredRow
 
 _STATE_OF_PROGRESS: dict[str, State] = {

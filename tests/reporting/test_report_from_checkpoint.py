@@ -12,8 +12,8 @@ from support.report import sample_run
 
 from campaign.config.model import load_campaign
 from campaign.planning.windows import planned_rows
-from campaign.reports.files import write_outputs
-from campaign.reports.results import call_records, row_results, run_records
+from campaign.reporting.files import write_outputs
+from campaign.reporting.results import call_records, row_results, run_records
 from campaign.store.checkpoint import CallEnd, Store
 
 T0 = 1_796_000_000.0  # 2026-11-30T00:53:20Z

@@ -17,9 +17,9 @@ import pytest
 from support.report import sample_run
 
 from campaign.engine.outcomes import DAYPARTS as RETRY_DAYPARTS
-from campaign.reports import analysis
-from campaign.reports.files import write_outputs
-from campaign.reports.results import call_records, row_results
+from campaign.reporting import analysis
+from campaign.reporting.files import write_outputs
+from campaign.reporting.results import call_records, row_results
 from campaign.store.checkpoint import CallEnd, RowIn, Store
 
 T0 = datetime(2026, 6, 1, tzinfo=ZoneInfo("UTC")).timestamp()

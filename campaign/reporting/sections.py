@@ -9,8 +9,8 @@ from html import escape
 from typing import Any
 
 from campaign.phones.countries import country_name
-from campaign.reports.charts import Bar, bar_list
-from campaign.reports.labels import label, run_result, tone
+from campaign.reporting.charts import Bar, bar_list
+from campaign.reporting.labels import label, run_result, tone
 
 _RUNS_SHOWN = 12
 _RETRY_HOURS_SHOWN = 12

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from campaign.reports.files import CallRecord, RowResult, RunFacts
+    from campaign.reporting.files import CallRecord, RowResult, RunFacts
 
 MAX_CALLBACKS = 200  # listed in summary.json and report.html; all are in results.csv
 _CALLED_STATES = ("done", "pending", "retry_scheduled", "failed")

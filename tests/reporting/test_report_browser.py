@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 from manager_sample import LONG_REASON, manager_run
 
-from campaign.reports.files import CallRecord, RowResult, RunFacts, write_outputs
+from campaign.reporting.files import CallRecord, RowResult, RunFacts, write_outputs
 
 pytestmark = pytest.mark.slow
 

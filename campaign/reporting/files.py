@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from campaign.errors import OutputError
-from campaign.reports.analysis import when_to_call
-from campaign.reports.html import render_report
-from campaign.reports.tables import report_tables
+from campaign.reporting.analysis import when_to_call
+from campaign.reporting.html import render_report
+from campaign.reporting.tables import report_tables
 
 State = Literal[
     "done", "rejected", "suppressed", "duplicate", "pending", "retry_scheduled", "failed"
