@@ -25,6 +25,7 @@ from typing import Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from campaign.engine.api import SessionReader
+from campaign.planning.dayparts import DAYPARTS, Daypart
 from campaign.planning.hours import calling_window
 from campaign.planning.schedule import CallingWindowLike, WindowFor
 from campaign.planning.windows import EpochWindow
@@ -33,14 +34,6 @@ from campaign.store.optout import OptOutList
 
 SESSION_FETCH_PARALLEL = 8
 
-Daypart = Literal["morning", "afternoon", "evening"]
-# Parts of the recipient's day, local [start, end) hours. They lie inside the legal
-# default window (08:00–21:00); campaign/reporting/analysis.py names the same parts.
-DAYPARTS: tuple[tuple[Daypart, int, int], ...] = (
-    ("morning", 8, 12),
-    ("afternoon", 12, 17),
-    ("evening", 17, 21),
-)
 # Statuses that say the person was not reached at that time of day.
 ROTATED_STATUSES = ("no_answer", "busy")
 # A weekly calling window repeats after 7 days: a part not open within 8 never opens.

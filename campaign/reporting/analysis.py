@@ -18,17 +18,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 # tells it to ignore pandas' missing stubs.
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
+from campaign.planning.dayparts import DAYPARTS
+
 if TYPE_CHECKING:
     from campaign.reporting.files import CallRecord
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-# The parts of the recipient's day, local [start, end) hours, as the retry rule
-# (campaign/engine/outcomes.py DAYPARTS) rotates through them; the rest is "night".
-DAYPARTS: tuple[tuple[str, int, int], ...] = (
-    ("morning", 8, 12),
-    ("afternoon", 12, 17),
-    ("evening", 17, 21),
-)
 DAYPART_NAMES = (*(name for name, _, _ in DAYPARTS), "night")
 NUMBER_TYPES = ("mobile", "landline", "other", "unknown")
 _FINAL_STATUSES = frozenset({"completed", "no_answer", "busy", "voicemail", "failed", "canceled"})

@@ -10,7 +10,8 @@ from datetime import date
 from typing import Any, Literal
 
 from campaign.phones.countries import country_name
-from campaign.reporting.analysis import DAYPART_NAMES, DAYPARTS, WEEKDAYS
+from campaign.planning.dayparts import DAYPARTS
+from campaign.reporting.analysis import DAYPART_NAMES, WEEKDAYS
 from campaign.reporting.labels import TONE_COLOURS
 from campaign.reporting.sections import e, metric, table
 
@@ -32,7 +33,7 @@ DAYPART_COLOURS = {
     "evening": "#7c3aed",
     "night": "#334155",
 }
-_DAYPART_NAMES = {
+_DAYPART_NAMES: dict[str, tuple[str, str]] = {
     **{part: (part.capitalize(), f"{start:02d}–{end:02d}") for part, start, end in DAYPARTS},
     "night": ("Night", f"{DAYPARTS[-1][2]:02d}–{DAYPARTS[0][1]:02d}"),
 }
