@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.engine import FakeApi
+from support.engine import FakeApi, store_with_rows
 
 from campaign.clock import Clock, FakeClock
 from campaign.config.limit import parse_limit
@@ -28,17 +28,6 @@ NY = ["America/New_York"]
 # Tuesday 2026-06-02 14:00 UTC = 10:00 in New York.
 NOON_NY = datetime(2026, 6, 2, 14, 0, tzinfo=UTC).timestamp()
 NIGHT_NY = datetime(2026, 6, 2, 7, 0, tzinfo=UTC).timestamp()  # 03:00 in New York
-
-
-def _store(tmp_path: Path, phones: list[str], now: float) -> Store:
-    store = Store.open(tmp_path / "c.sqlite")
-    store.claim_identity("c")
-    rows = [
-        RowIn(line=i + 2, row_key=p, raw_phone=p, e164=p, plan_state="callable", timezones=NY)
-        for i, p in enumerate(phones)
-    ]
-    store.sync_rows(rows, now)
-    return store
 
 
 def _engine(
@@ -80,7 +69,7 @@ async def test_every_row_is_called_once_within_the_call_limit(tmp_path: Path) ->
     api = FakeApi(
         clock, limits=ClientLimits([parse_limit("60/min")], [parse_limit("5/min")], clock)
     )
-    store = _store(tmp_path, PHONES, clock.now())
+    store = store_with_rows(tmp_path, PHONES, clock.now())
     result = await _engine(store, api, clock, tmp_path).run()
     assert result.error is None and not result.work_left_now
     assert api.created_per_attempt() == {(p, "1"): 1 for p in PHONES}
@@ -143,7 +132,7 @@ async def test_even_pacing_spreads_the_calls_over_the_minute(tmp_path: Path) -> 
     clock = SchedulingClock(NOON_NY)
     limits = _five_a_minute(clock)
     api = FakeApi(clock, limits=limits)
-    store = _store(tmp_path, PHONES, clock.now())
+    store = store_with_rows(tmp_path, PHONES, clock.now())
     engine = _engine(store, api, clock, tmp_path, call_turn=limits.call_ready)
     assert (await clock.run(engine)).error is None
     created = sorted(c["created"] for c in api.calls)
@@ -160,7 +149,7 @@ async def test_burst_pacing_places_a_windows_calls_at_once_and_none_waits(
     clock = SchedulingClock(NOON_NY)
     limits = _five_a_minute(clock)
     api = FakeApi(clock, limits=limits)
-    store = _store(tmp_path, PHONES, clock.now())
+    store = store_with_rows(tmp_path, PHONES, clock.now())
     pacer = CallPacer([parse_limit("5/min")], clock, pacing="burst")
     engine = _engine(store, api, clock, tmp_path, call_turn=limits.call_ready, pacer=pacer)
     assert (await clock.run(engine)).error is None
@@ -175,7 +164,7 @@ async def test_burst_pacing_places_a_windows_calls_at_once_and_none_waits(
 async def test_a_restart_keeps_the_pace_of_the_run_it_resumes(tmp_path: Path) -> None:
     clock = SchedulingClock(NOON_NY)
     api = FakeApi(clock)
-    store = _store(tmp_path, PHONES[:1], clock.now())
+    store = store_with_rows(tmp_path, PHONES[:1], clock.now())
     engine = _engine(store, api, clock, tmp_path, call_times=[NOON_NY - 2.0])
     assert (await clock.run(engine)).error is None
     # one interval (12.05 s) after the crashed run's last call, within a loop tick
@@ -185,7 +174,7 @@ async def test_a_restart_keeps_the_pace_of_the_run_it_resumes(tmp_path: Path) ->
 async def test_closed_window_places_nothing_and_says_when_it_opens(tmp_path: Path) -> None:
     clock = FakeClock(NIGHT_NY)
     api = FakeApi(clock)
-    store = _store(tmp_path, PHONES[:1], clock.now())
+    store = store_with_rows(tmp_path, PHONES[:1], clock.now())
     result = await _engine(store, api, clock, tmp_path).run()
     assert api.calls == []
     assert result.next_due == datetime(2026, 6, 2, 12, 0, tzinfo=UTC).timestamp()  # 08:00 NY
@@ -196,7 +185,7 @@ async def test_closed_window_places_nothing_and_says_when_it_opens(tmp_path: Pat
 async def test_with_a_deadline_the_run_waits_for_the_window_then_calls(tmp_path: Path) -> None:
     clock = FakeClock(NIGHT_NY)
     api = FakeApi(clock)
-    store = _store(tmp_path, PHONES[:1], clock.now())
+    store = store_with_rows(tmp_path, PHONES[:1], clock.now())
     hours = CallingHours(start="09:00", end="20:00")
     deadline = datetime(2026, 6, 2, 14, 0, tzinfo=UTC).timestamp()
     await _engine(store, api, clock, tmp_path, deadline=deadline, hours=hours).run()
@@ -211,7 +200,7 @@ async def test_retry_after_min_interval_with_a_new_key(tmp_path: Path) -> None:
     api = FakeApi(
         clock, scripts={phone: [("no_answer", None, None), ("completed", "declined", None)]}
     )
-    store = _store(tmp_path, [phone], clock.now())
+    store = store_with_rows(tmp_path, [phone], clock.now())
     # dayparts: any — this is about min_interval, not which part of the day a retry takes
     retry = RetryConfig(min_interval="1h", dayparts="any")
     result = await _engine(store, api, clock, tmp_path, retry=retry).run()
@@ -229,7 +218,7 @@ async def test_retries_stop_at_max_attempts(tmp_path: Path) -> None:
     clock = FakeClock(NOON_NY)
     phone = PHONES[0]
     api = FakeApi(clock, scripts={phone: [("busy", None, None)]})
-    store = _store(tmp_path, [phone], clock.now())
+    store = store_with_rows(tmp_path, [phone], clock.now())
     retry = RetryConfig(min_interval="10min", max_attempts=2, dayparts="any")
     await _engine(store, api, clock, tmp_path, retry=retry, deadline=clock.now() + 7200).run()
     assert len(api.calls) == 2
@@ -241,7 +230,7 @@ async def test_stop_outcome_is_never_retried_and_joins_the_opt_out_list(tmp_path
     clock = FakeClock(NOON_NY)
     phone = PHONES[0]
     api = FakeApi(clock, scripts={phone: [("completed", "opted_out", None)]})
-    store = _store(tmp_path, [phone], clock.now())
+    store = store_with_rows(tmp_path, [phone], clock.now())
     retry = RetryConfig(min_interval="1min")
     await _engine(store, api, clock, tmp_path, retry=retry, deadline=clock.now() + 3600).run()
     assert len(api.calls) == 1
@@ -252,7 +241,7 @@ async def test_stop_outcome_is_never_retried_and_joins_the_opt_out_list(tmp_path
 async def test_insufficient_funds_stops_placing_and_burns_no_row(tmp_path: Path) -> None:
     clock = FakeClock(NOON_NY)
     api = FakeApi(clock, scripts={p: [("failed", None, "insufficient_funds")] for p in PHONES})
-    store = _store(tmp_path, PHONES, clock.now())
+    store = store_with_rows(tmp_path, PHONES, clock.now())
     result = await _engine(store, api, clock, tmp_path).run()
     assert result.insufficient_funds
     assert len(api.calls) < len(PHONES)
@@ -266,7 +255,7 @@ async def test_lost_response_is_resent_with_the_same_key_and_creates_nothing_new
 ) -> None:
     clock = FakeClock(NOON_NY)
     api = FakeApi(clock, ambiguous_next=1)
-    store = _store(tmp_path, PHONES[:2], clock.now())
+    store = store_with_rows(tmp_path, PHONES[:2], clock.now())
     first = await _engine(store, api, clock, tmp_path).run()
     assert first.error is not None  # the API "did not answer": the run stops, exit 1
     # The collector may already have found the call by its metadata; either way a rerun
@@ -280,7 +269,7 @@ async def test_sending_older_than_server_memory_is_looked_up_before_resending(
 ) -> None:
     clock = FakeClock(NOON_NY - 26 * 3600)
     api = FakeApi(clock)
-    store = _store(tmp_path, PHONES[:2], clock.now())
+    store = store_with_rows(tmp_path, PHONES[:2], clock.now())
     # Both attempts were committed as sending 26 h ago; only the first reached the API.
     for phone in PHONES[:2]:
         body = call_body(
@@ -299,7 +288,7 @@ async def test_sending_older_than_server_memory_is_looked_up_before_resending(
 async def test_idempotency_conflict_fails_the_attempt_and_never_rekeys(tmp_path: Path) -> None:
     clock = FakeClock(NOON_NY)
     api = FakeApi(clock)
-    store = _store(tmp_path, PHONES[:1], clock.now())
+    store = store_with_rows(tmp_path, PHONES[:1], clock.now())
     key = idempotency_key("c", PHONES[0], 1)
     api.keys[key] = (b"something else", 0)
     api.calls.append({"id": "call_x", "phone": "+1", "metadata": {}, "created": 0.0,
@@ -318,7 +307,7 @@ async def test_stop_event_ends_the_run_early_with_work_left(
 ) -> None:
     clock = FakeClock(NOON_NY)
     api = FakeApi(clock)
-    store = _store(tmp_path, PHONES, clock.now())
+    store = store_with_rows(tmp_path, PHONES, clock.now())
     engine = _engine(store, api, clock, tmp_path)
     engine.stop.set()
     result = await engine.run()
@@ -330,7 +319,7 @@ async def test_a_resend_after_an_edited_input_sends_the_committed_bytes(tmp_path
     clock = FakeClock(NOON_NY)
     api = FakeApi(clock)
     phone = PHONES[0]
-    store = _store(tmp_path, [phone], clock.now())
+    store = store_with_rows(tmp_path, [phone], clock.now())
     body = call_body(
         campaign="c", scenario_id="scn_demo", row_key=phone, number=1, phone=phone, variables={}
     )

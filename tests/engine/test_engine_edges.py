@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from support.engine import FakeApi, make_call
+from support.engine import FakeApi, make_call, store_with_rows
 
 from campaign.api.models import Call, Page
 from campaign.clock import FakeClock
@@ -21,23 +21,12 @@ from campaign.engine.frame import EngineDeps, EngineSettings
 from campaign.engine.gate import SendGate
 from campaign.errors import PollOutageError, SendWindowClosedError, UnavailableError
 from campaign.planning.windows import WindowBook
-from campaign.store.checkpoint import RowIn, Store
+from campaign.store.checkpoint import Store
 from campaign.store.optout import OptOutList
 
 NY = ["America/New_York"]
 NOON_NY = datetime(2026, 6, 2, 16, 0, tzinfo=UTC).timestamp()  # Tuesday 12:00 in New York
 PHONES = [f"+1212555{n:04d}" for n in range(3)]
-
-
-def _store(tmp_path: Path, now: float, phones: list[str] = PHONES) -> Store:
-    store = Store.open(tmp_path / "c.sqlite")
-    store.claim_identity("c")
-    rows = [
-        RowIn(line=i + 2, row_key=p, raw_phone=p, e164=p, plan_state="callable", timezones=NY)
-        for i, p in enumerate(phones)
-    ]
-    store.sync_rows(rows, now)
-    return store
 
 
 def _engine(
@@ -93,7 +82,7 @@ async def test_a_polling_outage_ends_the_run_with_an_error_instead_of_hanging(
 ) -> None:
     clock = FakeClock(NOON_NY)
     api = PollingDown(clock)
-    store = _store(tmp_path, clock.now())
+    store = store_with_rows(tmp_path, PHONES, clock.now())
     started = clock.now()
     result = await _engine(store, api, clock, tmp_path).run()
     assert isinstance(result.error, PollOutageError)
@@ -108,7 +97,7 @@ async def test_calling_hours_follow_the_wall_clock_when_it_is_corrected(tmp_path
     clock = FakeClock(NOON_NY)
     clock.wall_offset = 12 * 3600.0  # NTP corrected the wall clock: it is midnight in NY
     api = FakeApi(clock)
-    store = _store(tmp_path, clock.now())
+    store = store_with_rows(tmp_path, PHONES, clock.now())
     result = await _engine(store, api, clock, tmp_path, deadline=clock.now() + 60).run()
     assert api.calls == []
     assert result.calls_placed == 0
@@ -118,7 +107,7 @@ async def test_calling_hours_follow_the_wall_clock_when_it_is_corrected(tmp_path
 async def test_until_is_read_on_the_wall_clock(tmp_path: Path) -> None:
     clock = FakeClock(NOON_NY)
     api = FakeApi(clock)
-    store = _store(tmp_path, clock.now())
+    store = store_with_rows(tmp_path, PHONES, clock.now())
     clock.wall_offset = 3600.0  # the wall clock is already past --until
     result = await _engine(store, api, clock, tmp_path, until=NOON_NY + 600).run()
     assert result.stopped_early and api.calls == []
@@ -148,7 +137,7 @@ async def test_a_call_is_never_created_after_the_window_closes(tmp_path: Path) -
     api = WindowClosesDuringOutage(clock)
     api.send_bys = []
     api.recovers_at = start + 16 * 60  # 21:06 local
-    store = _store(tmp_path, start, PHONES[:1])
+    store = store_with_rows(tmp_path, PHONES[:1], start)
     result = await _engine(store, api, clock, tmp_path, deadline=start + 30 * 60).run()
     closes = datetime(2026, 6, 3, 1, 0, tzinfo=UTC).timestamp()
     assert api.send_bys and all(s is not None and s <= closes - 300 for s in api.send_bys)
@@ -159,7 +148,7 @@ async def test_a_call_is_never_created_after_the_window_closes(tmp_path: Path) -
 
 def test_an_opt_out_is_recorded_for_the_number_that_was_called(tmp_path: Path) -> None:
     old, new = PHONES[0], PHONES[1]
-    store = _store(tmp_path, NOON_NY, [old])
+    store = store_with_rows(tmp_path, [old], NOON_NY)
     key = idempotency_key("c", old, 1)
     store.begin_attempt(old, 1, key, b"{}", NOON_NY, phone=old)
     store.mark_sent(key, "call_1", "queued", NOON_NY)
@@ -210,7 +199,7 @@ async def test_a_send_whose_answer_was_lost_as_the_window_closed_is_never_placed
     start = datetime(2026, 6, 6, 0, 50, tzinfo=UTC).timestamp()
     clock = FakeClock(start)
     api = LostAnswerThenWeekend(clock)
-    store = _store(tmp_path, start, PHONES[:1])
+    store = store_with_rows(tmp_path, PHONES[:1], start)
     hours = CallingHours.model_validate({"days": "mon-fri"})
     engine = _engine(store, api, clock, tmp_path, deadline=start + 3 * 86400, hours=hours)
     result = await engine.run()

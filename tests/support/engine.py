@@ -11,12 +11,14 @@ import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from campaign.api.models import Call, Page, Session, SessionCosts, Usage, Wallet
 from campaign.clock import FakeClock
 from campaign.errors import AmbiguousError, IdempotencyConflictError
 from campaign.limits.window import ClientLimits
+from campaign.store.checkpoint import RowIn, Store
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -193,3 +195,19 @@ class FakeApi:
             key = (call["metadata"]["row_key"], call["metadata"]["attempt"])
             counts[key] = counts.get(key, 0) + 1
         return counts
+
+
+def store_with_rows(
+    tmp_path: Path, phones: list[str], now: float, timezones: list[str] | None = None
+) -> Store:
+    """A checkpoint of campaign ``c`` whose rows are these numbers (keyed by the number),
+    callable, in New York unless told otherwise."""
+    store = Store.open(tmp_path / "c.sqlite")
+    store.claim_identity("c")
+    zones = timezones or ["America/New_York"]
+    rows = [
+        RowIn(line=i + 2, row_key=p, raw_phone=p, e164=p, plan_state="callable", timezones=zones)
+        for i, p in enumerate(phones)
+    ]
+    store.sync_rows(rows, now)
+    return store
