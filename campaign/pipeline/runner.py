@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -276,17 +276,6 @@ def _keep_first(
     return error
 
 
-def _deadline(options: RunOptions, started: float, clock: Clock) -> float | None:
-    """The run's bound on ``clock.now()``; the calls engine also watches ``--until`` on
-    the wall clock itself, so a clock correction mid-run moves the stop with it."""
-    bounds = []
-    if options.until is not None:
-        bounds.append(started + (options.until - clock.wall()))
-    if options.max_duration_s is not None:
-        bounds.append(started + options.max_duration_s)
-    return min(bounds) if bounds else None
-
-
 @contextlib.asynccontextmanager
 async def _api(
     config: CampaignConfig,
@@ -391,7 +380,7 @@ async def _run_engine(
     settings = EngineSettings.from_config(
         config,
         # --until is watched on the wall clock by the engine itself
-        deadline=_deadline(replace(options, until=None), started, clock),
+        deadline=(None if options.max_duration_s is None else started + options.max_duration_s),
         until=options.until,
         fetch_sessions=options.fetch_sessions,
     )
