@@ -89,12 +89,25 @@ class InputConfig(_Model):
     max_reject_share: float | None = Field(None, ge=0.0, le=1.0)
     # The worksheet of an .xlsx input, by its tab name (case ignored); else the first one.
     sheet: str | None = None
+    # Compliance columns (campaign.planning): the recipient's recorded consent to automated
+    # calls with an artificial voice, and where the recipient lives (US state or postal
+    # code), which narrows the calling window of the number's own zone.
+    consent_column: str | None = None
+    state_column: str | None = None
+    postal_code_column: str | None = None
 
     @field_validator("phone_column")
     @classmethod
     def _non_empty(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("the phone column name cannot be empty")
+        return value
+
+    @field_validator("consent_column", "state_column", "postal_code_column")
+    @classmethod
+    def _column_named(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("the column name cannot be empty; leave the key out instead")
         return value
 
     @field_validator("sheet")
@@ -137,6 +150,32 @@ class LimitsConfig(_Model):
     requests: Limits = Field(default_factory=lambda: [parse_limit("60/min"), parse_limit("1000/h")])
     # even: calls spread over the window (campaign.limits.pacing); burst: as the window admits.
     pacing: Literal["even", "burst"] = "even"
+
+
+# Regions whose law asks for the called party's prior express consent before an automated
+# call with an artificial (AI) voice: the US (TCPA, 47 U.S.C. 227(b); FCC Declaratory
+# Ruling FCC 24-17, Feb 2024). A campaign file can add regions, never remove these.
+CONSENT_REQUIRED_REGIONS: tuple[str, ...] = ("US",)
+DEFAULT_MAX_CALLS_PER_NUMBER = "3/24h"
+
+
+class ComplianceConfig(_Model):
+    """What the law asks of automated calls beyond calling hours and do-not-call lists."""
+
+    # attested: the operator states that every listed person consented (printed in every
+    # run's log, summary.json and report); else input.consent_column must say it per row.
+    consent: Literal["attested"] | None = None
+    consent_regions: list[Region] = Field(default_factory=list)
+    # Calls to one number, across every campaign sharing the state dir.
+    max_calls_per_number: Limits = Field(
+        default_factory=lambda: [parse_limit(DEFAULT_MAX_CALLS_PER_NUMBER)]
+    )
+
+    @property
+    def regions_needing_consent(self) -> tuple[str, ...]:
+        """The built-in regions and the campaign's own, in that order, each once."""
+        extra = [region for region in self.consent_regions if region]
+        return tuple(dict.fromkeys([*CONSENT_REQUIRED_REGIONS, *extra]))
 
 
 class BatchConfig(_Model):
@@ -213,6 +252,7 @@ class CampaignConfig(_Model):
     retry: RetryConfig = Field(default_factory=RetryConfig)  # type: ignore[arg-type]
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)  # type: ignore[arg-type]
+    compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)  # type: ignore[arg-type]
     cost_estimate: Decimal | None = None
     api: ApiConfig = Field(default_factory=ApiConfig)
     priority: float = Field(1.0, gt=0)

@@ -137,6 +137,21 @@ NUMBER_TYPE_MIGRATION: list[str] = [
 ]
 
 
+# Scheduling from the database (issue 13): indexes and columns that let the engine take
+# the next due rows a page at a time. Filled by the scheduling work; empty until then.
+SCHEDULING_MIGRATION: list[str] = []
+
+
+# Nightly re-ingest that costs what changed (issue 13): what a row's input looked like,
+# so an unchanged row is neither normalised nor rewritten. Empty until filled.
+INGEST_MIGRATION: list[str] = []
+
+
+# Compliance (issue 16): per-row consent and the recipient's address zone. Empty until
+# filled.
+COMPLIANCE_MIGRATION: list[str] = []
+
+
 # A migration written with sqlite-utils takes the open database, for example
 #     def add_answered_at(db: Database) -> None:
 #         db.table("attempts").add_column("answered_at", float)
@@ -155,4 +170,7 @@ def migrations() -> list[Migration]:
         SEND_GATE_MIGRATION,
         ROW_NOTES_MIGRATION,
         NUMBER_TYPE_MIGRATION,
+        SCHEDULING_MIGRATION,
+        INGEST_MIGRATION,
+        COMPLIANCE_MIGRATION,
     ]
