@@ -68,6 +68,8 @@ def _write_campaign(
     path.write_text(
         f"""campaign: {name}
 scenario_id: scn_demo
+compliance:
+  consent: attested
 input: {{path: rows.csv, default_region: US, key_column: customer_id,
         variables: [first_name]}}
 calling_hours: unrestricted

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -162,6 +163,15 @@ async def _stopped_by_signals(start: Callable[[asyncio.Event], Awaitable[T]]) ->
     "text, or one JSON object per line with ts, level, logger, message and fields such as "
     "row_key, attempt, call_id, status, outcome.",
 )
+@click.option(
+    "--metrics-file",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    callback=lambda _ctx, _param, value: _metrics_path(value),
+    help="Write the run's figures (times, exit code, rows by state, calls, requests, 429s, "
+    "cost) here in the Prometheus text format, for node_exporter's textfile collector, "
+    "e.g. /var/lib/node_exporter/textfile/spring.prom. The folder must exist.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug output on stderr.")
 @exits_cleanly
 def run(
@@ -171,6 +181,7 @@ def run(
     dry_run: bool,
     allow_low_balance: bool,
     log_format: str,
+    metrics_file: Path | None,
     verbose: bool,
 ) -> None:
     """Place the campaign's calls, collect outcomes, write the report; resumable.
@@ -192,20 +203,38 @@ def run(
 
     from campaign.console.logs import setup_logging
     from campaign.console.progress import RunProgress
+    from campaign.pipeline.metrics import RunMeter
     from campaign.pipeline.runner import RunOptions
 
-    now = time.time()
-    options = RunOptions(
-        until=_until_epoch(until, now),
-        max_duration_s=_duration(max_duration),
-        dry_run=dry_run,
-        allow_low_balance=allow_low_balance,
-        command=" ".join(["campaign", "run", *sys.argv[3:]]) if len(sys.argv) > 2 else "run",
-    )
-    if len(campaign_files) > 1:
-        _run_several(campaign_files, options, log_format, verbose)
-    config = public.load(campaign_files[0])
-    key = config.require_api_key()
+    if metrics_file is not None and len(campaign_files) > 1:
+        raise click.BadParameter(
+            "takes one campaign file: run each campaign with its own metrics file",
+            param_hint="--metrics-file",
+        )
+    meter = None if metrics_file is None else RunMeter(metrics_file)  # the run starts now
+    config = None
+    try:
+        now = time.time()
+        options = RunOptions(
+            until=_until_epoch(until, now),
+            max_duration_s=_duration(max_duration),
+            dry_run=dry_run,
+            allow_low_balance=allow_low_balance,
+            command=" ".join(["campaign", "run", *sys.argv[3:]]) if len(sys.argv) > 2 else "run",
+        )
+        if len(campaign_files) > 1:
+            _run_several(campaign_files, options, log_format, verbose)
+        config = public.load(campaign_files[0])
+        key = config.require_api_key()
+    except (CampaignError, click.ClickException) as exc:
+        if meter is not None:  # refused before it ran: the exit code and times still go out
+            meter.write_refused(
+                exc.exit_code,
+                campaign=None if config is None else config.campaign,
+                mode=None if config is None else config.mode,
+                source=campaign_files[0],
+            )
+        raise
     setup_logging(
         log_file=config.state_dir / f"{config.campaign}.log",
         log_format=log_format,  # type: ignore[arg-type]
@@ -215,7 +244,9 @@ def run(
     report = asyncio.run(
         _stopped_by_signals(
             lambda stop: public.run_with_options(
-                config, dataclasses.replace(options, stop=stop, progress=RunProgress())
+                config,
+                dataclasses.replace(options, stop=stop, progress=RunProgress()),
+                metrics_file=meter,
             )
         )
     )
@@ -268,6 +299,19 @@ def _run_several(
                 campaign=outcome.label,
             )
     sys.exit(worst_exit_code([outcome.exit_code for outcome in outcomes]))
+
+
+def _metrics_path(value: Path | None) -> Path | None:
+    """``--metrics-file``, refused (exit 2) before anything runs if its folder is missing."""
+    from campaign.pipeline.metrics import check_metrics_path
+
+    if value is None:
+        return None
+    try:
+        return check_metrics_path(value)
+    except CampaignError as exc:
+        message = str(exc).removeprefix("--metrics-file: ")
+        raise click.BadParameter(message, param_hint="--metrics-file") from None
 
 
 def _duration(text: str | None) -> float | None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from campaign.config.model import CampaignConfig
+    from campaign.pipeline.metrics import RunMeter
     from campaign.pipeline.progress import ProgressDisplay
     from campaign.pipeline.report import RunReport
     from campaign.pipeline.runner import RunOptions
@@ -46,8 +47,13 @@ def run(
     dry_run: bool = False,
     progress: ProgressDisplay | None = None,
     allow_low_balance: bool = False,
+    metrics_file: str | os.PathLike[str] | None = None,
 ) -> RunReport:
-    """Run a campaign once (resuming from its checkpoint) and report how it ended."""
+    """Run a campaign once (resuming from its checkpoint) and report how it ended.
+
+    ``metrics_file`` (a ``.prom`` file in an existing folder) gets the run's figures in the
+    Prometheus text format, whatever the exit code.
+    """
     import asyncio
 
     try:
@@ -62,6 +68,7 @@ def run(
                 dry_run=dry_run,
                 progress=progress,
                 allow_low_balance=allow_low_balance,
+                metrics_file=metrics_file,
             )
         )
     raise RuntimeError(
@@ -80,6 +87,7 @@ async def run_async(
     progress: ProgressDisplay | None = None,
     allow_low_balance: bool = False,
     stop: asyncio.Event | None = None,
+    metrics_file: str | os.PathLike[str] | None = None,
 ) -> RunReport:
     """``run`` on the running event loop, which it shares; set ``stop`` to end it early."""
     import time
@@ -96,21 +104,49 @@ async def run_async(
         stop=stop,
         progress=progress,
     )
-    return await run_with_options(path_or_config, options, api_key=api_key)
+    return await run_with_options(
+        path_or_config, options, api_key=api_key, metrics_file=metrics_file
+    )
 
 
 async def run_with_options(
-    path_or_config: CampaignFile, options: RunOptions, *, api_key: str | None = None
+    path_or_config: CampaignFile,
+    options: RunOptions,
+    *,
+    api_key: str | None = None,
+    metrics_file: str | os.PathLike[str] | RunMeter | None = None,
 ) -> RunReport:
-    """``run_async`` with the options already built (the CLI's way in)."""
+    """``run_async`` with the options already built (the CLI's way in, with its meter)."""
     from campaign.clock import SystemClock
     from campaign.pipeline.report import failed_report, report_run
 
+    meter: RunMeter | None = None
+    if metrics_file is not None:
+        from campaign.pipeline.metrics import RunMeter, check_metrics_path
+
+        try:
+            meter = (
+                metrics_file
+                if isinstance(metrics_file, RunMeter)
+                else RunMeter(check_metrics_path(metrics_file, option="metrics_file"))
+            )
+        except CampaignError as exc:  # nothing was done: no file to write either
+            return failed_report(exc)
     try:
         config = load(path_or_config, api_key=api_key)
     except CampaignError as exc:
+        if meter is not None:
+            source = path_or_config if isinstance(path_or_config, str | os.PathLike) else ""
+            meter.write_refused(exc.exit_code, campaign=None, mode=None, source=os.fspath(source))
         return failed_report(exc)
-    return await report_run(config, options, clock=SystemClock())
+    if meter is None:
+        return await report_run(config, options, clock=SystemClock())
+    return await meter.measure(
+        lambda on_tally: report_run(config, options, clock=SystemClock(), on_tally=on_tally),
+        campaign=config.campaign,
+        mode=config.mode,
+        dry_run=options.dry_run,
+    )
 
 
 def validate(path_or_config: CampaignFile, *, now: datetime | None = None) -> ValidationSummary:

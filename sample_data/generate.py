@@ -5,7 +5,9 @@
 spring_contacts.csv is shaped like a real CRM export: UTF-8 with a BOM and CRLF line ends
 (as Excel saves it), mixed countries and phone formats (+, 00, 011, national, dots, digits
 only), Excel damage (4.47400123456E+11, a trailing .0), vanity numbers, extensions,
-duplicates, and a few rows that cannot be called. Every number meant to be valid is
+duplicates, and a few rows that cannot be called. The consent column records each
+customer's consent to automated calls as CRMs spell it (yes, Y, TRUE, x, opt-in, a date);
+five US customers have none (empty, no, withdrawn). Every number meant to be valid is
 checked with phonenumbers.is_valid_number while generating. US and Canadian numbers use
 the fictional 555-01XX lines, Australian ones the 0491 570 xxx drama range.
 """
@@ -34,6 +36,7 @@ HEADER = [
     "city",
     "plan",
     "renewal_date",
+    "consent",
 ]
 PLANS = ["basic", "plus", "premium", "family"]
 
@@ -107,6 +110,12 @@ BAD_PHONES = [
     ("4.47401E+11", "GB"),  # Excel's display precision: digits are lost for good
 ]
 VANITY = ["1-800-FLOWERS", "1-888-SPRING-1"]
+# Consent to automated calls (input.consent_column), as CRM users spell it.
+CONSENT_YES = ["yes", "Yes", "Y", "TRUE", "x", "opt-in", "1", "2025-06-14"]
+CONSENT_NO = ["", "no", "withdrawn", "N", ""]
+# Customers (by position in the export) with no consent recorded: US ones that are not
+# duplicated, on the do-not-call list or in a household, so each is one rejected row.
+NO_CONSENT_PEOPLE = (10, 18, 34, 49, 73)
 
 
 @dataclass
@@ -278,6 +287,21 @@ def _row(person: Person, phone: str, country: str) -> dict[str, str]:
     }
 
 
+def add_consent(rows: list[dict[str, str]], people: list[Person]) -> None:
+    """Fill the consent column: every customer has one, but for NO_CONSENT_PEOPLE."""
+    rng = random.Random(SEED + 1)  # its own stream: the other columns stay as they were
+    refused = {
+        people[index].customer_id: value
+        for index, value in zip(NO_CONSENT_PEOPLE, CONSENT_NO, strict=True)
+    }
+    given: dict[str, str] = {}
+    for row in rows:
+        key = row["customer_id"]
+        if key not in given:
+            given[key] = refused.get(key, rng.choice(CONSENT_YES))
+        row["consent"] = given[key]
+
+
 def build_do_not_call(rng: random.Random, people: list[Person]) -> list[str]:
     """Six numbers of customers (written differently than in the export) and four others."""
     numbers = []
@@ -299,6 +323,7 @@ def main(out_dir: Path = HERE) -> None:
     rng = random.Random(SEED)
     people = build_people(rng)
     rows = build_rows(rng, people)
+    add_consent(rows, people)
     # Excel's "CSV UTF-8": a BOM and CRLF line ends.
     with (out_dir / "spring_contacts.csv").open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=HEADER, lineterminator="\r\n")

@@ -8,13 +8,15 @@ Times given to the transport (``send_by``, the run's ``stop_at``) are on the clo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.metadata
 import ipaddress
 import json
 import logging
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -66,6 +68,28 @@ _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?")
 # refused before execution — a 429 included, whichever limit refused it: the outbound
 # limit counts calls when they are created, and a refusal creates none (contract §4).
 _NO_CALL_CREATED = frozenset({400, 401, 403, 404, 409, 413, 422, 429})
+
+
+@dataclass
+class ResponseCounts:
+    """Responses seen by the requests sent inside ``counting_responses()``."""
+
+    rate_limited: int = 0  # 429s, each try counted
+
+
+_COUNTS: ContextVar[ResponseCounts | None] = ContextVar("campaign_api_counts", default=None)
+
+
+@contextlib.contextmanager
+def counting_responses() -> Iterator[ResponseCounts]:
+    """Count the responses of every request sent in this context and the tasks it starts
+    (a run's metrics file reports its 429s)."""
+    counts = ResponseCounts()
+    token = _COUNTS.set(counts)
+    try:
+        yield counts
+    finally:
+        _COUNTS.reset(token)
 
 
 class Secret:
@@ -348,6 +372,8 @@ class Transport:
             error.__cause__ = exc
             return error
         self._observe_limits(raw, sent_at)
+        if raw.status == 429 and (counts := _COUNTS.get()) is not None:
+            counts.rate_limited += 1
         replayed = raw.headers.get("Idempotent-Replayed", "").lower() == "true"
         if (
             kind == "call"

@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -219,24 +220,43 @@ class SuppressionList(_Model):
     """A do-not-call list: its file and, if its numbers need them, its column and region.
 
     In the campaign file an entry is a path (``dnc.csv``) or a mapping
-    (``{path: dnc.csv, column: "Phone Number", region: GB}``).
+    (``{path: dnc.csv, column: "Phone Number", region: GB}``). ``format: registry`` is
+    the US national registry's download (ten-digit numbers, one a line; a file or a
+    folder of them), found by itself when the file looks like one. ``expires_column``
+    and ``starts_column`` name a list's date columns (campaign.planning.suppression).
     """
 
     path: Path
     column: str | None = None
     region: Region = None
+    format: Literal["auto", "csv", "registry"] = "auto"
+    expires_column: str | None = None
+    starts_column: str | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _from_path(cls, value: object) -> object:
         return {"path": value} if isinstance(value, str | Path) else value
 
-    @field_validator("column")
+    @field_validator("column", "expires_column", "starts_column")
     @classmethod
-    def _column(cls, value: str | None) -> str | None:
+    def _column(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and not value.strip():
-            raise ValueError("the column name cannot be empty; leave it out to pick by name")
+            fix = "leave it out to pick by name" if info.field_name == "column" else "leave it out"
+            raise ValueError(f"the column name cannot be empty; {fix}")
         return value
+
+    @model_validator(mode="after")
+    def _registry_has_no_columns(self) -> SuppressionList:
+        named = [key for key in ("column", "expires_column", "starts_column") if getattr(self, key)]
+        if self.format == "registry" and named:
+            raise ValueError(
+                f"format: registry files are ten-digit numbers with no columns; "
+                f"remove {', '.join(named)} (or use format: csv)"
+            )
+        if self.format == "registry" and self.region not in (None, "US"):
+            raise ValueError("format: registry files hold US numbers; remove region")
+        return self
 
 
 class CampaignConfig(_Model):
@@ -252,7 +272,7 @@ class CampaignConfig(_Model):
     retry: RetryConfig = Field(default_factory=RetryConfig)  # type: ignore[arg-type]
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)  # type: ignore[arg-type]
-    compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)  # type: ignore[arg-type]
+    compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
     cost_estimate: Decimal | None = None
     api: ApiConfig = Field(default_factory=ApiConfig)
     priority: float = Field(1.0, gt=0)
@@ -406,7 +426,7 @@ def _check_files(config: CampaignConfig, where: str) -> None:
             )
         )
     for index, listed in enumerate(config.suppression):
-        if not listed.path.is_file():
+        if not listed.path.is_file() and not listed.path.is_dir():  # a folder: registry files
             problems.append(
                 ConfigError(
                     f"suppression list {listed.path} does not exist",

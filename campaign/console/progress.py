@@ -6,7 +6,8 @@ run's clock, and once more at the end, so a nightly log stays short and greppabl
 
 Before the loop, reading a big input takes a while: ``rows_read`` (the planner's callback,
 every 10,000 rows) shows a spinner line on a terminal, and a log line every ``interval_s``
-off one; ``reading_done`` takes the spinner down.
+off one; ``reading_done`` takes the spinner down. ``StageProgress`` does the same for any
+long stage (reading and planning without a display, syncing the checkpoint), with the rate.
 """
 
 from __future__ import annotations
@@ -197,3 +198,57 @@ class _BarWithOutcomes(Progress):
         yield self.make_tasks_table(self.tasks)
         if self.outcomes_line:
             yield Text(self.outcomes_line, no_wrap=True, overflow="ellipsis")
+
+
+class StageProgress:
+    """Rows done by one long stage before the loop: a status line with the count and rate on
+    a terminal; off one, a log line every ``interval_s`` of the run's clock, and a last one
+    with the total when the stage logged any."""
+
+    def __init__(
+        self,
+        stage: str,
+        *,
+        is_tty: bool | None = None,
+        interval_s: float = 10.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.stage = stage
+        self.is_tty = sys.stderr.isatty() if is_tty is None else is_tty
+        self.interval_s = interval_s
+        self.clock: Clock = clock or SystemClock()
+        self.count = 0
+        self._started = self._last_line = self.clock.now()
+        self._status: Status | None = None
+        self._logged = False
+
+    def __call__(self, count: int) -> None:
+        """``count`` rows are done so far."""
+        self.count = count
+        now = self.clock.now()
+        if self.is_tty:
+            text = self.text(now)
+            if self._status is None:
+                self._status = Status(text, console=Console(stderr=True, force_terminal=True))
+                self._status.start()
+            else:
+                self._status.update(text)
+        elif now - self._last_line >= self.interval_s:
+            self._last_line = now
+            self._logged = True
+            log.info("%s so far", self.text(now))
+
+    def text(self, now: float) -> str:
+        """``syncing the checkpoint: 300,000 rows (25,000 rows/s)``."""
+        elapsed = now - self._started
+        rate = f" ({self.count / elapsed:,.0f} rows/s)" if elapsed > 0 else ""
+        return f"{self.stage}: {self.count:,} rows{rate}"
+
+    def done(self) -> None:
+        """The stage has ended: take the status line down, log the total if lines went out."""
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+        if self._logged:
+            log.info("%s in all", self.text(self.clock.now()))
+            self._logged = False

@@ -15,6 +15,9 @@ from decimal import Decimal
 from campaign.config.limit import Limit
 from campaign.engine.api import BillingApi
 from campaign.errors import LowBalanceError
+from campaign.planning.schedule import WindowFor
+from campaign.store.checkpoint import Store
+from campaign.store.queue import probe_row
 
 log = logging.getLogger("campaign.engine.preflight")
 
@@ -47,6 +50,29 @@ class Preflight:
         else:
             parts.append(f"no cost estimate ({self.cost_source}); balance {self.balance}")
         return "; ".join(parts)
+
+
+def rows_now_and_later(store: Store, window_for: WindowFor, now: float) -> tuple[int, int]:
+    """Rows that can be called at ``now`` (pending or a retry due, in an open calling
+    window), and rows that wait for a window or a retry time: counted by SQL per window
+    group, each group's window asked once."""
+    rows_now = rows_later = 0
+    for key, due, later in store.group_counts(now):
+        if due and window_for(probe_row(key)).is_open(now):
+            rows_now += due
+        else:
+            rows_later += due
+        rows_later += later
+    return rows_now, rows_later
+
+
+def rows_to_do(store: Store) -> int:
+    """Current rows still to call or to follow (pending, retry_scheduled, in_flight)."""
+    return sum(
+        n
+        for progress, _, vanished, n in store.row_counts()
+        if not vanished and progress in ("pending", "retry_scheduled", "in_flight")
+    )
 
 
 def calls_per_second(limits: list[Limit]) -> float:

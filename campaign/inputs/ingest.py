@@ -60,7 +60,13 @@ def detect_input_format(settings: InputConfig) -> CsvFormat:
     digits rejects the row; in a variable it is passed on as the spreadsheet stores it.
     """
     exact = [settings.phone_column, *filter(None, [settings.key_column])]
-    wanted = [*exact, *filter(None, [settings.region_column]), *settings.variables]
+    named = [
+        settings.region_column,
+        settings.consent_column,
+        settings.state_column,
+        settings.postal_code_column,
+    ]
+    wanted = [*exact, *filter(None, named), *settings.variables]
     return detect_format(settings.path, sheet=settings.sheet, columns=wanted, exact=exact)
 
 

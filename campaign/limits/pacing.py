@@ -29,6 +29,14 @@ interval_s``, which must be at most ``depth - 1``: ``n <= depth + L / interval_s
 ``depth < 2`` and ``L = W / N < interval_s``, ``n <= 2``: never more than two sends in any
 1/N of a window, and two only when one made up for lateness.
 
+At high rates the interval is shorter than a few engine ticks (2000 calls/min: one call
+per 30 ms, a tick of 20 ms, and a loop turn often longer). Half an interval of slack would
+then lose a send whenever a turn runs late, and the rate would fall to one call per turn
+(0.9 of the allowed one). So the slack is at least two ticks there (still at most
+``slack_s``): the engine sends the calls that fell due since its last turn in one turn,
+up to ``1 + 2 * tick / interval`` of them (3 at 2000/min). The sliding-window limiter
+still bounds every window.
+
 Time: aiolimiter tells time by the event loop. The pacer hands it the run's ``Clock``
 instead (aiolimiter's own tests patch the loop clock the same way), so tests of a 5/min
 pace run on a fake clock without sleeping. Only the non-blocking path is used —
@@ -52,6 +60,8 @@ Pacing = Literal["even", "burst"]
 
 # How early a send may go to make up for a late one (more than the engine's 20 ms tick).
 LATE_SLACK_S = 0.05
+# The calls engine's loop tick: it looks at the pace at most once per tick.
+ENGINE_TICK_S = 0.02
 
 
 class _RunClockLoop:
@@ -109,9 +119,11 @@ class CallPacer:
         pacing: Pacing = "even",
         margin_s: float = DEFAULT_MARGIN_S,
         slack_s: float = LATE_SLACK_S,
+        tick_s: float = ENGINE_TICK_S,
     ) -> None:
         """``margin_s`` is the sliding-window limiter's: the pace it sustains is ``N`` per
-        ``W + margin_s``, so the even pace matches it and the limiter seldom has to wait."""
+        ``W + margin_s``, so the even pace matches it and the limiter seldom has to wait.
+        ``tick_s`` is the engine's loop tick, the least time between two of its turns."""
         if pacing not in ("even", "burst"):
             raise ValueError(f"pacing must be 'even' or 'burst', not {pacing!r}")
         self.pacing: Pacing = pacing
@@ -124,7 +136,10 @@ class CallPacer:
         self._bucket: _Bucket | None = None
         self._depth = 1.0
         if self.interval_s > 0:
-            self._depth = 1.0 + min(max(slack_s, 0.0), self.interval_s / 2) / self.interval_s
+            # Half an interval at most; but two ticks when the interval is that short, or
+            # a loop turn that runs late would lose its sends for good (see above).
+            early = min(max(slack_s, 0.0), max(self.interval_s / 2, 2 * tick_s))
+            self._depth = 1.0 + early / self.interval_s
             self._bucket = _Bucket(self._depth, self._depth * self.interval_s, clock)
 
     def __repr__(self) -> str:

@@ -9,15 +9,17 @@ value once and lets a process pool share the work.
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberType, geocoder
-from phonenumbers.geodata import GEOCODE_DATA
-from phonenumbers.phonemetadata import PhoneMetadata
-from phonenumbers.phonenumberutil import _number_type_helper
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, NumberParseException, PhoneNumberType
+from phonenumbers import phonenumberutil as _pnu
+from phonenumbers.phonemetadata import PhoneMetadata, PhoneNumberDesc
 from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
 
 # Number types nobody should be dialled on by an outbound campaign: they cost the caller
@@ -138,19 +140,116 @@ def _classify(number: phonenumbers.PhoneNumber) -> _Parsed:
 
     is_valid_number(n) is is_valid_number_for_region(n, region_code_for_number(n)), which
     is "type matcher on that region's metadata != UNKNOWN" — the same matcher and metadata
-    number_type() uses. Calling it once here (rather than is_valid_number, number_type and
-    region_code_for_number separately) avoids running the per-region matching three times.
+    number_type() uses. This is region_code_for_number() and _number_type_helper() once
+    each, fused: where region_code_for_number() finds the region by matching the type (a
+    NANP number, say), that type is the answer, not matched again.
     """
-    region = phonenumbers.region_code_for_number(number)
-    kind = PhoneNumberType.UNKNOWN
-    if region is not None:
-        metadata = PhoneMetadata.metadata_for_region_or_calling_code(
-            number.country_code or 0, region
+    country_code = number.country_code or 0
+    regions = COUNTRY_CODE_TO_REGION_CODE.get(country_code)
+    if regions is None:
+        return _Parsed(number, None, PhoneNumberType.UNKNOWN)
+    nsn = phonenumbers.national_significant_number(number)
+    region = regions[0]
+    if len(regions) > 1:  # _region_code_for_number_from_list(), as phonenumbers does it
+        found = None
+        for candidate in regions:
+            metadata = PhoneMetadata.metadata_for_region(candidate.upper(), None)
+            if metadata is None:
+                continue
+            if metadata.leading_digits is not None:
+                if _compiled(metadata.leading_digits).match(nsn):
+                    found = candidate
+                    break
+            else:
+                kind = _type_matcher(metadata)(nsn)
+                if kind != PhoneNumberType.UNKNOWN:
+                    return _Parsed(number, candidate, kind)
+        if found is None:
+            return _Parsed(number, None, PhoneNumberType.UNKNOWN)
+        region = found
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+    if metadata is None:
+        return _Parsed(number, region, PhoneNumberType.UNKNOWN)
+    return _Parsed(number, region, _type_matcher(metadata)(nsn))
+
+
+_compiled = functools.cache(re.compile)
+_TypeMatcher = Callable[[str], int]
+_TYPE_MATCHERS: dict[int, tuple[PhoneMetadata, _TypeMatcher]] = {}
+
+
+def _type_matcher(metadata: PhoneMetadata) -> _TypeMatcher:
+    """phonenumbers' ``_number_type_helper(nsn, metadata)`` as a function of ``nsn``.
+
+    The same descriptions in the same order, with their patterns compiled once: the
+    library looks each pattern up again (``re_compile``) on every test, which is most of
+    what typing a number costs.
+    """
+    entry = _TYPE_MATCHERS.get(id(metadata))
+    if entry is None or entry[0] is not metadata:
+        entry = (metadata, _build_type_matcher(metadata))
+        _TYPE_MATCHERS[id(metadata)] = entry
+    return entry[1]
+
+
+_Desc = tuple[frozenset[int], re.Pattern[str]] | None
+
+
+def _desc(number_desc: PhoneNumberDesc | None) -> _Desc:
+    """``_is_number_matching_desc``'s inputs: None when it can never match.
+
+    The library's test is "length among the possible ones (when any are listed) and
+    ``pattern.match`` and ``fullmatch``": a full match is a match at the start, so the
+    full match alone decides.
+    """
+    if number_desc is None or not number_desc.national_number_pattern:
+        return None
+    pattern = _compiled(number_desc.national_number_pattern)
+    return frozenset(number_desc.possible_length or ()), pattern
+
+
+def _build_type_matcher(metadata: PhoneMetadata) -> _TypeMatcher:
+    general = _desc(metadata.general_desc)
+    special = [
+        (kind, *desc)
+        for kind, desc in (
+            (PhoneNumberType.PREMIUM_RATE, _desc(metadata.premium_rate)),
+            (PhoneNumberType.TOLL_FREE, _desc(metadata.toll_free)),
+            (PhoneNumberType.SHARED_COST, _desc(metadata.shared_cost)),
+            (PhoneNumberType.VOIP, _desc(metadata.voip)),
+            (PhoneNumberType.PERSONAL_NUMBER, _desc(metadata.personal_number)),
+            (PhoneNumberType.PAGER, _desc(metadata.pager)),
+            (PhoneNumberType.UAN, _desc(metadata.uan)),
+            (PhoneNumberType.VOICEMAIL, _desc(metadata.voicemail)),
         )
-        if metadata is not None:
-            nsn = phonenumbers.national_significant_number(number)
-            kind = _number_type_helper(nsn, metadata)
-    return _Parsed(number, region, kind)
+        if desc is not None
+    ]
+    fixed = _desc(metadata.fixed_line)
+    mobile = _desc(metadata.mobile)
+    same = bool(metadata.same_mobile_and_fixed_line_pattern)
+
+    def matches(desc: _Desc, nsn: str) -> bool:
+        if desc is None:
+            return False
+        lengths, pattern = desc
+        return (not lengths or len(nsn) in lengths) and pattern.fullmatch(nsn) is not None
+
+    def number_type(nsn: str) -> int:
+        if not matches(general, nsn):
+            return PhoneNumberType.UNKNOWN
+        size = len(nsn)
+        for kind, lengths, pattern in special:  # matches(), inlined: the hot loop
+            if (not lengths or size in lengths) and pattern.fullmatch(nsn) is not None:
+                return kind
+        if matches(fixed, nsn):
+            if same or matches(mobile, nsn):
+                return PhoneNumberType.FIXED_LINE_OR_MOBILE
+            return PhoneNumberType.FIXED_LINE
+        if not same and matches(mobile, nsn):
+            return PhoneNumberType.MOBILE
+        return PhoneNumberType.UNKNOWN
+
+    return number_type
 
 
 def _clean_text(raw: str) -> tuple[str, list[str]]:
@@ -218,7 +317,7 @@ def _parse(text: str, region: str | None, notes: list[str]) -> _Parsed | str:
     first: _Parsed | None = None
     for candidate, note in candidates:
         try:
-            parsed = _classify(phonenumbers.parse(candidate, region))
+            parsed = _classify(_parse_number(candidate, region))
         except NumberParseException as exc:
             reason = _parse_reason(exc, region)
             continue
@@ -228,6 +327,164 @@ def _parse(text: str, region: str | None, notes: list[str]) -> _Parsed | str:
             return parsed
         first = first or parsed
     return first if first is not None else reason
+
+
+_PLAIN = re.compile(r"\+?[0-9][0-9 ().\-]*")  # digits, ASCII separators, a leading +
+_SEPARATORS = re.compile(r"[ ().\-]+")
+# The phonenumbers release _parse_plain() was checked against, line by line, with parse().
+PARSE_CHECKED_WITH = "9.0.43"
+
+
+def _parse_number(text: str, region: str | None) -> phonenumbers.PhoneNumber:
+    """``phonenumbers.parse(text, region)``, quicker for the common plain cell."""
+    if len(text) > 250 or phonenumbers.__version__ != PARSE_CHECKED_WITH:
+        return phonenumbers.parse(text, region)
+    plain = _plain(text)
+    if plain is not None:
+        return _parse_plain(plain, region)
+    if text.isascii() and ";" not in text:  # ";": RFC 3966 parameters, parse()'s business
+        # parse()'s first steps: the possible number in the text, viable, its extension
+        national = _pnu._extract_possible_number(text)
+        if _pnu._is_viable_phone_number(national):
+            extension, rest = _pnu._maybe_strip_extension(national)
+            plain = _plain(rest)
+            if plain is not None:  # and the rest of parse() on a plain number
+                number = _parse_plain(plain, region)
+                if extension:
+                    number.extension = extension
+                return number
+    return phonenumbers.parse(text, region)
+
+
+def _plain(text: str) -> str | None:
+    """``text`` without its separators when parse() reads both the same way, else None.
+
+    parse() drops these separators itself, after walking every character several times
+    (a unicode digit lookup per character). Not for anything else (letters, extensions,
+    unicode), fewer than 3 digits (``1 2`` is no number but ``12`` is) or strings too long
+    to parse.
+    """
+    if len(text) > 250 or not _PLAIN.fullmatch(text):
+        return None
+    plain = _SEPARATORS.sub("", text)
+    return plain if len(plain.lstrip("+")) >= 3 else None
+
+
+def _parse_plain(number: str, region: str | None) -> phonenumbers.PhoneNumber:
+    """phonenumbers' parse() for ``number`` of 3 digits or more after an optional "+".
+
+    The library's own steps, minus what such a string makes moot: it is its own possible
+    number (no RFC 3966 context, nothing to trim, viable), has no extension and is already
+    normalised (the per-character digit normalisation is the identity on ASCII digits).
+    """
+    numobj = phonenumbers.PhoneNumber()
+    if not _pnu._check_region_for_parsing(number, region):
+        raise NumberParseException(
+            NumberParseException.INVALID_COUNTRY_CODE, "Missing or invalid default region."
+        )
+    metadata = None if region is None else PhoneMetadata.metadata_for_region(region.upper(), None)
+    try:
+        country_code, national = _plain_country_code(number, metadata, numobj)
+    except NumberParseException as exc:
+        plus = number.startswith("+")
+        if exc.error_type != NumberParseException.INVALID_COUNTRY_CODE or not plus:
+            raise
+        country_code, national = _plain_country_code(number[1:], metadata, numobj)
+        if country_code == 0:
+            raise NumberParseException(
+                NumberParseException.INVALID_COUNTRY_CODE,
+                "Could not interpret numbers after plus-sign.",
+            ) from None
+    if country_code != 0:
+        number_region = phonenumbers.region_code_for_country_code(country_code)
+        if number_region != region:
+            metadata = PhoneMetadata.metadata_for_region_or_calling_code(
+                country_code, number_region
+            )
+    else:
+        national += number  # no "+" here: with one, a country code was found or raised
+        if region is not None:
+            assert metadata is not None  # _check_region_for_parsing: a valid region
+            numobj.country_code = metadata.country_code
+    if len(national) < _pnu._MIN_LENGTH_FOR_NSN:
+        raise NumberParseException(
+            NumberParseException.TOO_SHORT_NSN,
+            "The string supplied is too short to be a phone number.",
+        )
+    if metadata is not None:
+        _, potential, _ = _pnu._maybe_strip_national_prefix_carrier_code(national, metadata)
+        if _pnu._test_number_length(potential, metadata) not in (
+            phonenumbers.ValidationResult.TOO_SHORT,
+            phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
+            phonenumbers.ValidationResult.INVALID_LENGTH,
+        ):
+            national = potential
+    if len(national) < _pnu._MIN_LENGTH_FOR_NSN:
+        raise NumberParseException(
+            NumberParseException.TOO_SHORT_NSN,
+            "The string supplied is too short to be a phone number.",
+        )
+    if len(national) > _pnu._MAX_LENGTH_FOR_NSN:
+        raise NumberParseException(
+            NumberParseException.TOO_LONG, "The string supplied is too long to be a phone number."
+        )
+    _pnu._set_italian_leading_zeros_for_phone_number(national, numobj)
+    numobj.national_number = int(national)
+    return numobj
+
+
+def _plain_country_code(
+    number: str, metadata: PhoneMetadata | None, numobj: phonenumbers.PhoneNumber
+) -> tuple[int, str]:
+    """phonenumbers' _maybe_extract_country_code() for a plain (normalised) number."""
+    if not number:
+        return 0, ""
+    if number.startswith("+"):
+        source, full_number = _WITH_PLUS, number.lstrip("+")
+    else:
+        idd = "NonMatch"
+        if metadata is not None and metadata.international_prefix is not None:
+            idd = metadata.international_prefix
+        stripped, full_number = _pnu._parse_prefix_as_idd(_compiled(idd), number)
+        source = _WITH_IDD if stripped else _DEFAULT_COUNTRY
+    if source != _DEFAULT_COUNTRY:
+        if len(full_number) <= _pnu._MIN_LENGTH_FOR_NSN:
+            raise NumberParseException(
+                NumberParseException.TOO_SHORT_AFTER_IDD,
+                "Phone number had an IDD, but after this was not "
+                "long enough to be a viable phone number.",
+            )
+        country_code, rest = _pnu._extract_country_code(full_number)
+        if country_code != 0:
+            numobj.country_code = country_code
+            return country_code, rest
+        raise NumberParseException(
+            NumberParseException.INVALID_COUNTRY_CODE,
+            "Country calling code supplied was not recognised.",
+        )
+    if metadata is not None:
+        own = metadata.country_code  # never None: "None" would start no digits anyway
+        own_code = str(own)
+        if own is not None and full_number.startswith(own_code):
+            general_desc = metadata.general_desc
+            _, potential, _ = _pnu._maybe_strip_national_prefix_carrier_code(
+                full_number[len(own_code) :], metadata
+            )
+            if (
+                not _pnu._match_national_number(full_number, general_desc, False)
+                and _pnu._match_national_number(potential, general_desc, False)
+            ) or _pnu._test_number_length(
+                full_number, metadata
+            ) == phonenumbers.ValidationResult.TOO_LONG:
+                numobj.country_code = own
+                return own, potential
+    numobj.country_code = 0
+    return 0, ""
+
+
+_WITH_PLUS = phonenumbers.CountryCodeSource.FROM_NUMBER_WITH_PLUS_SIGN
+_WITH_IDD = phonenumbers.CountryCodeSource.FROM_NUMBER_WITH_IDD
+_DEFAULT_COUNTRY = phonenumbers.CountryCodeSource.FROM_DEFAULT_COUNTRY
 
 
 def _parse_reason(exc: NumberParseException, region: str | None) -> str:
@@ -251,7 +508,7 @@ def _lost_leading_zero(text: str, region: str | None, parsed: _Parsed, notes: li
         ("+" + text, "read as international (leading 00 or + lost)"),
     ):
         try:
-            repaired = _classify(phonenumbers.parse(candidate, region))
+            repaired = _classify(_parse_number(candidate, region))
         except NumberParseException:
             continue
         if repaired.kind != PhoneNumberType.UNKNOWN:
@@ -284,9 +541,9 @@ def _describe(parsed: _Parsed, notes: list[str]) -> PhoneResult:
     zones = _timezones(number, kind, e164)
     us_state = None
     if number.country_code == 1 and region in ("US", "CA"):
-        us_state = _nanp_state(number)
-        if us_state is None and region == "US":
-            us_state = UNKNOWN_US_STATE  # no geography: every state's rule (fail closed)
+        us_state = _nanp_state(number, kind)
+        if us_state is None:  # no geography: the whole country's rules (fail closed)
+            us_state = UNKNOWN_US_STATE if region == "US" else UNKNOWN_CA_PROVINCE
     note = "; ".join(notes) or None
     type_name = _TYPE_NAMES.get(kind, "unknown")
     reason = _FORBIDDEN_TYPES.get(kind)
@@ -296,6 +553,8 @@ def _describe(parsed: _Parsed, notes: list[str]) -> PhoneResult:
 # A US number whose area code names no state (toll-free, non-geographic, geocoded per
 # exchange only): the calling window applies the strictest of every state's rules.
 UNKNOWN_US_STATE = "US-?"
+# A Canadian number whose area code names no province: Canada's national (CRTC) rule.
+UNKNOWN_CA_PROVINCE = "CA-?"
 
 
 def _timezones(number: phonenumbers.PhoneNumber, kind: int, e164: str) -> tuple[str, ...]:
@@ -318,25 +577,75 @@ def _country_zones(country_code: int) -> tuple[str, ...]:
     return tuple(zone for zone in zones if zone != _UNKNOWN_TZ)
 
 
-def _nanp_state(number: phonenumbers.PhoneNumber) -> str | None:
-    """US state / Canadian province of a NANP number, from its area code's geocoding."""
-    npa = str(number.national_number)[:3]
-    state = _npa_states().get(npa)
+def _nanp_state(number: phonenumbers.PhoneNumber, kind: int | None = None) -> str | None:
+    """US state / Canadian province of a NANP number, from its area code's geocoding.
+
+    ``kind`` is the number's type when the caller has it (``number_type(number)``).
+    """
+    tables = nanp_tables()
+    state = tables.npa.get(str(number.national_number)[:3])
     if state is None:  # a few area codes are only geocoded per exchange
-        state = state_from_description(geocoder.description_for_number(number, "en"))
+        if kind is None:
+            kind = phonenumbers.number_type(number)
+        state = _exchange_state(number, kind, tables)
     return state
 
 
+@dataclass(frozen=True)
+class NanpTables:
+    """What phonenumbers' English geocoding says of NANP numbers, as states/provinces."""
+
+    npa: dict[str, str]  # area code → state or province code
+    # '1…' prefixes for the area codes ``npa`` lacks → state, or None (no single one)
+    prefixes: dict[str, str | None]
+
+
 @functools.cache
-def _npa_states() -> dict[str, str]:
-    """Area code → state/province code, from phonenumbers' area-code-level geocoding."""
-    table = {}
+def nanp_tables() -> NanpTables:
+    """The tables of ``nanp_data`` when made from this phonenumbers release, else built.
+
+    phonenumbers' geocoding data costs about 100 MB in every process that imports it
+    (each pool worker too), so the few thousand entries used are kept in ``nanp_data``.
+    """
+    from campaign.phones import nanp_data
+
+    if phonenumbers.__version__ == nanp_data.PHONENUMBERS_VERSION:
+        return NanpTables(nanp_data.NPA_STATES, nanp_data.PREFIX_STATES)
+    return build_nanp_tables()
+
+
+def build_nanp_tables() -> NanpTables:
+    """The tables from phonenumbers' geocoding data (``python -m campaign.phones.nanp_data``
+    writes them to nanp_data.py after a phonenumbers upgrade)."""
+    from phonenumbers.geodata import GEOCODE_DATA
+    from phonenumbers.prefix import _find_lang
+
+    npa = {}
     for prefix, names in GEOCODE_DATA.items():
         if len(prefix) == 4 and prefix.startswith("1"):
             state = state_from_description(names.get("en", ""))
             if state:
-                table[prefix[1:]] = state
-    return table
+                npa[prefix[1:]] = state
+    prefixes = {}
+    for prefix, names in GEOCODE_DATA.items():
+        if prefix.startswith("1") and prefix[1:4] not in npa:
+            name = _find_lang(names, "en", None, None)
+            if name is not None:
+                prefixes[prefix] = state_from_description(name)
+    return NanpTables(npa, prefixes)
+
+
+def _exchange_state(number: phonenumbers.PhoneNumber, kind: int, tables: NanpTables) -> str | None:
+    """``state_from_description(geocoder.description_for_number(number, "en"))`` for a NANP
+    number of type ``kind`` whose area code ``tables.npa`` lacks: its longest geocoded
+    prefix decides."""
+    if kind == PhoneNumberType.UNKNOWN or not phonenumbers.is_number_type_geographical(kind, 1):
+        return None  # the geocoder gives the country's name: no state
+    digits = "1" + phonenumbers.national_significant_number(number)
+    for length in range(len(digits), 0, -1):
+        if digits[:length] in tables.prefixes:
+            return tables.prefixes[digits[:length]]
+    return None
 
 
 def state_from_description(description: str) -> str | None:
@@ -428,3 +737,16 @@ def apply_policy_fields(
 def normalise_batch(keys: list[tuple[str, str | None]]) -> list[PhoneFields]:
     """Normalise many (raw, region) pairs; the unit of work sent to a worker process."""
     return [phone_fields(normalise_number(raw, region)) for raw, region in keys]
+
+
+@functools.cache
+def normaliser_version() -> str:
+    """What the result of ``normalise_number`` depends on besides its arguments.
+
+    The phonenumbers release (its metadata) and this package's phone code: a remembered
+    result is reused only while both are the same.
+    """
+    digest = hashlib.sha256(phonenumbers.__version__.encode())
+    for module in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(module.read_bytes())
+    return f"{phonenumbers.__version__}:{digest.hexdigest()[:16]}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -12,8 +13,10 @@ from campaign.engine.frame import EngineResult
 from campaign.engine.preflight import Preflight
 from campaign.errors import CampaignError
 from campaign.planning.windows import WindowBook, calling_hours_text
-from campaign.reporting.files import OutputPaths, RunFacts, write_outputs
-from campaign.reporting.results import call_records, progress_counts, row_results, run_records
+from campaign.reporting.compliance import compliance_summary
+from campaign.reporting.files import OutputPaths, RunFacts
+from campaign.reporting.results import call_records, progress_counts, run_records
+from campaign.reporting.streamed import write_checkpoint_outputs
 from campaign.store.checkpoint import Store
 
 
@@ -45,6 +48,30 @@ def write_run_outputs(
     engine: EngineResult,
 ) -> OutputPaths:
     """Write results.csv, summary.json and report.html from the checkpoint."""
+    # Every object made here dies young and holds no cycle (a line of results.csv, a call
+    # record); with a million of them the cyclic collector would wake thousands of times,
+    # each time walking all that is alive, so it sleeps while the outputs are written.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _write_run_outputs(
+            config, store, windows, clock, started=started, dry_run=dry_run, engine=engine
+        )
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _write_run_outputs(
+    config: CampaignConfig,
+    store: Store,
+    windows: WindowBook,
+    clock: Clock,
+    *,
+    started: float,
+    dry_run: bool,
+    engine: EngineResult,
+) -> OutputPaths:
     now = clock.now()
     counts = progress_counts(store)
     open_states = ("pending", "retry_scheduled")
@@ -67,12 +94,14 @@ def write_run_outputs(
         input_path=str(config.input.path),
         runs=run_records(store),
         cost_estimate=config.cost_estimate,
+        compliance=compliance_summary(config, store),
     )
-    return write_outputs(
+    return write_checkpoint_outputs(
         config.output_dir,
-        row_results(store, lambda row: windows.pending_reason(row, now)),
+        store,
         call_records(store),
         facts,
+        lambda row: windows.pending_reason(row, now),
     )
 
 
@@ -146,7 +175,7 @@ def rewrite_outputs(config: CampaignConfig, *, clock: Clock | None = None) -> Ou
     if not config.state_path.exists():
         raise StateError(f"no checkpoint at {config.state_path}: run the campaign first")
     clock = clock or SystemClock()
-    store = Store.snapshot(config.state_path)
+    store = Store.reader(config.state_path)
     try:
         runs = store.runs()
         started = runs[-1]["started_at"] if runs else clock.now()

@@ -10,12 +10,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from campaign.clock import Clock
 from campaign.config.model import CampaignConfig
 from campaign.errors import CampaignError, LowBalanceError
+from campaign.pipeline.outputs import RunTally
 from campaign.pipeline.runner import RunOptions, run_campaign_async
 from campaign.reporting.files import OutputPaths
 
@@ -81,12 +83,23 @@ def failed_report(error: CampaignError, *, campaign: str | None = None) -> RunRe
     )
 
 
-async def report_run(config: CampaignConfig, options: RunOptions, *, clock: Clock) -> RunReport:
-    """Run the campaign once and report how it ended; only bugs raise."""
+async def report_run(
+    config: CampaignConfig,
+    options: RunOptions,
+    *,
+    clock: Clock,
+    on_tally: Callable[[RunTally], None] | None = None,
+) -> RunReport:
+    """Run the campaign once and report how it ended; only bugs raise.
+
+    ``on_tally`` gets the runner's tally of a run that opened the checkpoint (the metrics
+    file reads it)."""
     try:
         tally = await run_campaign_async(config, options, clock=clock)
     except CampaignError as exc:  # before the checkpoint was open: nothing was written
         return without_key(failed_report(exc, campaign=config.campaign), config.api_key())
+    if on_tally is not None:
+        on_tally(tally)
     summary: dict[str, Any] = {}
     if tally.outputs is not None:
         summary = json.loads(tally.outputs.summary_json.read_text(encoding="utf-8"))

@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from campaign.clock import Clock
+from campaign.clock import Clock, utc
 from campaign.config.model import CampaignConfig
+from campaign.console.progress import StageProgress
 from campaign.console.words import elapsed_in_words
 from campaign.engine.calls import CallsEngine
 from campaign.engine.frame import EngineResult, EngineSettings
 from campaign.engine.gate import SendGate
-from campaign.engine.preflight import Preflight, run_preflight
+from campaign.engine.preflight import Preflight, rows_now_and_later, rows_to_do, run_preflight
 from campaign.errors import (
     ApiError,
     AuthError,
@@ -35,12 +35,15 @@ from campaign.errors import (
 )
 from campaign.limits.allowance import allowance_path
 from campaign.limits.limiter import SlidingWindowLimiter
+from campaign.phones.normalise import normaliser_version
 from campaign.pipeline.outputs import RunTally, summary_lines, write_run_outputs
 from campaign.pipeline.progress import showing
 from campaign.pipeline.setup import build_gate
-from campaign.planning.rejects import check_reject_share
+from campaign.planning.fingerprint import file_digest, plan_fingerprint
+from campaign.planning.plan import PlanCounts
+from campaign.planning.rejects import RejectShare, check_share, counted_share, reject_warning
 from campaign.planning.schedule import next_due
-from campaign.planning.windows import WindowBook, planned_rows
+from campaign.planning.windows import WindowBook, planned_stream
 from campaign.reporting.results import progress_counts
 from campaign.store.checkpoint import Store
 from campaign.store.lock import CampaignLock
@@ -52,6 +55,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("campaign.pipeline.runner")
 
 SEND_LOG_KEEP_S = 3600.0 + 60.0
+# checkpoint meta: the fingerprint the rows were last synced under, and that plan's counts
+_PLAN_FINGERPRINT = "plan_fingerprint"
+_PLAN_SUMMARY = "plan_summary"
 REQUEST_LOG_FLUSH = 25
 
 
@@ -126,26 +132,7 @@ async def _run_with_store(
     started = clock.now()
     run_id = store.start_run(started, options.command)
     opt_outs = OptOutList(config.state_dir)
-    # A big list takes minutes to read and sync: each stage says when it starts and how
-    # long it took, and reading shows its progress (a spinner on a terminal).
-    with _stage(f"reading and planning {config.input.path}", clock):
-        with _reading(options.progress) as on_rows:
-            rows = planned_rows(config, opt_outs.numbers(), on_rows=on_rows)
-        check_reject_share(config, rows)  # WARNING past 20 % rejected; exit 2 past the max
-    with _stage("syncing the checkpoint", clock):
-        fingerprint = _fingerprint(config.input.path)
-        if store.get_meta("input_fingerprint") not in (None, fingerprint):
-            log.info("the input file changed since the last run; merging it into the checkpoint")
-        store.set_meta("input_fingerprint", fingerprint)
-        sync = store.sync_rows(rows, started)
-    log.info(
-        "input %s: %d rows (%d new, %d known, %d vanished since the last run)",
-        config.input.path,
-        len(rows),
-        sync.new,
-        sync.known,
-        sync.vanished,
-    )
+    _ingest(config, options, store, opt_outs, clock, started)
     if config.calling_hours == "unrestricted":
         log.warning(
             "calling_hours: unrestricted — recipients' local calling hours are NOT enforced"
@@ -204,7 +191,83 @@ async def _run_with_store(
             "affected rows keep a fresh attempt"
         )
     tally.error = None if error is None else _final_error(error)
+    opt_outs.close()
     return tally
+
+
+def _ingest(
+    config: CampaignConfig,
+    options: RunOptions,
+    store: Store,
+    opt_outs: OptOutList,
+    clock: Clock,
+    started: float,
+) -> None:
+    """Bring the checkpoint's rows up to tonight's input: read, plan and sync it, unless the
+    checkpoint was synced under the same plan fingerprint (planning/fingerprint.py)."""
+    numbers = opt_outs.numbers()
+    try:
+        input_digest: str | None = file_digest(config.input.path)
+    except OSError:
+        input_digest = None  # planning says what is wrong with the file
+    fingerprint = plan_fingerprint(
+        config, numbers, today=utc(clock.wall()).date(), input_digest=input_digest
+    )
+    summary = store.get_meta(_PLAN_SUMMARY)
+    if summary is not None and store.get_meta(_PLAN_FINGERPRINT) == fingerprint:
+        found = json.loads(summary)
+        share = RejectShare(found["rejected"], found["rows"], tuple(map(tuple, found["reasons"])))
+        log.info(
+            "input %s: %d rows, unchanged since the last run (and so are the lists, opt-outs "
+            "and settings the plan reads): not read again",
+            config.input.path,
+            share.rows,
+        )
+        warning = reject_warning(config, share)
+        if warning is not None:
+            log.warning("input %s: %s", config.input.path, warning)
+        return
+    store.use_phone_memo(normaliser_version())
+    # A big list takes minutes to read and sync: each stage says when it starts and how
+    # long it took, and shows its progress (a status line on a terminal, log lines off one).
+    # The plan streams into a temporary table of the checkpoint, then into its rows, all in
+    # one transaction: memory stays flat, and a refused plan (exit 2) writes nothing.
+    counts = PlanCounts()
+    with store.transaction():
+        with _stage(f"reading and planning {config.input.path}", clock):
+            with _reading(options.progress, clock) as on_rows:
+                stream = planned_stream(config, numbers, counts, on_rows=on_rows, memo=store)
+                store.stage_rows(stream)
+                store.keep_phones()
+            # WARNING past 20 % rejected; exit 2 past the max
+            share = check_share(config, counted_share(counts))
+        with _stage("syncing the checkpoint", clock):
+            if store.get_meta("input_fingerprint") not in (None, input_digest):
+                log.info(
+                    "the input file changed since the last run; merging it into the checkpoint"
+                )
+            meta = {
+                _PLAN_FINGERPRINT: fingerprint,
+                _PLAN_SUMMARY: json.dumps(
+                    {"rows": share.rows, "rejected": share.rejected, "reasons": share.reasons}
+                ),
+            }
+            if input_digest is not None:
+                meta["input_fingerprint"] = input_digest
+            is_tty = getattr(options.progress, "is_tty", False)
+            syncing = StageProgress("syncing the checkpoint", is_tty=is_tty, clock=clock)
+            try:
+                sync = store.sync_staged(started, meta=meta, on_rows=syncing)
+            finally:
+                syncing.done()
+    log.info(
+        "input %s: %d rows (%d new, %d known, %d vanished since the last run)",
+        config.input.path,
+        counts.rows_read,
+        sync.new,
+        sync.known,
+        sync.vanished,
+    )
 
 
 @contextlib.contextmanager
@@ -234,10 +297,14 @@ class _ShowsReading(Protocol):
 
 
 @contextlib.contextmanager
-def _reading(display: object) -> Iterator[Callable[[int], None] | None]:
-    """The planner's ``on_rows`` callback for the display, if it shows reading."""
+def _reading(display: object, clock: Clock) -> Iterator[Callable[[int], None] | None]:
+    """The planner's ``on_rows`` callback: the display's if it shows reading, else log lines."""
     if not isinstance(display, _ShowsReading):
-        yield None
+        lines = StageProgress("reading and planning the input", is_tty=False, clock=clock)
+        try:
+            yield lines
+        finally:
+            lines.done()
         return
     try:
         yield display.rows_read
@@ -340,15 +407,7 @@ async def _preflight(
     clock: Clock,
 ) -> Preflight:
     now = clock.wall()  # calling windows and retry times are calendar decisions
-    rows_now = rows_later = 0
-    for row in store.rows(include_vanished=False):
-        if row.progress not in ("pending", "retry_scheduled"):
-            continue
-        due_now = row.progress == "pending" or (row.next_due or 0) <= now
-        if due_now and windows.window_for(row).is_open(now):
-            rows_now += 1
-        else:
-            rows_later += 1
+    rows_now, rows_later = rows_now_and_later(store, windows.window_for, now)
     return await run_preflight(
         client,
         rows_now=rows_now,
@@ -384,11 +443,7 @@ async def _run_engine(
         until=options.until,
         fetch_sessions=options.fetch_sessions,
     )
-    todo = sum(
-        1
-        for r in store.rows(include_vanished=False)
-        if r.progress in ("pending", "retry_scheduled", "in_flight")
-    )
+    todo = rows_to_do(store)
     with showing(options.progress, campaign=config.campaign, total=todo) as progress:
         deps = EngineDeps(
             store=store,
@@ -439,11 +494,3 @@ def _final_error(error: CampaignError) -> CampaignError:
             request_id=error.request_id,
         )
     return error
-
-
-def _fingerprint(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

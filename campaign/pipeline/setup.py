@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from campaign.config.model import CampaignConfig
 from campaign.engine.gate import SendGate
+from campaign.planning.frequency import Cap, caps_for
 from campaign.planning.windows import WindowBook
-from campaign.store.checkpoint import Store
+from campaign.store.checkpoint import Store, StoredRow
+from campaign.store.contacts import CallLedger
 from campaign.store.optout import OptOutList
 
 
 def build_gate(
     config: CampaignConfig, store: Store, opt_outs: OptOutList, windows: WindowBook
 ) -> SendGate:
-    """The send gate of this run: today's suppression lists, the opt-out list, the windows."""
+    """The send gate of this run: today's suppression lists, the opt-out list, the windows,
+    and the frequency caps counted in the state dir's calls-per-number ledger."""
     from campaign.planning.suppression import suppressed_numbers
+
+    configured = list(config.compliance.max_calls_per_number)
+
+    def row_caps(row: StoredRow) -> list[Cap]:
+        return caps_for(row.us_state, configured)
 
     return SendGate(
         store=store,
@@ -21,4 +29,7 @@ def build_gate(
         opt_outs=opt_outs,
         window_for=windows.window_for,
         stop_before_close_s=config.stop_before_close_s,
+        calls=CallLedger(config.state_dir),
+        caps_for=row_caps,
+        campaign=config.campaign,
     )

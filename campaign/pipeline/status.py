@@ -58,7 +58,7 @@ def campaign_status(config: CampaignConfig) -> CampaignStatus:
     """Rows by state, attempts, calls in flight, next due and ETA, read from the checkpoint."""
     if not config.state_path.exists():
         raise StateError(f"no checkpoint at {config.state_path}: the campaign has not run yet")
-    store = Store.snapshot(config.state_path)
+    store = Store.reader(config.state_path)
     try:
         counts = progress_counts(store)
         runs = store.runs()

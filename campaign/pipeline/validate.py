@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from campaign.config.model import CampaignConfig
+from campaign.planning.consent import consent_basis
 from campaign.planning.hours import calling_window
 from campaign.planning.plan import PlanCounts, iter_plan
 from campaign.planning.rejects import counted_share, reject_warning
@@ -43,6 +44,7 @@ class ValidationSummary:
     projection: Projection
     suppression_lists: tuple[LoadedList, ...] = ()
     warnings: tuple[str, ...] = ()  # a mostly rejected list (planning.rejects)
+    consent: str = ""  # how consent is known (planning.consent.consent_basis)
 
     def matched_rows(self, listed: LoadedList) -> int:
         """Input rows suppressed because of this list."""
@@ -61,6 +63,7 @@ class ValidationSummary:
             "reject_share": round(counted_share(counts).share, 4),
             "extensions": counts.extensions,
             "warnings": list(self.warnings),
+            "consent_basis": self.consent,
             "duplicates": counts.duplicates,
             "suppressed": sum(counts.suppressed.values()),
             "suppressed_by_list": dict(counts.suppressed.most_common()),
@@ -76,11 +79,22 @@ class ValidationSummary:
                     "unusable_by_reason": dict(listed.unusable.most_common()),
                     "unusable_lines": listed.unusable_lines,
                     "matched_rows": self.matched_rows(listed),
+                    "format": "registry" if listed.registry else "csv",
+                    "files": listed.files,
+                    "expired": listed.expired,
+                    "not_yet_in_force": listed.not_yet,
+                    "unreadable_dates": listed.bad_dates,
+                    "unreadable_date_lines": listed.bad_date_lines,
                 }
                 for listed in self.suppression_lists
             ],
             "by_country": dict(counts.by_country.most_common()),
             "by_timezone": dict(counts.by_timezone.most_common()),
+            **(
+                {"by_address_zone": dict(counts.by_address_zone.most_common())}
+                if counts.by_address_zone
+                else {}
+            ),
             "projection": {
                 "calls": projection.calls,
                 "calls_per_hour": round(projection.calls_per_hour, 3),
@@ -116,6 +130,7 @@ def validate_campaign(
         projection,
         tuple(suppression.lists),
         warnings=() if warning is None else (warning,),
+        consent=consent_basis(config),
     )
 
 
@@ -195,6 +210,8 @@ def render_text(summary: ValidationSummary) -> str:
             f"  extensions   {counts.extensions:>9,}  callable rows with an extension after the "
             "number: called on the main number only (see results.csv)"
         )
+    if summary.consent:
+        lines.append(f"  consent      {summary.consent}")
     lines.append(f"  duplicates   {counts.duplicates:>9,}")
     lines.append(f"  suppressed   {sum(counts.suppressed.values()):>9,}")
     lines += [f"    {count:>9,}  {reason}" for reason, count in counts.suppressed.most_common()]
@@ -205,6 +222,9 @@ def render_text(summary: ValidationSummary) -> str:
     if counts.by_timezone:
         lines.append("  callable by timezone")
         lines += [f"    {n:>9,}  {zone}" for zone, n in counts.by_timezone.most_common()]
+    if counts.by_address_zone:
+        lines.append("  callable by address (state/ZIP column; see the note in results.csv)")
+        lines += [f"    {n:>9,}  {what}" for what, n in counts.by_address_zone.most_common()]
     lines.append("projection")
     lines.append(
         f"  {projection.calls:,} calls at {projection.calls_per_hour:g} calls/hour "
@@ -229,12 +249,14 @@ def _suppression_lines(summary: ValidationSummary) -> list[str]:
         return []
     lines = ["  suppression lists"]
     for listed in summary.suppression_lists:
-        column = "one number a line" if listed.column is None else f"column '{listed.column}'"
-        region = f", region {listed.region}" if listed.region else ""
+        region = f", region {listed.region}" if listed.region and not listed.registry else ""
         lines.append(
-            f"    {listed.name} ({column}{region}): {listed.entries:,} entries read, "
+            f"    {listed.name} ({listed.layout}{region}): {listed.entries:,} entries read, "
             f"{listed.unusable_count:,} unusable, {summary.matched_rows(listed):,} row(s) matched"
         )
+        dates = listed.describe_dates()
+        if dates:
+            lines.append(f"                 dates: {dates}")
         for reason, count in listed.unusable.most_common():
             lines.append(f"      {count:>9,}  unusable: {reason}")
         if listed.unusable_lines:

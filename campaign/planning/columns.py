@@ -9,14 +9,19 @@ from campaign.config.model import CampaignConfig
 from campaign.config.problems import one_error
 from campaign.errors import ConfigError
 from campaign.inputs.ingest import column_key, column_list
+from campaign.planning.consent import check_consent_keys
 
 
 def check_columns(config: CampaignConfig, header: Sequence[str]) -> None:
     """ConfigError if configured columns are not in the input's header (every one at once)."""
+    check_consent_keys(config)
     wanted: list[tuple[str, str | None]] = [
         ("input.phone_column", config.input.phone_column),
         ("input.region_column", config.input.region_column),
         ("input.key_column", config.input.key_column),
+        ("input.consent_column", config.input.consent_column),
+        ("input.state_column", config.input.state_column),
+        ("input.postal_code_column", config.input.postal_code_column),
     ]
     wanted += [(f"input.variables[{i}]", name) for i, name in enumerate(config.input.variables)]
     problems = []

@@ -1,79 +1,82 @@
 """Calling windows: when a recipient may be called, in their own local time.
 
 The legal default is 08:00–21:00 local every day (US federal, 47 CFR 64.1200(c)(1)),
-narrowed by the stricter US state rules below; a campaign file can only narrow further.
-A number in several timezones may be called only when it is inside the window in all of
-them (fail closed); a number in none may never be called.
+narrowed by the stricter US state rules of ``campaign.planning.states``, closed all day on
+the legal holidays of the states that forbid calls on them; a campaign file can only
+narrow further. A recipient in several timezones may be called only when it is inside the
+window in all of them, and one under several states' rules only when all of them allow it
+(fail closed); a recipient in no timezone may never be called.
+
+``us_state`` is one state code (``TX``), several joined by ``+`` (``LA+TX``: the number's
+state and the address's), or ``US-?`` (a US number of no known state: every state's rules).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from holidays import country_holidays
+
 from campaign.config.model import DAY_NAMES, CallingHours
-from campaign.phones.normalise import UNKNOWN_US_STATE
+from campaign.phones.normalise import UNKNOWN_CA_PROVINCE, UNKNOWN_US_STATE
+from campaign.planning.states import (
+    FEDERAL_END,
+    FEDERAL_START,
+    HOLIDAY_STATES,
+    JURISDICTIONS,
+    PROVINCE_RULES,
+    STATE_RULES,
+    DayWindow,
+    WeekRule,
+)
 
-# A day's window: (start, end) local time, or None for "no calls that day".
-DayWindow = tuple[time, time] | None
-WeekRule = Mapping[int, DayWindow]  # weekday 0=Mon..6=Sun → window
+__all__ = ["FEDERAL_END", "FEDERAL_START", "STATE_RULES", "CallingWindow", "calling_window"]
 
-FEDERAL_START, FEDERAL_END = time(8, 0), time(21, 0)
-_SEARCH_DAYS = 15  # two weeks and a day: a weekly pattern either opens in that time or never
+# Three weeks and a day: a weekly pattern opens in two weeks or never, and a run of legal
+# holidays (a long weekend, Christmas to New Year) may close up to a week more.
+_SEARCH_DAYS = 22
+STATE_SEPARATOR = "+"
 
-
-def _week(
-    start: time, end: time, exceptions: Mapping[int, DayWindow] | None = None
-) -> dict[int, DayWindow]:
-    """The same window every day, except the days listed in ``exceptions``."""
-    rule: dict[int, DayWindow] = dict.fromkeys(range(7), (start, end))
-    rule.update(exceptions or {})
-    return rule
+_FEDERAL: dict[int, DayWindow] = dict.fromkeys(range(7), (FEDERAL_START, FEDERAL_END))
 
 
-_SAT, _SUN = 5, 6
+def state_codes(us_state: str | None) -> tuple[str, ...]:
+    """The state codes of a row's ``us_state`` (``"LA+TX"`` → ``("LA", "TX")``)."""
+    return tuple(us_state.split(STATE_SEPARATOR)) if us_state else ()
 
 
-# Stricter state telemarketing hours (recipient-local), narrowing the federal 08:00-21:00.
-# Sources: statutes where cited; otherwise the state tables that compliance vendors keep
-# (dropcowboy.com/state-compliance, Nov 2025; clickpointsoftware.com state calling hours,
-# Jul 2025). Laws change: have compliance review this table before relying on it.
-#   FL  Fla. Stat. 501.616(6)(a) (2021 amendment): 8 a.m.-8 p.m.
-#   OK  Okla. Stat. tit. 15 §775C.4 (HB 3168, 2022): 8 a.m.-8 p.m.
-#   WA  RCW 80.36.390 (HB 1497, 2022): 8 a.m.-8 p.m.
-#   LA  La. PSC General Order R-29617 §V(A)(2): 8 a.m.-8 p.m., none on Sundays
-#   AL, MS  8 a.m.-8 p.m., none on Sundays (vendor tables)
-#   MD, MA  8 a.m.-8 p.m.;  CT, NV  9 a.m.-8 p.m.;  MI, MN, NM  9 a.m.-9 p.m.;
-#   KY  10 a.m.-9 p.m.  (vendor tables)
-#   TX  Tex. Bus. & Com. Code §301.051: 9 a.m.-9 p.m. Mon-Sat, noon-9 p.m. Sunday
-#   RI  R.I. Gen. Laws §5-61-3.6 with §5-61-2(9): 9 a.m.-6 p.m. weekdays, 10 a.m.-5 p.m.
-#       Saturday, none on Sundays
-#   UT  Utah Code §13-25a-103: 8 a.m.-9 p.m., none on Sundays
-# State holidays (on which AL, LA, MS, RI, UT and others forbid calls) are not modelled:
-# the operators of a campaign own its holiday calendar.
-STATE_RULES: dict[str, dict[int, DayWindow]] = {
-    "FL": _week(time(8), time(20)),
-    "OK": _week(time(8), time(20)),
-    "WA": _week(time(8), time(20)),
-    "LA": _week(time(8), time(20), {_SUN: None}),
-    "AL": _week(time(8), time(20), {_SUN: None}),
-    "MS": _week(time(8), time(20), {_SUN: None}),
-    "MD": _week(time(8), time(20)),
-    "MA": _week(time(8), time(20)),
-    "CT": _week(time(9), time(20)),
-    "NV": _week(time(9), time(20)),
-    "MI": _week(time(9), time(21)),
-    "MN": _week(time(9), time(21)),
-    "NM": _week(time(9), time(21)),
-    "KY": _week(time(10), time(21)),
-    "TX": _week(time(9), time(21), {_SUN: (time(12), time(21))}),
-    "RI": _week(time(9), time(18), {_SAT: (time(10), time(17)), _SUN: None}),
-    "UT": _week(time(8), time(21), {_SUN: None}),
-}
-_FEDERAL: dict[int, DayWindow] = _week(FEDERAL_START, FEDERAL_END)
+def combine_states(codes: Iterable[str]) -> str | None:
+    """One ``us_state`` value for a recipient under several states' rules (sorted, unique)."""
+    unique = sorted(set(codes))
+    return STATE_SEPARATOR.join(unique) or None
+
+
+def holiday_states(us_state: str | None) -> tuple[str, ...]:
+    """The states among ``us_state`` whose legal holidays close the day."""
+    codes = state_codes(us_state)
+    if UNKNOWN_US_STATE in codes:
+        return tuple(sorted(HOLIDAY_STATES))
+    return tuple(code for code in codes if code in HOLIDAY_STATES)
+
+
+@functools.lru_cache(maxsize=256)
+def _holidays_of(code: str, year: int) -> dict[date, str]:
+    """A state's legal holidays of one year (federal ones included), from ``holidays``."""
+    return dict(country_holidays("US", subdiv=code, years=year).items())
+
+
+def legal_holiday(codes: Sequence[str], day: date) -> tuple[str, str] | None:
+    """(state code, holiday name) if ``day`` is a legal holiday of one of ``codes``."""
+    for code in codes:
+        name = _holidays_of(code, day.year).get(day)
+        if name is not None:
+            return code, name
+    return None
 
 
 def _narrow(rule: WeekRule, other: WeekRule) -> dict[int, DayWindow]:
@@ -90,13 +93,15 @@ def _narrow(rule: WeekRule, other: WeekRule) -> dict[int, DayWindow]:
 
 
 def week_rule(us_state: str | None, hours: CallingHours | None) -> dict[int, DayWindow]:
-    """The weekly local window for one recipient: federal ∩ state rule ∩ campaign hours."""
+    """The weekly local window for one recipient: federal ∩ state rules ∩ campaign hours."""
     rule = _FEDERAL
-    if us_state in STATE_RULES:
-        rule = _narrow(rule, STATE_RULES[us_state])
-    elif us_state == UNKNOWN_US_STATE:
-        for state_rule in STATE_RULES.values():
-            rule = _narrow(rule, state_rule)
+    codes = state_codes(us_state)
+    if UNKNOWN_US_STATE in codes:
+        # any US state or territory at all: all of their rules at once
+        codes = tuple(code for code in STATE_RULES if code in JURISDICTIONS)
+    for code in codes:
+        if code in STATE_RULES:
+            rule = _narrow(rule, STATE_RULES[code])
     if hours is not None:
         campaign = {
             day: (hours.start, hours.end) if day in hours.days else None for day in range(7)
@@ -114,6 +119,7 @@ class CallingWindow:
     unrestricted: bool = False
     us_state: str | None = None
     problem: str | None = None  # why it can never open (no timezone known, …)
+    holiday_states: tuple[str, ...] = ()  # states whose legal holidays close the day
 
     def is_open(self, at: datetime) -> bool:
         """True if a call may start at ``at``."""
@@ -160,11 +166,13 @@ class CallingWindow:
         for zone in self.zones:
             if not self._open_in(zone, at):
                 local = at.astimezone(zone)
+                holiday = legal_holiday(self.holiday_states, local.date())
+                if holiday is not None:
+                    code, name = holiday
+                    return f"closed: {JURISDICTIONS[code].name} legal holiday ({name})"
                 window = self.rule[local.weekday()]
                 day = DAY_NAMES[local.weekday()]
-                state = f" ({self.us_state} rules)" if self.us_state in STATE_RULES else ""
-                if self.us_state == UNKNOWN_US_STATE:
-                    state = " (US state unknown: the strictest state rules)"
+                state = self._state_words()
                 if window is None:
                     return f"no calls on {day} in {zone.key}{state}"
                 return (
@@ -173,10 +181,23 @@ class CallingWindow:
                 )
         return "outside calling hours"
 
+    def _state_words(self) -> str:
+        codes = state_codes(self.us_state)
+        if UNKNOWN_US_STATE in codes:
+            return " (US state unknown: the strictest state rules)"
+        if UNKNOWN_CA_PROVINCE in codes:
+            return " (CRTC rules, province unknown)"
+        ruled = [code for code in codes if code in STATE_RULES]
+        if ruled and all(code in PROVINCE_RULES for code in ruled):
+            return f" ({', '.join(ruled)}: CRTC rules)"
+        return f" ({', '.join(ruled)} rules)" if ruled else ""
+
     def _open_in(self, zone: ZoneInfo, at: datetime) -> bool:
         local = at.astimezone(zone)
         window = self.rule[local.weekday()]
-        return window is not None and window[0] <= local.time() < window[1]
+        if window is None or not window[0] <= local.time() < window[1]:
+            return False
+        return not self.holiday_states or legal_holiday(self.holiday_states, local.date()) is None
 
     def _starts(self, zone: ZoneInfo, at: datetime) -> list[datetime]:
         today = at.astimezone(zone).date()
@@ -184,7 +205,7 @@ class CallingWindow:
         for offset in range(_SEARCH_DAYS):
             day = today + timedelta(days=offset)
             window = self.rule[day.weekday()]
-            if window is not None:
+            if window is not None and legal_holiday(self.holiday_states, day) is None:
                 starts.append(datetime.combine(day, window[0], tzinfo=zone))
         return starts
 
@@ -194,10 +215,11 @@ def calling_window(
     us_state: str | None,
     hours: CallingHours | Literal["unrestricted"] | None,
 ) -> CallingWindow:
-    """The calling window of a recipient in ``timezones`` (and US state, if known)."""
+    """The calling window of a recipient in ``timezones`` under ``us_state``'s rules."""
     if hours == "unrestricted":
         return CallingWindow((), _FEDERAL, unrestricted=True, us_state=us_state)
     rule = week_rule(us_state, hours)
+    closed_on = holiday_states(us_state)
     if not timezones:
         problem = "no timezone known for this number"
         return CallingWindow((), rule, us_state=us_state, problem=problem)
@@ -207,9 +229,8 @@ def calling_window(
             zones.append(ZoneInfo(name))
         except (ZoneInfoNotFoundError, ValueError):
             return CallingWindow((), rule, us_state=us_state, problem=f"unknown timezone {name}")
-    window = CallingWindow(tuple(zones), rule, us_state=us_state)
     if all(rule[day] is None for day in range(7)):
         return CallingWindow(
             tuple(zones), rule, us_state=us_state, problem="calling hours leave no time to call"
         )
-    return window
+    return CallingWindow(tuple(zones), rule, us_state=us_state, holiday_states=closed_on)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import functools
 import itertools
+import multiprocessing
 import os
+import threading
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from campaign.config.model import CampaignConfig
 from campaign.config.values import shown
@@ -29,9 +31,25 @@ from campaign.phones.normalise import (
     normalise_number,
     phone_fields,
 )
+from campaign.planning.address import (
+    address_effect,
+    address_zone,
+    recipient_zone,
+)
 from campaign.planning.columns import check_columns
+from campaign.planning.consent import (
+    consent_problem,
+    consent_regions,
+    log_consent_basis,
+    missing_basis_error,
+)
 from campaign.planning.hours import calling_window
-from campaign.planning.suppression import Suppression, load_suppression, suppression_reason
+from campaign.planning.suppression import (
+    Suppression,
+    load_suppression,
+    log_matches,
+    suppression_reason,
+)
 
 PlanState = Literal["callable", "rejected", "duplicate", "suppressed"]
 
@@ -40,11 +58,22 @@ _CHUNKS_AHEAD = 8
 _WORKER_BATCH = 2_500
 _POOL_THRESHOLD = 4_000  # distinct new numbers in a chunk before a pool is worth its start-up
 _POOL_MIN_BATCH = 500  # once the pool runs, smaller sets of misses go to it too
-_MAX_PHONES = 300_000  # normalised numbers a plan remembers (bounded memory)
+_MAX_PHONES = 100_000  # normalised numbers a plan remembers (bounded memory)
 _MAX_REGION_CELLS = 10_000  # distinct region cells a plan remembers
+_ZoneKey = tuple[tuple[str, ...], str | None, str, str]
 _PhoneKey = tuple[str, str | None, str | None]  # raw phone, region, why the region is unusable
 # A batch of (raw, region) pairs sent to a worker, and the future of its results.
 _Work = tuple[list[tuple[str, str | None]], Future[list[PhoneFields]]]
+
+
+class PhoneMemo(Protocol):
+    """Numbers normalised on earlier runs (the checkpoint's ``phone_memo``), by (raw, region)."""
+
+    def memo_phones(
+        self, pairs: Sequence[tuple[str, str | None]]
+    ) -> dict[tuple[str, str | None], Any]: ...
+
+    def remember_phones(self, items: Iterable[tuple[str, str | None, Any]]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -65,6 +94,7 @@ class PlannedRow:
     note: str | None = None
     extension: str | None = None  # written after the number; the call cannot dial it
     number_type: str | None = None  # phonenumbers' type name: mobile, fixed_line, …
+    address_zone: str | None = None  # how the address column(s) changed the zone, if given
 
 
 @dataclass
@@ -80,6 +110,8 @@ class PlanCounts:
     by_timezone: Counter[str] = field(default_factory=Counter)
     # callable rows whose number carries an extension: called on the main number only
     extensions: int = 0
+    # callable rows by what their address did to the number's zone (address columns only)
+    by_address_zone: Counter[str] = field(default_factory=Counter)
 
     def add(self, row: PlannedRow) -> None:
         """Count one planned row."""
@@ -88,6 +120,8 @@ class PlanCounts:
             self.callable += 1
             self.by_country[row.region or "??"] += 1
             self.by_timezone[_zone_label(row.timezones)] += 1
+            if row.address_zone:
+                self.by_address_zone[row.address_zone] += 1
             if row.extension:
                 self.extensions += 1
         elif row.state == "rejected":
@@ -117,10 +151,14 @@ def plan_rows(
     opted_out: Iterable[str] = (),
     workers: int | None = None,
     on_rows: Callable[[int], None] | None = None,
+    memo: PhoneMemo | None = None,
 ) -> PlanResult:
     """Plan every row of the campaign's input (held in memory, in input order)."""
     counts = PlanCounts()
-    rows = list(iter_plan(config, counts, opted_out=opted_out, workers=workers, on_rows=on_rows))
+    planned = iter_plan(
+        config, counts, opted_out=opted_out, workers=workers, on_rows=on_rows, memo=memo
+    )
+    rows = list(planned)
     return PlanResult(rows, counts)
 
 
@@ -132,15 +170,23 @@ def iter_plan(
     workers: int | None = None,
     suppression: Suppression | None = None,
     on_rows: Callable[[int], None] | None = None,
+    memo: PhoneMemo | None = None,
 ) -> Iterator[PlannedRow]:
     """Stream planned rows in input order, counting them into ``counts`` as they go.
 
-    ``suppression`` is the campaign's lists when the caller has read them already.
+    ``suppression`` is the campaign's lists when the caller has read them already; when
+    it reads them itself (a run), it logs each list's entries and matched rows at the end.
     ``on_rows`` is told how many input records have been read so far, every
     ``_CHUNK_ROWS`` (10,000) and once at the end: a big file shows it is being read.
+    ``memo`` holds the numbers earlier runs normalised: only pairs it lacks are
+    normalised, and they are added to it.
+    A campaign with rows that need consent and no way to know it is refused (ConfigError)
+    once every row is read, with their count.
     """
     fmt = detect_input_format(config.input)
     check_columns(config, fmt.header)
+    log_consent_basis(config)
+    read_lists = suppression is None
     if suppression is None:
         suppression = load_suppression(config)
     planner = _Planner(config, fmt, set(opted_out), suppression.numbers)
@@ -154,10 +200,12 @@ def iter_plan(
             if on_rows is not None:
                 on_rows(read)
             chunk = planner.look_up(records)
+            if memo is not None and chunk.misses:
+                planner.recall(chunk, memo)
             misses = chunk.misses
             threshold = _POOL_THRESHOLD if pool is None else _POOL_MIN_BATCH
             if workers > 1 and len(misses) >= threshold:
-                pool = pool or ProcessPoolExecutor(max_workers=workers)
+                pool = pool or _start_pool(workers)
                 for start in range(0, len(misses), _WORKER_BATCH):
                     batch = misses[start : start + _WORKER_BATCH]
                     chunk.futures.append((batch, pool.submit(normalise_batch, batch)))
@@ -167,9 +215,15 @@ def iter_plan(
             # Keep the workers several chunks ahead of the rows being planned here, so
             # they never wait for this process (which is the faster of the two).
             while len(pending) > _CHUNKS_AHEAD:
-                yield from planner.finish(pending.popleft(), counts)
+                yield from planner.finish(pending.popleft(), counts, memo)
         while pending:
-            yield from planner.finish(pending.popleft(), counts)
+            yield from planner.finish(pending.popleft(), counts, memo)
+        if planner.without_basis:
+            raise missing_basis_error(
+                config, sum(planner.without_basis.values()), dict(planner.without_basis)
+            )
+        if read_lists:
+            log_matches(suppression, counts.suppressed)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -185,6 +239,9 @@ class _Chunk:
     results: list[PhoneFields | None]
     misses: list[tuple[str, str | None]]  # distinct pairs this chunk sends to be normalised
     futures: list[_Work] = field(default_factory=list)
+    # pairs known without a worker: recalled from the memo, or normalised here
+    found: dict[tuple[str, str | None], PhoneFields] = field(default_factory=dict)
+    normalised: list[tuple[tuple[str, str | None], PhoneFields]] = field(default_factory=list)
 
 
 class _Planner:
@@ -195,7 +252,7 @@ class _Planner:
         config: CampaignConfig,
         fmt: CsvFormat,
         opted_out: set[str],
-        suppression: dict[str, str],
+        suppression: Mapping[str, str],
     ) -> None:
         header = fmt.header
         self.config = config
@@ -203,6 +260,8 @@ class _Planner:
         self.suppression = suppression
         # (raw, region) → policy-applied fields: each distinct cell is normalised once
         self.phones: dict[tuple[str, str | None], PhoneFields] = {}
+        self.words: dict[str, str] = {}  # reasons, regions, types, states: shared strings
+        self.zone_lists: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.policy = {
             "allow_toll_free": config.input.allow_toll_free,
             "allow_voip": config.input.allow_voip,
@@ -221,6 +280,13 @@ class _Planner:
             columns[column_key(config.input.key_column)] if config.input.key_column else None
         )
         self.variables = [(name, columns[column_key(name)]) for name in config.input.variables]
+        consent_column = config.input.consent_column
+        self.consent_index = columns[column_key(consent_column)] if consent_column else None
+        self.consent_label = fmt.spelling(consent_column) if consent_column else ""
+        self.consent_regions = consent_regions(config)
+        self.attested = config.compliance.consent == "attested"
+        self.without_basis: Counter[str] = Counter()  # rows needing consent, by region
+        self._address_columns(config, fmt, columns)
         self.first_line_of_key: dict[str, int] = {}
         self.first_line_of_number: dict[str, int] = {}
         # region cell → (region to read the phone in, why the cell is unusable)
@@ -286,15 +352,48 @@ class _Planner:
                 misses.append(key)
         return _Chunk(records, phone_keys, results, misses)
 
+    def recall(self, chunk: _Chunk, memo: PhoneMemo) -> None:
+        """Take the chunk's misses that an earlier run normalised from the memo."""
+        recalled = memo.memo_phones(chunk.misses)
+        if not recalled:
+            return
+        for key, value in recalled.items():
+            e164, reason, region, kind, extension, zones, us_state, note = value
+            fields = (e164, reason, region, kind, extension, tuple(zones), us_state, note)
+            chunk.found[key] = self.remember(key, fields)
+            self.in_flight.discard(key)
+        chunk.misses = [key for key in chunk.misses if key not in recalled]
+
     def normalise_here(self, chunk: _Chunk) -> None:
         """Normalise a chunk's misses in this process (small inputs: no pool start-up)."""
         for key in chunk.misses:
+            fields = phone_fields(normalise_number(*key))
+            chunk.normalised.append((key, fields))
+            chunk.found[key] = self.remember(key, fields)
             self.in_flight.discard(key)
         chunk.misses = []
 
     def remember(self, key: tuple[str, str | None], fields: PhoneFields) -> PhoneFields:
         """Cache the campaign-policy version of a normalised number."""
-        fields = apply_policy_fields(fields, **self.policy)
+        e164, reason, region, kind, extension, zones, us_state, note = apply_policy_fields(
+            fields, **self.policy
+        )
+        # Few distinct values: one object each, not one per number (a worker's answers
+        # arrive as fresh copies).
+        words, zone_lists = self.words, self.zone_lists
+        fields = (
+            e164,
+            reason and words.setdefault(reason, reason),
+            region and words.setdefault(region, region),
+            words.setdefault(kind, kind),
+            extension,
+            zone_lists.setdefault(zones, zones),
+            us_state and words.setdefault(us_state, us_state),
+            note,
+        )
+        if len(words) + len(zone_lists) > _MAX_PHONES:
+            words.clear()
+            zone_lists.clear()
         if len(self.phones) >= _MAX_PHONES:
             # Dropping everything is crude but keeps memory bounded with no bookkeeping
             # per hit; CRM duplicates cluster, so the cache refills with what matters.
@@ -309,14 +408,20 @@ class _Planner:
             fields = self.remember(key, phone_fields(normalise_number(*key)))
         return fields
 
-    def finish(self, chunk: _Chunk, counts: PlanCounts) -> Iterator[PlannedRow]:
+    def finish(
+        self, chunk: _Chunk, counts: PlanCounts, memo: PhoneMemo | None = None
+    ) -> Iterator[PlannedRow]:
         """Plan the rows of a chunk whose phones are (being) normalised."""
-        fresh: dict[tuple[str, str | None], PhoneFields] = {}
+        fresh = chunk.found
         remember, in_flight = self.remember, self.in_flight
         for batch, future in chunk.futures:
             for key, sent_back in zip(batch, future.result(), strict=True):
+                chunk.normalised.append((key, sent_back))
                 fresh[key] = remember(key, sent_back)
                 in_flight.discard(key)
+        if memo is not None and chunk.normalised:
+            memo.remember_phones((raw, region, f) for (raw, region), f in chunk.normalised)
+        chunk.normalised = []
         phone, add, plan = self.phone, counts.add, self.plan
         for record, phone_key, fields in zip(
             chunk.records, chunk.phone_keys, chunk.results, strict=True
@@ -346,6 +451,9 @@ class _Planner:
             row_key = key_cell or f"line:{line}"
             return PlannedRow(line, row_key, raw, None, "rejected", reason, variables=variables)
         e164, reason, region, number_type, extension, timezones, us_state, note = phone
+        zone_words = None
+        if self.has_address:
+            timezones, us_state, note, zone_words = self._zone(cells, timezones, us_state, note)
         state: PlanState = "rejected"
         duplicate_of = None
         if e164 is None or reason:
@@ -365,6 +473,8 @@ class _Planner:
                 state, reason = "suppressed", "opted out (state dir opt-out list)"
             elif e164 in self.suppression:
                 state, reason = "suppressed", suppression_reason(self.suppression[e164])
+            elif region in self.consent_regions and (reason := self._consent(cells, region)):
+                pass  # rejected before dedupe: another row of the number may record consent
             else:
                 first = self.first_line_of_number.get(e164)
                 if self.key_index is not None:  # the key's first line wins over the number's
@@ -392,7 +502,54 @@ class _Planner:
             note,
             extension,
             number_type,
+            zone_words,
         )
+
+    def _consent(self, cells: tuple[str, ...], region: str) -> str | None:
+        """Why a row whose number needs consent may not be called, if so."""
+        if self.consent_index is not None:
+            return consent_problem(cells[self.consent_index], self.consent_label, self.now.date())
+        if not self.attested:
+            self.without_basis[region] += 1  # the plan is refused once every row is read
+        return None
+
+    def _address_columns(
+        self, config: CampaignConfig, fmt: CsvFormat, columns: dict[str, int]
+    ) -> None:
+        """Where the recipient's address columns are, if the campaign names any."""
+        state, postal = config.input.state_column, config.input.postal_code_column
+        self.has_address = bool(state or postal)
+        self.address_indexes = tuple(
+            None if name is None else columns[column_key(name)] for name in (state, postal)
+        )
+        self.address_labels = (fmt.spelling(state or ""), fmt.spelling(postal or ""))
+        # (number's timezones, number's state, state cell, postal cell) → the row's zone
+        self.address_zones: dict[_ZoneKey, tuple[tuple[str, ...], str | None, str | None, str]] = {}
+
+    def _zone(
+        self,
+        cells: tuple[str, ...],
+        timezones: tuple[str, ...],
+        us_state: str | None,
+        note: str | None,
+    ) -> tuple[tuple[str, ...], str | None, str | None, str]:
+        """The row's zone, note and what its address did (see planning/address.py)."""
+        state_index, postal_index = self.address_indexes
+        cell_key = (
+            "" if state_index is None else cells[state_index],
+            "" if postal_index is None else cells[postal_index],
+        )
+        found = self.address_zones.get((timezones, us_state, *cell_key))
+        if found is None:
+            if len(self.address_zones) >= _MAX_REGION_CELLS:
+                self.address_zones.clear()  # bounded memory whatever the columns hold
+            address = address_zone(*cell_key, self.address_labels)
+            zones, states, zone_note = recipient_zone(timezones, us_state, address)
+            effect = address_effect(address, (timezones, us_state), (zones, states))
+            found = (zones, states, zone_note, effect)
+            self.address_zones[(timezones, us_state, *cell_key)] = found
+        zones, states, zone_note, effect = found
+        return zones, states, "; ".join(filter(None, (note, zone_note))) or None, effect
 
     def _window_problem(self, timezones: tuple[str, ...], us_state: str | None) -> str | None:
         """Why a number can never be called under the calling hours, if so (memoised)."""
@@ -402,6 +559,24 @@ class _Planner:
             problem = f"calling hours never overlap across its {len(timezones)} timezones"
         self.window_problems[(timezones, us_state)] = problem
         return problem
+
+
+def _start_pool(workers: int) -> Executor:
+    """A pool of ``workers`` processes, forked from this one while it runs no other thread
+    (the CLI: quick, and the workers share its pages); else forked from a fresh server
+    process with the normaliser loaded (``campaign.run_async`` inside a host's threads: a
+    fork copies their locks in whatever state they are). A forkserver child imports the
+    host's main module again, as every spawned process does: a host script must keep its
+    work under ``if __name__ == "__main__":``."""
+    methods = multiprocessing.get_all_start_methods()
+    if threading.active_count() == 1 and "fork" in methods:
+        method = "fork"
+    else:
+        method = "forkserver" if "forkserver" in methods else "spawn"
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(["campaign.phones.normalise"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
 
 def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:

@@ -83,9 +83,13 @@ def check_reject_share(config: CampaignConfig, rows: Iterable[RowIn]) -> RejectS
         total += 1
         if row.plan_state == "rejected":
             reasons[row.reason or "rejected"] += 1
-    found = reject_share(reasons, total)
+    return check_share(config, reject_share(reasons, total))
+
+
+def check_share(config: CampaignConfig, found: RejectShare) -> RejectShare:
+    """``check_reject_share`` of a share already counted (a plan's ``PlanCounts``)."""
     limit = config.input.max_reject_share
-    if limit is not None and total and found.share > limit:
+    if limit is not None and found.rows and found.share > limit:
         raise InputError(
             f"{found.sentence()}, over input.max_reject_share {limit:g} of "
             f"{config.source_path}; nothing was called — fix the input or raise the limit",

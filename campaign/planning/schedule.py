@@ -43,38 +43,60 @@ def next_due(
     rerun at once, not wait for the next retry. With ``tried_now``, every row that could
     go at ``now`` was offered and left out (batches mode: no batch could dial it in time),
     so it is due when its next window opens.
+
+    Rows are looked at per calling window (``Store.waiting_groups``: a group's pending
+    rows, and its soonest retry), so the cost is that of the groups, not of the list;
+    ``window_for`` must depend on a row's timezones and US state alone, as
+    ``WindowBook.window_for`` does. Of two rows due at the same moment, the smaller line
+    gives the reason.
     """
-    soonest: float | None = None
-    reason: str | None = None
-    unsent = {a.row_key for a in store.attempts("sending")}
-    for row in store.rows(include_vanished=False):
-        if row.progress == "retry_scheduled" and row.next_due is not None:
-            start, why = max(row.next_due, now), "retry"
-        elif row.progress == "pending" or (row.progress == "in_flight" and row.row_key in unsent):
-            start, why = now, "calling window opens"
-        else:
-            continue
-        window = window_for(row)
-        due: float | None
-        if not _open(window, start, margin_s):
-            due = _next_open(window, start, margin_s)
-        elif start > now:
-            due = start
-        elif tried_now:
-            due = _after_this_window(window, start)
-            if due is not None and due <= now:  # a window that never closes
-                why = DUE_NOW
-        else:
-            due, why = now, DUE_NOW
-        if due is None:
-            if why != "retry":
-                continue
-            due = start  # a window that never opens again: say when the retry fell due
-        if soonest is None or due < soonest:
-            soonest, reason = due, why
-            if why == DUE_NOW:
-                break  # nothing is due sooner than now
-    return soonest, reason
+    best: tuple[float, int, str] | None = None
+
+    def consider(window: CallingWindowLike, start: float, why: str, line: int) -> None:
+        nonlocal best
+        due = _due(window, start, why, now, margin_s=margin_s, tried_now=tried_now)
+        if due is not None and (best is None or (due[0], line) < best[:2]):
+            best = (due[0], line, due[1])
+
+    for attempt in store.attempts("sending"):
+        row = store.row(attempt.row_key)
+        if row.progress == "in_flight" and not row.vanished:
+            consider(window_for(row), now, "calling window opens", row.line)
+    for group in store.waiting_groups():
+        window = window_for(group.row)
+        if group.first_pending_line is not None:
+            consider(window, now, "calling window opens", group.first_pending_line)
+        if group.retry_due is not None and group.retry_line is not None:
+            consider(window, max(group.retry_due, now), "retry", group.retry_line)
+    return (None, None) if best is None else (best[0], best[2])
+
+
+def _due(
+    window: CallingWindowLike,
+    start: float,
+    why: str,
+    now: float,
+    *,
+    margin_s: float,
+    tried_now: bool,
+) -> tuple[float, str] | None:
+    """When a row that may go from ``start`` on can be called, and why; None: never."""
+    due: float | None
+    if not _open(window, start, margin_s):
+        due = _next_open(window, start, margin_s)
+    elif start > now:
+        due = start
+    elif tried_now:
+        due = _after_this_window(window, start)
+        if due is not None and due <= now:  # a window that never closes
+            why = DUE_NOW
+    else:
+        due, why = now, DUE_NOW
+    if due is None:
+        if why != "retry":
+            return None
+        due = start  # a window that never opens again: say when the retry fell due
+    return due, why
 
 
 def _open(window: CallingWindowLike, at: float, margin_s: float) -> bool:

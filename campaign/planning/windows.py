@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from campaign.clock import utc
 from campaign.config.model import CallingHours, CampaignConfig
 from campaign.planning.hours import CallingWindow, calling_window
 from campaign.store.checkpoint import RowIn, StoredRow
+
+if TYPE_CHECKING:
+    from campaign.planning.plan import PhoneMemo, PlanCounts
 
 Hours = CallingHours | Literal["unrestricted"] | None
 
@@ -72,46 +76,61 @@ def planned_rows(
     opted_out: Sequence[str],
     *,
     on_rows: Callable[[int], None] | None = None,
+    memo: PhoneMemo | None = None,
 ) -> list[RowIn]:
     """Plan the input and shape it for the checkpoint (non-callable rows get a line id).
 
-    ``on_rows`` is told how many input records have been read, every 10,000.
+    ``on_rows`` is told how many input records have been read, every 10,000. ``memo``
+    holds the numbers earlier runs normalised (the checkpoint): only new ones are.
+    A run streams the plan into the checkpoint instead (``planned_stream``, then
+    ``Store.stage_rows`` and ``Store.sync_staged``, which give the same ids).
     """
-    from campaign.planning.plan import plan_rows
+    from campaign.planning.plan import PlanCounts
 
-    result = plan_rows(config, opted_out=opted_out, on_rows=on_rows)
+    rows = list(planned_stream(config, opted_out, PlanCounts(), on_rows=on_rows, memo=memo))
     # A key identifies one person's row in the checkpoint. Callable rows own their key;
     # otherwise the first row carrying it does (so a row called yesterday and suppressed
     # today keeps its history); later rows sharing a key (duplicates, rejects) are
     # stored under their line so they never collide with it.
-    taken = {planned.row_key for planned in result.rows if planned.state == "callable"}
-    rows = []
-    for planned in result.rows:
-        row_id = planned.row_key
-        if planned.state != "callable":
-            if row_id in taken:
-                row_id = f"line:{planned.line}:{planned.row_key}"
-            taken.add(planned.row_key)
-        rows.append(
-            RowIn(
-                line=planned.line,
-                row_key=row_id,
-                label=planned.row_key,
-                raw_phone=planned.raw_phone,
-                e164=planned.e164,
-                plan_state=planned.state,
-                reason=planned.reason,
-                variables=dict(planned.variables),
-                timezones=list(planned.timezones),
-                us_state=planned.us_state,
-                region=planned.region,
-                duplicate_of=None if planned.duplicate_of is None else str(planned.duplicate_of),
-                extension=planned.extension,
-                note=planned.note,
-                number_type=planned.number_type,
-            )
-        )
+    taken = {row.row_key for row in rows if row.plan_state == "callable"}
+    for index, row in enumerate(rows):
+        if row.plan_state != "callable":
+            if row.row_key in taken:
+                rows[index] = replace(row, row_key=f"line:{row.line}:{row.row_key}")
+            taken.add(row.row_key)
     return rows
+
+
+def planned_stream(
+    config: CampaignConfig,
+    opted_out: Iterable[str],
+    counts: PlanCounts,
+    *,
+    on_rows: Callable[[int], None] | None = None,
+    memo: PhoneMemo | None = None,
+) -> Iterator[RowIn]:
+    """The plan's rows shaped for the checkpoint, in file order, one at a time, each under
+    the key the plan gave it (``label``); counted into ``counts`` as they go."""
+    from campaign.planning.plan import iter_plan
+
+    for planned in iter_plan(config, counts, opted_out=opted_out, on_rows=on_rows, memo=memo):
+        yield RowIn(
+            line=planned.line,
+            row_key=planned.row_key,
+            label=planned.row_key,
+            raw_phone=planned.raw_phone,
+            e164=planned.e164,
+            plan_state=planned.state,
+            reason=planned.reason,
+            variables=dict(planned.variables),
+            timezones=list(planned.timezones),
+            us_state=planned.us_state,
+            region=planned.region,
+            duplicate_of=None if planned.duplicate_of is None else str(planned.duplicate_of),
+            extension=planned.extension,
+            note=planned.note,
+            number_type=planned.number_type,
+        )
 
 
 def calling_hours_text(hours: Hours) -> str:
@@ -119,7 +138,8 @@ def calling_hours_text(hours: Hours) -> str:
     if hours == "unrestricted":
         return "unrestricted"
     if hours is None:
-        return "default: 08:00-21:00 recipient-local, narrowed by US state rules"
+        return "default: 08:00-21:00 recipient-local, narrowed by US state rules and holidays"
     names = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
     days = ",".join(names[d] for d in sorted(hours.days))
-    return f"{hours.start:%H:%M}-{hours.end:%H:%M} recipient-local on {days} (state rules apply)"
+    window = f"{hours.start:%H:%M}-{hours.end:%H:%M} recipient-local on {days}"
+    return f"{window} (state rules and holidays apply)"

@@ -17,17 +17,20 @@ import os
 import re
 import secrets
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TextIO, get_args
 
 from campaign.errors import OutputError
 from campaign.reporting.analysis import when_to_call
 from campaign.reporting.html import render_report
-from campaign.reporting.tables import report_tables
+from campaign.reporting.tables import _CALLED_STATES as CALLED_STATES
+from campaign.reporting.tables import MAX_CALLBACKS, callbacks, report_tables
+from campaign.reporting.tables import _aware as aware
+from campaign.reporting.tables import _iso as iso_moment
 
 State = Literal[
     "done", "rejected", "suppressed", "duplicate", "pending", "retry_scheduled", "failed"
@@ -122,6 +125,7 @@ class RunFacts:
     input_path: str
     runs: tuple[RunRecord, ...] = ()  # every run so far, oldest first (this one included)
     cost_estimate: Decimal | None = None  # per call, from the campaign file
+    compliance: Mapping[str, Any] | None = None  # campaign.reporting.compliance's section
 
 
 @dataclass(frozen=True)
@@ -172,12 +176,23 @@ def results_header(facts: RunFacts) -> list[str]:
     return fixed + [v if v not in fixed else f"var_{v}" for v in facts.variables]
 
 
-def render_results_csv(rows: Iterable[RowResult], facts: RunFacts) -> str:
-    """results.csv as text: one line per input row in input order, spreadsheet-safe."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([spreadsheet_safe(name) for name in results_header(facts)])
-    for row in sorted(rows, key=lambda r: r.line):
+def results_header_row(facts: RunFacts) -> list[str]:
+    """results.csv's header line as written (spreadsheet-safe)."""
+    return [spreadsheet_safe(name) for name in results_header(facts)]
+
+
+def results_csv_writer(handle: TextIO) -> Any:
+    """The ``csv.writer`` results.csv is written with."""
+    return csv.writer(handle, lineterminator="\n")
+
+
+def _results_writer(handle: TextIO, facts: RunFacts) -> Callable[[RowResult], None]:
+    """Writes results.csv's header to ``handle``; returns what writes one row after it."""
+    writer = results_csv_writer(handle)
+    writer.writerow(results_header_row(facts))
+    variables = facts.variables
+
+    def write(row: RowResult) -> None:
         cells = [
             str(row.line),
             spreadsheet_safe(row.row_key),
@@ -193,8 +208,18 @@ def render_results_csv(rows: Iterable[RowResult], facts: RunFacts) -> str:
             spreadsheet_safe(_cell(row.reason)),
             spreadsheet_safe(_cell(row.note)),
         ]
-        cells += [spreadsheet_safe(row.variables.get(name, "")) for name in facts.variables]
+        cells += [spreadsheet_safe(row.variables.get(name, "")) for name in variables]
         writer.writerow(cells)
+
+    return write
+
+
+def render_results_csv(rows: Iterable[RowResult], facts: RunFacts) -> str:
+    """results.csv as text: one line per input row in input order, spreadsheet-safe."""
+    buffer = io.StringIO()
+    write = _results_writer(buffer, facts)
+    for row in sorted(rows, key=lambda r: r.line):
+        write(row)
     return buffer.getvalue()
 
 
@@ -202,6 +227,11 @@ def _counts(values: Iterable[str | None]) -> dict[str, int]:
     """Counts of non-empty values, largest first, ties by name (stable output)."""
     counter = Counter(v for v in values if v)
     return dict(sorted(counter.items(), key=lambda item: (-item[1], item[0])))
+
+
+def _ordered(counter: Counter[str]) -> dict[str, int]:
+    """A counter's non-empty keys, largest first, ties by name (as ``_counts``)."""
+    return dict(sorted(((k, n) for k, n in counter.items() if k), key=lambda i: (-i[1], i[0])))
 
 
 def _not_called_reason(row: RowResult) -> str:
@@ -230,61 +260,178 @@ def _cost(calls: list[CallRecord]) -> dict[str, Any]:
     }
 
 
-def _funnel(rows: list[RowResult]) -> dict[str, int]:
-    # From rows only, so that a reader can recount every figure from results.csv;
-    # "completed" ends a row (never retried), so the last status tells if it was answered.
-    counted = [r for r in rows if r.state != "duplicate"]
-    return {
-        "rows": len(rows),
-        "valid": sum(1 for r in rows if r.state != "rejected"),
-        "callable": sum(1 for r in rows if r.state not in ("rejected", "suppressed", "duplicate")),
-        "called": sum(1 for r in counted if r.attempts > 0),
-        "answered": sum(1 for r in counted if r.attempts > 0 and r.last_status == "completed"),
-        "goal_achieved": sum(1 for r in counted if r.goal_achieved is True),
-    }
+class RowTally:
+    """Every figure of summary.json that comes from the rows, added up one row at a time,
+    so that the outputs of a million rows never hold them all (``build_summary`` and
+    ``tables.report_tables`` give the same figures from a list)."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.by_state: Counter[State] = Counter()
+        self.by_last_status: Counter[str] = Counter()
+        self.by_outcome: Counter[str] = Counter()
+        self.rejects: Counter[str] = Counter()
+        self.attempts_total = 0
+        self.funnel = dict.fromkeys(
+            ("rows", "valid", "callable", "called", "answered", "goal_achieved"), 0
+        )
+        self.countries: dict[str, Counter[str]] = {}
+        self.callbacks: list[RowResult] = []
+        self.callbacks_count = 0
+        self.retries_waiting = 0
+        self.retries_next: datetime | None = None
+        self.retries_by_hour: Counter[str] = Counter()
+        self.attempts_per_row: Counter[int] = Counter()
+        self.with_extension = 0
+
+    def add(self, row: RowResult) -> None:
+        """Count one row."""
+        state = row.state
+        blocked = state in ("rejected", "suppressed", "duplicate")
+        self.count(
+            state, row.last_status, row.outcome, row.goal_achieved is True, row.region,
+            row.attempts, _not_called_reason(row) if blocked else None, bool(row.extension),
+        )  # fmt: skip
+        if row.outcome == "callback_requested":
+            self.add_callback(row)
+        if state == "retry_scheduled":
+            self.add_retry(row.next_due)
+
+    def count(
+        self,
+        state: State,
+        last_status: str | None,
+        outcome: str | None,
+        goal_achieved: bool,
+        region: str | None,
+        attempts: int,
+        not_called_reason: str | None,
+        with_extension: bool,
+        n: int = 1,
+    ) -> None:
+        """Count ``n`` rows alike in what the summary counts (``add`` counts one row; a
+        row's callback and retry are added by ``add_callback`` and ``add_retry``)."""
+        self.rows += n
+        self.by_state[state] += n
+        if last_status:
+            self.by_last_status[last_status] += n
+        if outcome:
+            self.by_outcome[outcome] += n
+        if not_called_reason is not None:
+            self.rejects[not_called_reason] += n
+        self.attempts_total += attempts * n
+        funnel = self.funnel
+        funnel["rows"] += n
+        funnel["valid"] += n * (state != "rejected")
+        funnel["callable"] += n * (state not in ("rejected", "suppressed", "duplicate"))
+        country = self.countries.setdefault(region or "unknown", Counter())
+        country["rows"] += n
+        if state in CALLED_STATES:
+            country["callable"] += n
+            self.attempts_per_row[attempts] += n
+        if state != "duplicate":
+            called = attempts > 0
+            funnel["called"] += n * called
+            funnel["answered"] += n * (called and last_status == "completed")
+            funnel["goal_achieved"] += n * goal_achieved
+            if called:
+                country["called"] += n
+                country["answered"] += n * (last_status == "completed")
+                country["goal_achieved"] += n * goal_achieved
+        self.with_extension += n * with_extension
+
+    def add_callback(self, row: RowResult) -> None:
+        """Count a row whose last call ended with a callback request (the first
+        ``MAX_CALLBACKS`` are listed)."""
+        self.callbacks_count += 1
+        if len(self.callbacks) < MAX_CALLBACKS:
+            self.callbacks.append(row)
+
+    def wants_callback_rows(self) -> bool:
+        """Whether ``add_callback`` would still list a row (else only count it)."""
+        return len(self.callbacks) < MAX_CALLBACKS
+
+    def add_retry(self, next_due: datetime | None) -> None:
+        """Count a retry_scheduled row due at ``next_due``."""
+        self.retries_waiting += 1
+        if next_due:
+            moment = aware(next_due)
+            self.retries_by_hour[moment.strftime("%Y-%m-%dT%H:00:00Z")] += 1
+            if self.retries_next is None or moment < self.retries_next:
+                self.retries_next = moment
+
+    def row_tables(self) -> dict[str, Any]:
+        """The row-based keys of ``report_tables``, as it computes them."""
+        keys = ("rows", "callable", "called", "answered", "goal_achieved")
+        ordered = sorted(self.countries.items(), key=lambda item: (-item[1]["rows"], item[0]))
+        counter = self.attempts_per_row
+        return {
+            "by_country": {c: {k: counts[k] for k in keys} for c, counts in ordered},
+            "callbacks": {**callbacks(self.callbacks), "count": self.callbacks_count},
+            "retries_due": {
+                "rows": self.retries_waiting,
+                "next": iso_moment(self.retries_next),
+                "by_hour": dict(sorted(self.retries_by_hour.items())),
+            },
+            "attempts_per_row": {str(n): counter[n] for n in range(max(counter, default=-1) + 1)},
+            "rows_with_extension": self.with_extension,
+        }
+
+    def summary(self, calls: Sequence[CallRecord], facts: RunFacts) -> dict[str, Any]:
+        """The content of summary.json."""
+        by_state = {state: 0 for state in STATES}
+        by_state.update(self.by_state)
+        cost = _cost(list(calls))
+        tables = report_tables([], calls, facts, cost["amount"])
+        tables.update(self.row_tables())  # same keys, same order
+        return {
+            "schema_version": SUMMARY_SCHEMA_VERSION,
+            "campaign": facts.campaign,
+            "mode": facts.mode,
+            "dry_run": facts.dry_run,
+            "finished": facts.finished,
+            "started_at": rfc3339(facts.started_at),
+            "ended_at": rfc3339(facts.ended_at),
+            "next_due": rfc3339(facts.next_due),
+            "next_due_reason": facts.next_due_reason,
+            "calling_hours": facts.calling_hours,
+            "input_path": facts.input_path,
+            "rows_total": self.rows,
+            "by_state": by_state,
+            "by_last_status": _ordered(self.by_last_status),
+            "by_outcome": _ordered(self.by_outcome),
+            "rejects_by_reason": _ordered(self.rejects),
+            "attempts_total": self.attempts_total,
+            "calls_placed": facts.calls_placed,
+            "requests_spent": facts.requests_spent,
+            "calls_by_status": _counts(c.status or "unknown" for c in calls),
+            "talk_time_s": sum(c.duration_s or 0 for c in calls),
+            "cost": cost,
+            "funnel": dict(self.funnel),
+            **tables,
+            "when_to_call": when_to_call(list(calls)),
+            **({"compliance": dict(facts.compliance)} if facts.compliance is not None else {}),
+        }
 
 
 def build_summary(
     rows: Iterable[RowResult], calls: Iterable[CallRecord], facts: RunFacts
 ) -> dict[str, Any]:
     """The content of summary.json (stable keys, documented in the README)."""
-    row_list = list(rows)
-    call_list = list(calls)
-    by_state = {state: 0 for state in STATES}
-    by_state.update(Counter(r.state for r in row_list))
-    not_called = [r for r in row_list if r.state in ("rejected", "suppressed", "duplicate")]
-    cost = _cost(call_list)
-    return {
-        "schema_version": SUMMARY_SCHEMA_VERSION,
-        "campaign": facts.campaign,
-        "mode": facts.mode,
-        "dry_run": facts.dry_run,
-        "finished": facts.finished,
-        "started_at": rfc3339(facts.started_at),
-        "ended_at": rfc3339(facts.ended_at),
-        "next_due": rfc3339(facts.next_due),
-        "next_due_reason": facts.next_due_reason,
-        "calling_hours": facts.calling_hours,
-        "input_path": facts.input_path,
-        "rows_total": len(row_list),
-        "by_state": by_state,
-        "by_last_status": _counts(r.last_status for r in row_list),
-        "by_outcome": _counts(r.outcome for r in row_list),
-        "rejects_by_reason": _counts(_not_called_reason(r) for r in not_called),
-        "attempts_total": sum(r.attempts for r in row_list),
-        "calls_placed": facts.calls_placed,
-        "requests_spent": facts.requests_spent,
-        "calls_by_status": _counts(c.status or "unknown" for c in call_list),
-        "talk_time_s": sum(c.duration_s or 0 for c in call_list),
-        "cost": cost,
-        "funnel": _funnel(row_list),
-        **report_tables(row_list, call_list, facts, cost["amount"]),
-        "when_to_call": when_to_call(call_list),
-    }
+    tally = RowTally()
+    for row in rows:
+        tally.add(row)
+    return tally.summary(list(calls), facts)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` (mode 0600) so readers see the old file or the new one."""
+    atomic_write(path, lambda handle: handle.write(text))
+
+
+def atomic_write(path: Path, write: Callable[[TextIO], object]) -> None:
+    """Write ``path`` (mode 0600) as ``write`` fills it, so readers see the old file or
+    the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # The outputs hold phone numbers, like the checkpoint and the log: private whatever
     # the umask (share a report on purpose). The temp file is born 0600 in the same
@@ -295,7 +442,7 @@ def atomic_write_text(path: Path, text: str) -> None:
         fd = os.open(tmp, flags, 0o600)
         with open(fd, "w", encoding="utf-8", newline="") as handle:
             os.fchmod(fd, 0o600)  # a umask cannot widen it, but one like 0o277 narrows it
-            handle.write(text)
+            write(handle)
             handle.flush()
             os.fsync(fd)
         os.replace(tmp, path)
@@ -320,28 +467,58 @@ def summary_json_text(summary: Mapping[str, Any]) -> str:
 
 
 def write_outputs(
-    output_dir: Path, rows: Iterable[RowResult], calls: Iterable[CallRecord], facts: RunFacts
+    output_dir: Path,
+    rows: Iterable[RowResult],
+    calls: Iterable[CallRecord],
+    facts: RunFacts,
+    *,
+    rows_in_order: bool = False,
 ) -> OutputPaths:
-    """Write results.csv, summary.json and report.html into ``output_dir``."""
-    row_list = sorted(rows, key=lambda r: r.line)
+    """Write results.csv, summary.json and report.html into ``output_dir``.
+
+    With ``rows_in_order`` (rows come in line order, say from a checkpoint cursor) the
+    rows are read once, each written to results.csv and counted for the summary as it
+    comes, and never held together.
+    """
+    ordered = rows if rows_in_order else sorted(rows, key=lambda r: r.line)
+
+    def write_results(handle: TextIO, tally: RowTally) -> None:
+        write = _results_writer(handle, facts)
+        for row in ordered:
+            write(row)
+            tally.add(row)
+
+    return write_outputs_with(output_dir, write_results, calls, facts)
+
+
+def write_outputs_with(
+    output_dir: Path,
+    write_results: Callable[[TextIO, RowTally], None],
+    calls: Iterable[CallRecord],
+    facts: RunFacts,
+) -> OutputPaths:
+    """``write_outputs`` with results.csv written by ``write_results``, which also counts
+    every row it writes into the tally it is given (the summary's row figures)."""
     call_list = sorted(calls, key=lambda c: (c.placed_at, c.row_key, c.attempt))
-    summary = build_summary(row_list, call_list, facts)
     paths = OutputPaths(
         results_csv=output_dir / "results.csv",
         summary_json=output_dir / "summary.json",
         report_html=output_dir / "report.html",
     )
-    for target, text in (
-        (paths.results_csv, render_results_csv(row_list, facts)),
-        (paths.summary_json, summary_json_text(summary)),
-        (paths.report_html, render_report(summary, call_list)),
-    ):
-        try:
-            atomic_write_text(target, text)
-        except OSError as exc:
-            raise OutputError(
-                f"{target}: the output cannot be written ({exc.strerror or exc}); the "
-                "checkpoint is intact — fix the cause (a full disk, the folder's "
-                "permissions), then run `campaign report FILE` to write the outputs again"
-            ) from exc
+    tally = RowTally()
+    _write_output(paths.results_csv, lambda handle: write_results(handle, tally))
+    summary = tally.summary(call_list, facts)
+    _write_output(paths.summary_json, lambda h: h.write(summary_json_text(summary)))
+    _write_output(paths.report_html, lambda h: h.write(render_report(summary, call_list)))
     return paths
+
+
+def _write_output(target: Path, write: Callable[[TextIO], object]) -> None:
+    try:
+        atomic_write(target, write)
+    except OSError as exc:
+        raise OutputError(
+            f"{target}: the output cannot be written ({exc.strerror or exc}); the "
+            "checkpoint is intact — fix the cause (a full disk, the folder's "
+            "permissions), then run `campaign report FILE` to write the outputs again"
+        ) from exc

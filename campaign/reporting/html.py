@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from campaign.reporting.charts import Bar, bar_list, calls_over_time_chart, legend
+from campaign.reporting.compliance import compliance_card
 from campaign.reporting.labels import TONE_COLOURS
 from campaign.reporting.sections import (
     attempts_bars,
@@ -275,6 +276,7 @@ def render_report(summary: Mapping[str, Any], calls: Sequence[CallRecord]) -> st
         + _card("Retries due", retries_table(summary))
         + _when_to_call(summary)
         + _card("Rows not called, by reason", _not_called(summary) + _extensions(summary))
+        + compliance_card(summary)
         + '<div class="grid">'
         + _card("Rows by state", state_table(summary))
         + _card("Cost", cost_table(summary))

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 
 from campaign.clock import utc
 from campaign.reporting.files import CallRecord, RowResult, RunRecord, State
-from campaign.store.checkpoint import Attempt, Store, StoredRow
+from campaign.store.checkpoint import RowProgress, Store, StoredRow
+from campaign.store.models import ResultRow
+from campaign.store.queue import probe_row
 
 _STATE_OF_PROGRESS: dict[str, State] = {
     "pending": "pending",
@@ -30,54 +34,63 @@ PendingReason = Callable[[StoredRow], str | None]
 
 def row_state(row: StoredRow) -> State:
     """The results.csv state of a row."""
-    if row.progress == "blocked":
-        return _BLOCKED.get(row.plan_state, "rejected")
-    return _STATE_OF_PROGRESS[row.progress]
+    return state_of(row.progress, row.plan_state)
 
 
 def row_results(store: Store, pending_reason: PendingReason | None = None) -> list[RowResult]:
     """Every row of the current input, in input order, with its last attempt's facts."""
-    last: dict[str, Attempt] = {}
-    for attempt in store.attempts():
-        if attempt.state == "void" and attempt.row_key in last:
-            continue
-        last[attempt.row_key] = attempt
-    results = []
-    for row in store.rows(include_vanished=False):
-        found = last.get(row.row_key)
-        state = row_state(row)
-        reason = row.reason
+    return list(iter_row_results(store, pending_reason))
+
+
+def iter_row_results(
+    store: Store, pending_reason: PendingReason | None = None
+) -> Iterator[RowResult]:
+    """``row_results`` one row at a time, from a checkpoint cursor (never a list).
+
+    ``pending_reason`` is asked once per calling window group and progress (it may read
+    a row's progress, timezones and US state only, as ``WindowBook.pending_reason`` does).
+    """
+    reasons: dict[tuple[str, str], str | None] = {}
+    for r in store.result_rows():
+        state = state_of(r.progress, r.plan_state)
+        reason = r.reason
         if state == "pending" and pending_reason is not None:
-            reason = pending_reason(row) or reason
-        results.append(
-            RowResult(
-                line=row.line,
-                row_key=row.label,
-                raw_phone=row.raw_phone,
-                e164=row.e164,
-                state=state,
-                attempts=row.attempts_used,
-                last_call_id=found.call_id if found else None,
-                last_status=found.status if found else None,
-                outcome=found.outcome if found else None,
-                goal_achieved=found.goal_achieved if found else None,
-                reason=reason,
-                variables={k: "" if v is None else str(v) for k, v in row.variables.items()},
-                region=row.region,
-                extension=row.extension,
-                note=row.note,
-                next_due=None if row.next_due is None else utc(row.next_due),
-                last_called_at=_placed_at(found),
-                slot_values=found.slot_values if found else None,
-            )
-        )
-    return results
+            group = (r.window_key, r.progress)
+            if group not in reasons:
+                progress = cast(RowProgress, group[1])
+                reasons[group] = pending_reason(replace(probe_row(group[0]), progress=progress))
+            reason = reasons[group] or reason
+        yield row_result(r, state, reason)
 
 
-def _placed_at(attempt: Attempt | None) -> datetime | None:
-    if attempt is None or attempt.call_id is None:
-        return None
-    return utc(attempt.sent_at or attempt.sending_at)
+def row_result(r: ResultRow, state: State, reason: str | None) -> RowResult:
+    """The ``RowResult`` of one checkpoint row in this state, with this reason."""
+    called = r.sending_at is not None
+    goal = r.goal_achieved
+    return RowResult(
+        line=r.line,
+        row_key=r.label,
+        raw_phone=r.raw_phone or "",
+        e164=r.e164,
+        state=state,
+        attempts=r.attempts_used,
+        last_call_id=r.call_id,
+        last_status=r.status,
+        outcome=r.outcome,
+        goal_achieved=None if goal is None else bool(goal),
+        reason=reason,
+        variables={
+            k: "" if v is None else str(v) for k, v in json.loads(r.variables or "{}").items()
+        },
+        region=r.region,
+        extension=r.extension,
+        note=r.note,
+        next_due=None if r.next_due is None else utc(r.next_due),
+        last_called_at=(
+            None if r.call_id is None or r.sending_at is None else utc(r.sent_at or r.sending_at)
+        ),
+        slot_values=None if not called or r.slot_values is None else json.loads(r.slot_values),
+    )
 
 
 def run_records(store: Store) -> tuple[RunRecord, ...]:
@@ -130,22 +143,38 @@ def _decimal(value: str | None) -> Decimal | None:
         return None
 
 
+def state_of(progress: str, plan_state: str) -> State:
+    """The results.csv state of a row in this progress and plan state."""
+    if progress == "blocked":
+        return _BLOCKED.get(plan_state, "rejected")
+    return _STATE_OF_PROGRESS[progress]
+
+
 def progress_counts(store: Store) -> dict[str, Any]:
-    """Rows by results state, attempts by state, calls in flight: what ``status`` shows."""
-    rows = store.rows(include_vanished=False)
-    attempts = store.attempts()
-    by_state = Counter(row_state(r) for r in rows)
-    due = [r.next_due for r in rows if r.progress == "retry_scheduled" and r.next_due]
+    """Rows by results state, attempts by state, calls in flight: what ``status`` shows.
+
+    Counted by SQL (GROUP BY), never by loading the rows.
+    """
+    by_state: Counter[str] = Counter()
+    total = vanished = 0
+    for progress, plan_state, gone, n in store.row_counts():
+        if gone:
+            vanished += n
+            continue
+        total += n
+        by_state[state_of(progress, plan_state)] += n
+    attempts = store.attempt_counts()
+    by_attempt = {state: n for state, n, _ in attempts}
     return {
-        "rows_total": len(rows),
-        "rows_vanished": sum(1 for r in store.rows() if r.vanished),
+        "rows_total": total,
+        "rows_vanished": vanished,
         "by_state": dict(sorted(by_state.items())),
-        "attempts_total": len(attempts),
-        "attempts_by_state": dict(sorted(Counter(a.state for a in attempts).items())),
-        "calls_placed": sum(1 for a in attempts if a.call_id),
-        "calls_in_flight": sum(1 for a in attempts if a.state == "sent"),
-        "unconfirmed_sends": sum(1 for a in attempts if a.state == "sending"),
-        "next_retry_due": None if not due else min(due),
+        "attempts_total": sum(by_attempt.values()),
+        "attempts_by_state": dict(sorted(by_attempt.items())),
+        "calls_placed": sum(called for _, _, called in attempts),
+        "calls_in_flight": by_attempt.get("sent", 0),
+        "unconfirmed_sends": by_attempt.get("sending", 0),
+        "next_retry_due": store.soonest_retry(),
     }
 
 

@@ -14,17 +14,19 @@ gets a new attempt that does not count against ``max_attempts``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from campaign.errors import StateError
 from campaign.store.attempts import AttemptJournal
 from campaign.store.base import check_header, check_structure, checkpoint_error
 from campaign.store.batches import BatchLedger
+from campaign.store.ingest import IngestMemo
 from campaign.store.models import (
     OPEN_ATTEMPT_STATES,
     WAITING_PROGRESS,
@@ -38,6 +40,7 @@ from campaign.store.models import (
     SyncSummary,
     row_from_sql,
 )
+from campaign.store.queue import RowQueue
 from campaign.store.schema import migrations
 
 __all__ = [
@@ -53,7 +56,7 @@ __all__ = [
 ]
 
 
-class Store(AttemptJournal, BatchLedger):
+class Store(AttemptJournal, BatchLedger, RowQueue, IngestMemo):
     """The checkpoint of one campaign."""
 
     @classmethod
@@ -117,6 +120,32 @@ class Store(AttemptJournal, BatchLedger):
             raise
         return store
 
+    @classmethod
+    def reader(cls, path: Path) -> Store:
+        """The checkpoint opened read-only, in place, for ``status`` and ``report``: a
+        big checkpoint is not copied into memory, and a run writing it meanwhile is not
+        disturbed (WAL). A checkpoint of an older schema is read from a migrated in-memory
+        copy (``snapshot``), never migrated on disk by a reader."""
+        try:
+            check_header(path)
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        except OSError as exc:
+            raise StateError(f"{path}: the checkpoint cannot be read ({exc})") from exc
+        except sqlite3.Error as exc:
+            raise checkpoint_error(path, exc) from exc
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version == len(migrations()):
+                check_structure(conn, path)
+                return cls(conn, path)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise checkpoint_error(path, exc) from exc
+            raise
+        conn.close()
+        return cls.snapshot(path)
+
     def close(self) -> None:
         """Close the database connection."""
         self._conn.close()
@@ -162,7 +191,14 @@ class Store(AttemptJournal, BatchLedger):
 
     # --- rows ---------------------------------------------------------------------------
 
-    def sync_rows(self, planned: Sequence[RowIn], now: float) -> SyncSummary:
+    def sync_rows(
+        self,
+        planned: Iterable[RowIn],
+        now: float,
+        *,
+        meta: Mapping[str, str] | None = None,
+        on_rows: Callable[[int], None] | None = None,
+    ) -> SyncSummary:
         """Merge the planned input: new rows join, known rows keep state, gone rows vanish.
 
         Identity across nights is the number as well as the key: a key whose row has
@@ -170,34 +206,89 @@ class Store(AttemptJournal, BatchLedger):
         same label, so its attempts get keys of their own), and a number that another row
         has already called is a ``duplicate`` of that row, whatever key it comes with.
 
-        One transaction: the merge is worked out in memory from what the checkpoint holds,
-        then the rows it changes are written by one bulk upsert, so a crash leaves either
-        last night's rows or tonight's, never a mix.
+        One transaction, worked out a chunk of planned rows at a time: the checkpoint rows
+        a chunk names are read by key and the rows it changes written by one bulk upsert,
+        so memory stays flat whatever the size of the list, and a crash leaves either last
+        night's rows or tonight's, never a mix. ``meta`` (say, the plan's fingerprint) is
+        written in that transaction too; ``on_rows`` is told how many planned rows have
+        been merged, every 100,000 and at the end.
         """
+        zones: dict[tuple[str, ...], str] = {}
+        return self._sync((_planned(row, zones) for row in planned), now, meta, on_rows)
+
+    def stage_rows(self, planned: Iterable[RowIn]) -> int:
+        """Hold tonight's planned rows, in file order, for ``sync_staged`` (a temporary table:
+        on disk, not in memory). Their ``row_key`` is the key the plan gave them; the sync
+        decides which row owns it. Returns how many were staged."""
+        zones: dict[tuple[str, ...], str] = {}
+        columns = ", ".join(_PLANNED)
+        insert = f"INSERT INTO temp.staged({columns}) VALUES ({', '.join('?' * len(_PLANNED))})"
+        count = 0
         with self._tx() as conn:
-            stored = {r[0]: SyncedRow._make(r) for r in conn.execute(_SELECT_SYNCED)}
-            callers: dict[str, tuple[str, int, str]] = {}  # number → the row that called it
-            for phone, row_key, line, label in conn.execute(
-                "SELECT a.phone, r.row_key, r.line, r.label FROM attempts a "
-                "JOIN rows r ON r.row_key = a.row_key WHERE a.phone IS NOT NULL "
-                f"AND a.state IN {_DIALLED} ORDER BY a.sending_at"
-            ):
-                callers.setdefault(str(phone), (str(row_key), int(line), str(label)))
-            touched = {
-                str(r[0])
-                for r in conn.execute(
-                    f"SELECT DISTINCT row_key FROM attempts WHERE state IN {_DIALLED}"
-                )
-            }
-            merged, summary = _merge(planned, stored, callers, touched, now)
-            # Unchanged rows are not rewritten; last_seen alone is set by one UPDATE below.
-            changed = [
-                row for key, row in merged.items() if key not in stored or _moved(row, stored[key])
-            ]
-            self.db.table("rows").upsert_all([SyncedRow._fields, *changed], pk="row_key")
-            # Every row of tonight's file now has vanished = 0, and every other row 1.
-            conn.execute("UPDATE rows SET last_seen = ? WHERE vanished = 0", (now,))
+            conn.execute("DROP TABLE IF EXISTS temp.staged")
+            conn.execute(f"CREATE TEMP TABLE staged (seq INTEGER PRIMARY KEY, {columns})")
+            for chunk in _batched((_planned(row, zones) for row in planned), _SYNC_CHUNK):
+                conn.executemany(insert, chunk)
+                count += len(chunk)
+            conn.execute("CREATE INDEX temp.staged_key ON staged(row_key, plan_state, seq)")
+        return count
+
+    def sync_staged(
+        self,
+        now: float,
+        *,
+        meta: Mapping[str, str] | None = None,
+        on_rows: Callable[[int], None] | None = None,
+    ) -> SyncSummary:
+        """``sync_rows`` of the staged rows, each under the id that is its in the checkpoint.
+
+        A key identifies one person's row. Callable rows own their key; otherwise the
+        first row carrying it does (so a row called yesterday and suppressed today keeps
+        its history); later rows sharing a key (duplicates, rejects) are stored under
+        ``line:<line>:<key>`` so they never collide with it.
+        """
+        try:
+            return self._sync(self._staged(), now, meta, on_rows)
+        finally:
+            with self._tx() as conn:
+                conn.execute("DROP TABLE IF EXISTS temp.staged")
+
+    def _staged(self) -> Iterator[_Planned]:
+        after = 0
+        while True:
+            page = self._conn.execute(_SELECT_STAGED, (after, _SYNC_CHUNK)).fetchall()
+            for row in page:
+                yield tuple(row[1:])
+            if len(page) < _SYNC_CHUNK:
+                return
+            after = page[-1][0]
+
+    def _sync(
+        self,
+        planned: Iterable[_Planned],
+        now: float,
+        meta: Mapping[str, str] | None,
+        on_rows: Callable[[int], None] | None,
+    ) -> SyncSummary:
+        with self._tx() as conn:
+            merger = _Merger(conn, self._upsert_rows, now)
+            count = 0
+            for chunk in _batched(planned, _SYNC_CHUNK):
+                merger.merge(chunk)
+                count += len(chunk)
+                if on_rows is not None and count % _PROGRESS_ROWS < len(chunk):
+                    on_rows(count)
+            if on_rows is not None:
+                on_rows(count)
+            summary = merger.finish()
+            for key, value in (meta or {}).items():
+                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
         return summary
+
+    def _upsert_rows(self, rows: list[SyncedRow]) -> None:
+        # One prepared statement: sqlite-utils' upsert_all spends more time per cell in
+        # Python (about 40 µs a row) than SQLite spends writing it.
+        self._conn.executemany(_UPSERT_SYNCED, rows)
 
     def rows(self, *, include_vanished: bool = True) -> list[StoredRow]:
         """Every row, in input-line order."""
@@ -212,7 +303,10 @@ class Store(AttemptJournal, BatchLedger):
         return row_from_sql(found[0])
 
     def rows_due(self, now: float) -> list[StoredRow]:
-        """Rows that need a new attempt now (pending, or a retry whose time has come)."""
+        """Rows that need a new attempt now (pending, or a retry whose time has come).
+
+        Every one of them, as objects: for tests and small tools. The engine reads them a
+        page at a time (``due_groups``, ``due_rows``)."""
         due = (
             "vanished = 0 AND (progress = 'pending' OR "
             "(progress = 'retry_scheduled' AND next_due <= ?))"
@@ -284,84 +378,212 @@ class Store(AttemptJournal, BatchLedger):
 _DIALLED = "('sending', 'sent', 'ended', 'withheld')"
 
 
+_T = TypeVar("_T")
+_UPSERT_SYNCED = (
+    f"INSERT INTO rows({', '.join(SyncedRow._fields)}) "
+    f"VALUES ({', '.join('?' * len(SyncedRow._fields))}) ON CONFLICT(row_key) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in SyncedRow._fields[1:])
+)
 _SELECT_SYNCED = f"SELECT {', '.join(SyncedRow._fields)} FROM rows"
+_PROGRESS_ROWS = 100_000  # planned rows merged between two progress reports
 # One encoder for every row's variables (json.dumps builds one per call when given options).
 _SORTED_JSON = json.JSONEncoder(sort_keys=True)
 
 
-def _merge(
-    planned: Sequence[RowIn],
-    stored: dict[str, SyncedRow],
-    callers: dict[str, tuple[str, int, str]],
-    touched: set[str],
-    now: float,
-) -> tuple[dict[str, SyncedRow], SyncSummary]:
-    """Every checkpoint row as tonight's file leaves it, by the rules of ``sync_rows``.
+# A planned row as the sync reads it: the first 15 columns of SyncedRow (the row's facts and
+# the plan's state and reason), ``row_key`` being the key the plan gave it.
+_Planned = tuple[Any, ...]
+_PLANNED = SyncedRow._fields[:15]
+_SYNC_CHUNK = 5_000  # planned rows merged at a time
+_KEYS_PER_QUERY = 900  # under SQLite's 999 parameters
+# Tonight's staged rows, a page at a time, each under its checkpoint id (see sync_staged).
+_SELECT_STAGED = f"""
+    SELECT s.seq, CASE
+        WHEN s.plan_state = 'callable' THEN s.row_key
+        WHEN EXISTS (SELECT 1 FROM temp.staged c
+                     WHERE c.row_key = s.row_key AND c.plan_state = 'callable')
+          OR EXISTS (SELECT 1 FROM temp.staged e WHERE e.row_key = s.row_key AND e.seq < s.seq)
+        THEN 'line:' || s.line || ':' || s.row_key
+        ELSE s.row_key END, {", ".join(f"s.{name}" for name in _PLANNED[1:])}
+    FROM temp.staged s WHERE s.seq > ? ORDER BY s.seq LIMIT ?"""
+
+
+def _planned(row: RowIn, zones_json: dict[tuple[str, ...], str]) -> _Planned:
+    zones = tuple(row.timezones)
+    if zones not in zones_json:
+        if len(zones_json) > 10_000:
+            zones_json.clear()
+        zones_json[zones] = json.dumps(row.timezones)
+    return (
+        row.row_key,
+        row.label or row.row_key,
+        row.line,
+        row.raw_phone,
+        row.e164,
+        _SORTED_JSON.encode(row.variables),
+        zones_json[zones],
+        row.us_state,
+        row.region,
+        row.duplicate_of,
+        row.extension,
+        row.note,
+        row.number_type,
+        row.plan_state,
+        row.reason,
+    )
+
+
+def _batched(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+class _Merger:
+    """The rules of ``sync_rows``, applied to one chunk of planned rows after another.
 
     The planned rows are applied in file order, each to what the rows before it left, so a
-    key that comes twice ends as it always has (the later row wins).
+    key that comes twice ends as it always has (the later row wins). Each key's progress
+    and number as the identity rule sees them are those the checkpoint held when the sync
+    met the key first (a row that joins tonight counts as pending until tomorrow): kept in
+    the temporary table ``sync_met``, which also says which rows tonight's file has.
     """
-    merged = dict(stored)
-    # Each key's progress and number as the identity rule sees them: a row that joins
-    # tonight counts as pending until tomorrow.
-    existing = {key: (row.progress, row.e164) for key, row in stored.items()}
-    seen: set[str] = set()
-    zones_json: dict[tuple[str, ...], str] = {}  # a file has few distinct timezone lists
-    new = known = 0
-    for row in planned:
-        row_key = _resolve_key(row, existing, touched)
-        plan_state, reason, duplicate_of = row.plan_state, row.reason, row.duplicate_of
-        caller = callers.get(row.e164 or "")
+
+    def __init__(
+        self, conn: sqlite3.Connection, upsert: Callable[[list[SyncedRow]], None], now: float
+    ) -> None:
+        self.conn, self.upsert, self.now = conn, upsert, now
+        self.callers: dict[str, tuple[str, int, str]] = {}  # number → the row that called it
+        for phone, row_key, line, label in conn.execute(
+            "SELECT a.phone, r.row_key, r.line, r.label FROM attempts a "
+            "JOIN rows r ON r.row_key = a.row_key WHERE a.phone IS NOT NULL "
+            f"AND a.state IN {_DIALLED} ORDER BY a.sending_at"
+        ):
+            self.callers.setdefault(str(phone), (str(row_key), int(line), str(label)))
+        self.touched = {
+            str(r[0])
+            for r in conn.execute(
+                f"SELECT DISTINCT row_key FROM attempts WHERE state IN {_DIALLED}"
+            )
+        }
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS sync_met "
+            "(row_key TEXT PRIMARY KEY, progress TEXT NOT NULL, e164 TEXT) WITHOUT ROWID"
+        )
+        conn.execute("DELETE FROM temp.sync_met")
+        self.new = self.known = 0
+        # The chunk's keys: their rows as the chunk leaves them (None: no such row), as
+        # they were when it began, and what the identity rule sees of the keys met before.
+        self.rows: dict[str, SyncedRow | None] = {}
+        self.start: dict[str, SyncedRow | None] = {}
+        self.first: dict[str, tuple[str, str | None]] = {}
+        self.met: dict[str, tuple[str, str | None]] = {}  # keys met first in this chunk
+
+    def merge(self, chunk: list[_Planned]) -> None:
+        """Apply a chunk of planned rows and write the rows it changed."""
+        self._load({planned[0] for planned in chunk})
+        for planned in chunk:
+            self._apply(planned)
+        # Unchanged rows are not rewritten; last_seen alone is set by one UPDATE at the end.
+        changed = [
+            row
+            for key, row in self.rows.items()
+            if row is not None and ((before := self.start[key]) is None or _moved(row, before))
+        ]
+        if changed:
+            self.upsert(changed)
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO temp.sync_met(row_key, progress, e164) VALUES (?, ?, ?)",
+            [(key, *found) for key, found in self.met.items()],
+        )
+        self.rows, self.start, self.first, self.met = {}, {}, {}, {}
+
+    def finish(self) -> SyncSummary:
+        """Mark the rows tonight's file lacks as vanished; the counts of the sync."""
+        unmet = "row_key NOT IN (SELECT row_key FROM temp.sync_met)"
+        gone = int(self.conn.execute(f"SELECT count(*) FROM rows WHERE {unmet}").fetchone()[0])
+        self.conn.execute(f"UPDATE rows SET vanished = 1 WHERE vanished = 0 AND {unmet}")
+        # Every row of tonight's file now has vanished = 0, and every other row 1.
+        self.conn.execute("UPDATE rows SET last_seen = ? WHERE vanished = 0", (self.now,))
+        self.conn.execute("DELETE FROM temp.sync_met")
+        return SyncSummary(new=self.new, known=self.known, vanished=gone)
+
+    def get(self, key: str) -> tuple[str, str | None] | None:
+        """A key's progress and number as the identity rule sees them; None: no such row."""
+        if key not in self.rows:
+            self._load({key})
+        found = self.met.get(key) or self.first.get(key)
+        if found is not None:
+            return found
+        row = self.rows[key]  # not met tonight: as the checkpoint holds it
+        return None if row is None else (row.progress, row.e164)
+
+    def _load(self, keys: set[str]) -> None:
+        wanted = [key for key in keys if key not in self.rows]
+        for start in range(0, len(wanted), _KEYS_PER_QUERY):
+            batch = wanted[start : start + _KEYS_PER_QUERY]
+            marks = ", ".join("?" * len(batch))
+            for r in self.conn.execute(f"{_SELECT_SYNCED} WHERE row_key IN ({marks})", batch):
+                row = SyncedRow._make(r)
+                self.rows[row.row_key] = self.start[row.row_key] = row
+            for key, progress, e164 in self.conn.execute(
+                f"SELECT row_key, progress, e164 FROM temp.sync_met WHERE row_key IN ({marks})",
+                batch,
+            ):
+                self.first[key] = (progress, e164)
+        for key in wanted:
+            self.rows.setdefault(key, None)
+            self.start.setdefault(key, None)
+
+    def _apply(self, planned: _Planned) -> None:
+        (key, label, line, raw, e164, variables, zones, us_state, region, duplicate_of) = planned[
+            :10
+        ]
+        extension, note, number_type, plan_state, reason = planned[10:]
+        row_key = _resolve_key(key, e164, self.get, self.touched)
+        caller = self.callers.get(e164 or "")
         if (
             plan_state == "callable"
             and caller is not None
             and caller[0] != row_key
-            and row_key not in touched
+            and row_key not in self.touched
         ):
             plan_state = "duplicate"
-            line, label = caller[1], caller[2]
-            reason = f"duplicate of line {line} (key {label}), which already called this number"
-            duplicate_of = str(line)
-        seen.add(row_key)
-        zones = tuple(row.timezones)
-        if zones not in zones_json:
-            zones_json[zones] = json.dumps(row.timezones)
+            reason = (
+                f"duplicate of line {caller[1]} (key {caller[2]}), which already called this number"
+            )
+            duplicate_of = str(caller[1])
         facts = (
-            row.label or row.row_key,
-            row.line,
-            row.raw_phone,
-            row.e164,
-            _SORTED_JSON.encode(row.variables),
-            zones_json[zones],
-            row.us_state,
-            row.region,
-            duplicate_of,
-            row.extension,
-            row.note,
-            row.number_type,
-        )
-        if row_key not in existing:
-            new += 1
-            existing[row_key] = ("pending", row.e164)
+            label, line, raw, e164, variables, zones, us_state, region, duplicate_of,
+            extension, note, number_type,
+        )  # fmt: skip
+        existing = self.get(row_key)
+        now = self.now
+        if existing is None:
+            self.new += 1
+            self.met[row_key] = ("pending", e164)
             progress = "pending" if plan_state == "callable" else "blocked"
-            merged[row_key] = SyncedRow(
+            self.rows[row_key] = SyncedRow(
                 row_key, *facts, plan_state, reason, progress, None, 0, now, now
             )
-            continue
-        known += 1
-        before = merged[row_key]
+            return
+        self.known += 1
+        if row_key not in self.first:
+            self.met.setdefault(row_key, existing)
+        before = self.rows[row_key]
+        assert before is not None  # get() found it
         state = (before.plan_state, before.reason, before.progress, before.next_due)
         # Rows waiting for a call follow today's plan (the number may have opted out or
         # been suppressed since); rows called to the end keep their state.
-        if plan_state != "callable" and existing[row_key][0] in WAITING_PROGRESS:
+        if plan_state != "callable" and existing[0] in WAITING_PROGRESS:
             state = (plan_state, reason, "blocked", None)
-        elif plan_state == "callable" and existing[row_key][0] == "blocked":
+        elif plan_state == "callable" and existing[0] == "blocked":
             state = ("callable", None, "pending", before.next_due)
-        merged[row_key] = SyncedRow(row_key, *facts, *state, 0, before.first_seen, now)
-    gone = [key for key in existing if key not in seen]
-    for key in gone:
-        merged[key] = merged[key]._replace(vanished=1)
-    return merged, SyncSummary(new=new, known=known, vanished=len(gone))
+        elif existing[0] == "in_flight" and "rejected" in (plan_state, before.plan_state):
+            # Today's file rejects the row itself (consent withdrawn, say), or no longer
+            # does: the send gate reads it, so an attempt left sending is not re-sent.
+            state = (plan_state, reason, before.progress, before.next_due)
+        self.rows[row_key] = SyncedRow(row_key, *facts, *state, 0, before.first_seen, now)
 
 
 def _moved(row: SyncedRow, before: SyncedRow) -> bool:
@@ -369,18 +591,22 @@ def _moved(row: SyncedRow, before: SyncedRow) -> bool:
     return row[:-1] != before[:-1]  # last_seen is the last column
 
 
-def _resolve_key(row: RowIn, existing: dict[str, tuple[str, str | None]], touched: set[str]) -> str:
+def _resolve_key(
+    key: str,
+    e164: str | None,
+    existing: Callable[[str], tuple[str, str | None] | None],
+    touched: set[str],
+) -> str:
     """The checkpoint row a planned row is: its key, or a later person under that key."""
-    key = row.row_key
-    found = existing.get(key)
-    if found is None or key not in touched or found[1] == row.e164:
+    found = existing(key)
+    if found is None or key not in touched or found[1] == e164:
         return key
     # The key's row has called another number: this is a new person. Later people under
     # the same key are <key>#2, #3, … (matched by number, so each keeps its own history).
     generation = 2
     while True:
         candidate = f"{key}#{generation}"
-        found = existing.get(candidate)
-        if found is None or found[1] == row.e164 or candidate not in touched:
+        found = existing(candidate)
+        if found is None or found[1] == e164 or candidate not in touched:
             return candidate
         generation += 1

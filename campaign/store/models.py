@@ -237,3 +237,30 @@ def call_fact_from_sql(r: dict[str, Any]) -> CallFact:
         region=r["region"],
         number_type=r["number_type"],
     )
+
+
+class ResultRow(NamedTuple):
+    """What results.csv shows of a current row and of its last attempt (the last one not
+    voided by an empty wallet, else its first; its columns None when it has none)."""
+
+    line: int
+    label: str
+    raw_phone: str | None
+    e164: str | None
+    progress: str
+    plan_state: str
+    reason: str | None
+    attempts_used: int
+    variables: str  # JSON
+    region: str | None
+    extension: str | None
+    note: str | None
+    next_due: float | None
+    window_key: str  # the row's calling window group (see campaign.store.queue)
+    call_id: str | None
+    status: str | None
+    outcome: str | None
+    goal_achieved: int | None
+    slot_values: str | None  # JSON
+    sending_at: float | None
+    sent_at: float | None

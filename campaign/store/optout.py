@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
 OPT_OUT_FILE = "opt_outs.sqlite"
@@ -14,6 +15,9 @@ class OptOutList:
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / OPT_OUT_FILE
+        # One reading connection per thread, kept: the send gate asks before every call.
+        # In autocommit mode each SELECT sees what other processes have committed.
+        self._readers = threading.local()
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,16 +45,21 @@ class OptOutList:
 
     def contains(self, e164: str) -> bool:
         """True if the number is on the list now (another run may have added it)."""
-        if not self.path.exists():
-            return False
-        conn = self._connect()
-        try:
-            return (
-                conn.execute("SELECT 1 FROM opt_outs WHERE e164 = ?", (e164,)).fetchone()
-                is not None
-            )
-        finally:
+        conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
+        if conn is None:
+            if not self.path.exists():
+                return False
+            conn = self._connect()
+            self._readers.conn = conn
+        row = conn.execute("SELECT 1 FROM opt_outs WHERE e164 = ?", (e164,)).fetchone()
+        return row is not None
+
+    def close(self) -> None:
+        """Close this thread's reading connection, if one is open."""
+        conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
+        if conn is not None:
             conn.close()
+            self._readers.conn = None
 
     def numbers(self) -> list[str]:
         """Every opted-out number."""

@@ -137,19 +137,35 @@ NUMBER_TYPE_MIGRATION: list[str] = [
 ]
 
 
-# Scheduling from the database (issue 13): indexes and columns that let the engine take
-# the next due rows a page at a time. Filled by the scheduling work; empty until then.
-SCHEDULING_MIGRATION: list[str] = []
+# Scheduling from the database (issue 13): the engine takes the next due rows a page at a
+# time. Rows share a few calling windows, one per (timezones, US state): ``window_key``
+# names a row's, computed by SQLite (so every writer of rows, and every row of an older
+# checkpoint, has it without a back-fill), and two partial indexes hold the rows waiting
+# for a call: pending ones by line, retries by due time.
+SCHEDULING_MIGRATION: list[str] = [
+    """ALTER TABLE rows ADD COLUMN window_key TEXT
+        GENERATED ALWAYS AS (timezones || '|' || ifnull(us_state, '')) VIRTUAL""",
+    """CREATE INDEX rows_pending_queue ON rows(window_key, line)
+        WHERE vanished = 0 AND progress = 'pending'""",
+    """CREATE INDEX rows_retry_queue ON rows(window_key, next_due)
+        WHERE vanished = 0 AND progress = 'retry_scheduled'""",
+    # results.csv in input order without sorting the table; status counts from an index
+    "CREATE INDEX rows_order ON rows(vanished, line)",
+    "CREATE INDEX rows_state ON rows(vanished, progress, plan_state)",
+]
 
 
 # Nightly re-ingest that costs what changed (issue 13): what a row's input looked like,
-# so an unchanged row is neither normalised nor rewritten. Empty until filled.
-INGEST_MIGRATION: list[str] = []
-
-
-# Compliance (issue 16): per-row consent and the recipient's address zone. Empty until
-# filled.
-COMPLIANCE_MIGRATION: list[str] = []
+# so an unchanged row is neither normalised nor rewritten: each normalised (raw cell,
+# region) pair as JSON (store/ingest.py), region '' when there is none.
+INGEST_MIGRATION: list[str] = [
+    """CREATE TABLE phone_memo (
+        raw TEXT NOT NULL,
+        region TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        PRIMARY KEY (raw, region)
+    ) WITHOUT ROWID""",
+]
 
 
 # A migration written with sqlite-utils takes the open database, for example
@@ -172,5 +188,4 @@ def migrations() -> list[Migration]:
         NUMBER_TYPE_MIGRATION,
         SCHEDULING_MIGRATION,
         INGEST_MIGRATION,
-        COMPLIANCE_MIGRATION,
     ]

@@ -70,7 +70,8 @@ def _rewrite_numbers(path: Path, stored: dict[str, str]) -> None:
 def write_campaign(tmp_path: Path, input_file: str, extra: str = "") -> Path:
     path = tmp_path / "c.yaml"
     path.write_text(
-        "campaign: sheets\nscenario_id: scn_demo\ncalling_hours: unrestricted\n"
+        "campaign: sheets\nscenario_id: scn_demo\n"
+        "compliance: {consent: attested}\ncalling_hours: unrestricted\n"
         "api: {base_url: sandbox}\nsandbox: {time_scale: 0.005}\n"
         "state_dir: state\noutput_dir: out\n"
         f"input: {{path: {input_file}, phone_column: Phone, key_column: ID, "

@@ -25,6 +25,8 @@ def _write(tmp_path: Path, phones: list[str], *, extra: str = "", sandbox: str =
     path.write_text(
         f"""campaign: clitest
 scenario_id: scn_demo
+compliance:
+  consent: attested
 input: {{path: contacts.csv, default_region: US, key_column: customer_id,
         variables: [first_name]}}
 retry: {{max_attempts: 1}}

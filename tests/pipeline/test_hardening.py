@@ -32,6 +32,8 @@ def _write(tmp_path: Path, *, api: str = "{base_url: sandbox}") -> Path:
     path.write_text(
         f"""campaign: hard
 scenario_id: scn_demo
+compliance:
+  consent: attested
 input: {{path: contacts.csv, default_region: US, key_column: customer_id}}
 retry: {{max_attempts: 1}}
 limits: {{calls: 100/10s, requests: [600/min, 20000/h]}}

@@ -176,6 +176,8 @@ def write_run_campaign(folder: Path, name: str, rows: int, offset: int, priority
     path.write_text(
         f"""campaign: {name}
 scenario_id: scn_demo
+compliance:
+  consent: attested
 priority: {priority}
 input: {{path: {name}.csv, default_region: US, key_column: customer_id}}
 retry: {{max_attempts: 1}}
@@ -260,6 +262,8 @@ def write_campaign(folder: Path, name: str, phones: list[str], *, priority: floa
     path.write_text(
         f"""campaign: {name}
 scenario_id: scn_demo
+compliance:
+  consent: attested
 priority: {priority}
 input: {{path: {name}.csv, default_region: US, key_column: customer_id}}
 retry: {{max_attempts: 1}}

@@ -33,6 +33,8 @@ def _campaign(tmp_path: Path, keys: list[str], phones: list[str], *, extra: str 
     path.write_text(
         f"""campaign: edges
 scenario_id: scn_demo
+compliance:
+  consent: attested
 input: {{path: contacts.csv, default_region: US, key_column: customer_id,
         variables: [first_name]}}
 retry: {{max_attempts: 1}}

@@ -37,6 +37,8 @@ def _write(tmp_path: Path, phones: list[str] = ROWS, *, limits: str = "100/10s")
     path.write_text(
         f"""campaign: apitest
 scenario_id: scn_demo
+compliance:
+  consent: attested
 input: {{path: contacts.csv, default_region: US, key_column: customer_id,
         variables: [first_name]}}
 retry: {{max_attempts: 1}}

@@ -138,6 +138,7 @@ def test_spring_campaign_targets_the_sandbox_with_raised_limits() -> None:
     assert config.is_sandbox
     assert config.calling_hours == "unrestricted"
     assert config.input.path == CONTACTS
+    assert config.input.consent_column == "consent"
     assert [listed.path for listed in config.suppression] == [DO_NOT_CALL]
     assert config.limits.calls[0].count >= 100
     assert config.retry.min_interval_s == 4 * 3600
@@ -155,6 +156,29 @@ def test_the_plan_accounts_for_every_row() -> None:
     assert states["rejected"] >= 8
     lines = [row.line for row in result.rows]
     assert lines == sorted(lines) and lines[0] == 2  # line 1 is the header
+
+
+def test_us_customers_without_recorded_consent_are_rejected_and_no_one_else() -> None:
+    result = plan_rows(load_campaign(SPRING, env={}), workers=1)
+    consent = {row["customer_id"]: row["consent"] for row in contacts()}
+    # Read with plain csv: the US customers whose consent cell says nothing or "no".
+    refused = {
+        row["customer_id"]
+        for row in contacts()
+        if row["consent"].strip().lower() in ("", "no", "n", "withdrawn")
+        and (to_e164(row["phone"], row["country"] or "US") or "").startswith("+1")
+        and row["country"] in ("US", "")
+    }
+    assert len(refused) == 5
+    rejected = {
+        row.row_key for row in result.rows if row.reason and "no recorded consent" in row.reason
+    }
+    assert rejected == refused
+    assert result.counts.rejected["no recorded consent"] == 5
+    # Everyone else who is callable has a consent value the README lists.
+    callable_values = {consent[row.row_key] for row in result.rows if row.state == "callable"}
+    assert callable_values <= {"yes", "Yes", "Y", "TRUE", "x", "opt-in", "1", "2025-06-14"}
+    assert "" not in callable_values
 
 
 def _run_campaign(tree: Path) -> subprocess.CompletedProcess[str]:

@@ -20,6 +20,8 @@ def _campaign_with_pending_rows(tmp_path: Path, pending: int, calls: str) -> Pat
     path.write_text(
         f"""campaign: statustest
 scenario_id: scn_demo
+compliance:
+  consent: attested
 input: {{path: contacts.csv, default_region: US, key_column: customer_id}}
 limits: {{calls: {calls}, requests: [600/min, 20000/h]}}
 api: {{base_url: sandbox}}

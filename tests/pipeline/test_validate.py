@@ -26,7 +26,8 @@ def write_campaign(tmp_path: Path, extra: str = "") -> Path:
     (tmp_path / "dnc.txt").write_text("+44 7911 123456\n")
     path = tmp_path / "spring.yaml"
     path.write_text(
-        "campaign: spring\nscenario_id: scn_1\nsuppression: [dnc.txt]\n"
+        "campaign: spring\nscenario_id: scn_1\n"
+        "compliance: {consent: attested}\nsuppression: [dnc.txt]\n"
         "input: {path: contacts.csv, default_region: US, variables: [name]}\n" + extra
     )
     return path

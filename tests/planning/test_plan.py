@@ -1,11 +1,15 @@
 import csv
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.context import BaseContext
 from pathlib import Path
 
 import pytest
 
 from campaign.config.model import CampaignConfig, load_campaign
 from campaign.errors import ConfigError
+from campaign.inputs.ingest import CsvFormat, Record, read_records
 from campaign.planning.plan import PlanCounts, PlannedRow, iter_plan, plan_rows
 
 CASES = Path(__file__).parents[1] / "cases"
@@ -44,7 +48,8 @@ def test_corpus_covers_what_the_issue_asks_for() -> None:
 def make_config(tmp_path: Path, csv_text: str, extra: str = "") -> CampaignConfig:
     (tmp_path / "contacts.csv").write_text(csv_text, encoding="utf-8")
     (tmp_path / "c.yaml").write_text(
-        "campaign: t\nscenario_id: s\ncalling_hours: unrestricted\n"
+        "campaign: t\nscenario_id: s\n"
+        "compliance: {consent: attested}\ncalling_hours: unrestricted\n"
         "input:\n  path: contacts.csv\n  default_region: GB\n" + extra
     )
     return load_campaign(tmp_path / "c.yaml", env={})
@@ -157,10 +162,12 @@ def test_pool_and_in_process_plans_are_identical_row_for_row(
     extra = "  key_column: id\n  region_column: cc\n  variables: [name]\n"
     config = make_config(tmp_path, "\n".join(lines) + "\n", extra)
     pools: list[object] = []
+    methods: list[str] = []
 
     class CountedPool(ProcessPoolExecutor):
-        def __init__(self, max_workers: int) -> None:
-            super().__init__(max_workers=max_workers)
+        def __init__(self, max_workers: int, mp_context: BaseContext) -> None:
+            super().__init__(max_workers=max_workers, mp_context=mp_context)
+            methods.append(mp_context.get_start_method())
             pools.append(self)
 
     monkeypatch.setattr("campaign.planning.plan.ProcessPoolExecutor", CountedPool)
@@ -171,6 +178,7 @@ def test_pool_and_in_process_plans_are_identical_row_for_row(
 
     (pooled, pooled_counts), (inline, inline_counts) = plan(2), plan(1)
     assert len(pools) == 1  # the first run used the pool, the second did not
+    assert methods == ["fork"]  # this process runs no other thread: a plain fork
     assert pooled == inline and pooled_counts == inline_counts
     assert {row.state for row in pooled} == {"callable", "rejected", "duplicate"}
     assert pooled[99].reason == "5 fields but the header has 4 (a stray delimiter?)"
@@ -185,3 +193,54 @@ def test_an_extension_is_kept_and_noted_not_silently_dropped(tmp_path: Path) -> 
     assert first.note == "extension 12 not dialled: the call reaches the main number only"
     assert result.rows[1].extension is None
     assert result.counts.extensions == 1
+
+
+def test_a_process_running_other_threads_never_forks_its_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A host (campaign.run_async in a web app, a scheduler) runs threads of its own: the
+    # workers come from a fresh forkserver, and still plan exactly as the in-process path.
+    lines = ["phone,cc"] + [f"07911 {100000 + i:06d},GB" for i in range(5_000)]
+    config = make_config(tmp_path, "\n".join(lines) + "\n", "  region_column: cc\n")
+    methods: list[str] = []
+
+    class WatchedPool(ProcessPoolExecutor):
+        def __init__(self, max_workers: int, mp_context: BaseContext) -> None:
+            super().__init__(max_workers=max_workers, mp_context=mp_context)
+            methods.append(mp_context.get_start_method())
+
+    monkeypatch.setattr("campaign.planning.plan.ProcessPoolExecutor", WatchedPool)
+    release = threading.Event()
+    host = threading.Thread(target=release.wait)
+    host.start()
+    try:
+        pooled = list(iter_plan(config, PlanCounts(), workers=2))
+    finally:
+        release.set()
+        host.join()
+    assert methods == ["forkserver"]
+    assert pooled == list(iter_plan(config, PlanCounts(), workers=1))
+
+
+def test_the_plan_streams_holding_a_few_chunks_of_records_at_most(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = ["id,phone"] + [f"k{i},+1 212 555 {i % 10_000:04d}" for i in range(2_000)]
+    config = make_config(tmp_path, "\n".join(lines) + "\n", "  key_column: id\n")
+    monkeypatch.setattr("campaign.planning.plan._CHUNK_ROWS", 100)
+    monkeypatch.setattr("campaign.planning.plan._CHUNKS_AHEAD", 2)
+    read = [0]
+
+    def counted(path: Path, fmt: CsvFormat) -> Iterator[Record]:
+        for record in read_records(path, fmt):
+            read[0] += 1
+            yield record
+
+    monkeypatch.setattr("campaign.planning.plan.read_records", counted)
+    ahead = []
+    for planned, row in enumerate(iter_plan(config, PlanCounts(), workers=1), start=1):
+        ahead.append(read[0] - planned)
+        assert row.state == "callable"
+    assert len(ahead) == 2_000
+    # the chunk being planned and two read ahead: never the whole file
+    assert max(ahead) == 3 * 100 - 1

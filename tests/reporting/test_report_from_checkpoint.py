@@ -28,7 +28,8 @@ def test_an_extension_and_a_callback_travel_from_the_csv_through_the_checkpoint(
         "b,+44 20 7946 0000,Grossbritannien,Bo\n"
     )
     (tmp_path / "c.yaml").write_text(
-        "campaign: t\nscenario_id: s\ncalling_hours: unrestricted\ncost_estimate: '0.10'\n"
+        "campaign: t\nscenario_id: s\n"
+        "compliance: {consent: attested}\ncalling_hours: unrestricted\ncost_estimate: '0.10'\n"
         "input: {path: contacts.csv, phone_column: phone, region_column: country,"
         " key_column: id, variables: [first_name]}\n"
     )

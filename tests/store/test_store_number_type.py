@@ -23,7 +23,8 @@ def test_the_planned_type_of_each_number_is_kept(tmp_path: Path) -> None:
         "x,not a number\n"
     )
     (tmp_path / "c.yaml").write_text(
-        "campaign: t\nscenario_id: s\ncalling_hours: unrestricted\n"
+        "campaign: t\nscenario_id: s\n"
+        "compliance: {consent: attested}\ncalling_hours: unrestricted\n"
         "input: {path: contacts.csv, phone_column: phone, key_column: id}\n"
     )
     config = load_campaign(tmp_path / "c.yaml", env={})

@@ -245,6 +245,12 @@ def _row_by_row_sync(conn: sqlite3.Connection, planned: list[RowIn], now: float)
                 "progress='pending' WHERE row_key=?",
                 (row_key,),
             )
+        elif old_progress == "in_flight":  # a rejection of today's file, or its end (consent)
+            conn.execute(
+                "UPDATE rows SET plan_state=?, reason=? WHERE row_key=? "
+                "AND 'rejected' IN (plan_state, ?)",
+                (plan_state, reason, row_key, plan_state),
+            )
     gone = [key for key in existing if key not in seen]
     for key in gone:
         conn.execute("UPDATE rows SET vanished=1 WHERE row_key=?", (key,))

@@ -24,6 +24,8 @@ def write_crash_campaign(tmp_path: Path, rows: int, call_limit: str, *, extra: s
     (tmp_path / "crash.yaml").write_text(
         f"""campaign: crash
 scenario_id: scn_demo
+compliance:
+  consent: attested
 input: {{path: contacts.csv, phone_column: phone, default_region: US,
         key_column: customer_id, variables: [first_name]}}
 calling_hours: unrestricted

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,6 +23,8 @@ from campaign.engine.batches.plan import (
     DEFAULT_MARGIN_S,
     BatchMember,
     Candidate,
+    GroupWindow,
+    batch_candidates,
     batch_idempotency_key,
     content_hash,
     latest_dial_times,
@@ -37,6 +40,7 @@ from campaign.engine.gate import ALLOW, GateVerdict
 from campaign.engine.outcomes import fetch_sessions
 from campaign.store.batches import ACTIVE_STATES, StoredBatch
 from campaign.store.checkpoint import StoredRow
+from campaign.store.queue import probe_row
 
 log = logging.getLogger("campaign.batches")
 
@@ -139,7 +143,7 @@ class BatchesEngine(EngineFrame[BatchesApi]):
     def _next_wake(self, now: float) -> float:
         wake = self._last_poll + self.poll_s
         start_at = self._queue_drains_at(now) - self.lead_s
-        if start_at > now and self.store.rows_due(now):
+        if start_at > now and self.store.due_groups(now):
             wake = min(wake, start_at)
         return max(wake, now + self.tick_s)
 
@@ -164,21 +168,34 @@ class BatchesEngine(EngineFrame[BatchesApi]):
         if drains - now > self.lead_s:
             return False
         queued_rows = round((drains - now) / self.spacing)
-        rows = {row.row_key: row for row in self.store.rows_due(now)}
-        if not rows:
+        keys = self.store.due_groups(now)
+        if not keys:
             return False
         skew = self.skew()
         wall = now + skew
         stop_at = self.stop_at()
-        candidates = []
-        for row in rows.values():
-            window = self.window_for(row)
+        groups = []
+        for key in keys:
+            window = self.window_for(probe_row(key))
             opens = wall if window.is_open(wall) else window.next_open(wall)
             if opens is None:
                 continue
             if stop_at is not None and opens - skew >= stop_at:
                 continue
-            candidates.append(Candidate(row.row_key, opens, window.closes_at(opens), row.line))
+            groups.append(GroupWindow(key, opens, window.closes_at(opens)))
+        candidates = [
+            Candidate(row_key, group.opens_at, group.closes_at, line)
+            for group, row_key, line in batch_candidates(
+                groups,
+                lambda keys, limit: self.store.due_rows([(0.0, k) for k in keys], now, limit=limit),
+                now=wall,
+                spacing=self.spacing,
+                queued_rows=queued_rows,
+                max_rows=self.batch.max_rows,
+                margin_s=self.margin_s,
+                hold_horizon_s=self.lead_s,
+            )
+        ]
         paced = plan_next_batch(
             candidates,
             now=wall,
@@ -195,25 +212,39 @@ class BatchesEngine(EngineFrame[BatchesApi]):
         # platform dials in file order from the hold (or now), one row per spacing.
         ring_from = max(wall, paced.not_before or wall)
         members, blocked = [], 0
-        for index, row_key in enumerate(paced.row_keys):
-            row = rows[row_key]
-            dial_by = paced.first_dial_at + index * self.spacing + self.slack_s
-            verdict = self._gate_member(row, row.e164, ring_from, dial_by)
-            if verdict.final:
-                self.store.block_row(
-                    row_key,
-                    plan_state=verdict.plan_state or "suppressed",
-                    reason=verdict.reason or "refused by the send gate",
-                )
-                log.info(
-                    "line %d left out of the next batch: %s",
-                    row.line,
-                    verdict.reason,
-                    extra={"row_key": row_key},
-                )
-                blocked += 1
-            elif verdict.ok and row.e164 is not None:
-                members.append(BatchMember(row_key, row.e164, row.variables))
+        # One ledger transaction for the members' calls (see SendGate.recording).
+        with self.gate.recording() if self.gate is not None else nullcontext():
+            for index, row_key in enumerate(paced.row_keys):
+                row = self.store.row(row_key)
+                dial_by = paced.first_dial_at + index * self.spacing + self.slack_s
+                verdict = self._gate_member(row, row.e164, ring_from, dial_by)
+                if verdict.final:
+                    self.store.block_row(
+                        row_key,
+                        plan_state=verdict.plan_state or "suppressed",
+                        reason=verdict.reason or "refused by the send gate",
+                    )
+                    log.info(
+                        "line %d left out of the next batch: %s",
+                        row.line,
+                        verdict.reason,
+                        extra={"row_key": row_key},
+                    )
+                    blocked += 1
+                elif verdict.defer and verdict.retry_at is not None:
+                    # Over a frequency cap: the row waits like a retry, until a slot frees up.
+                    self.store.set_row_progress(
+                        row_key,
+                        "retry_scheduled",
+                        reason=verdict.reason,
+                        next_due=verdict.retry_at,
+                    )
+                    log.info(
+                        "line %d waits: %s", row.line, verdict.reason, extra={"row_key": row_key}
+                    )
+                    blocked += 1
+                elif verdict.ok and row.e164 is not None:
+                    members.append(BatchMember(row_key, row.e164, row.variables))
         if not members:
             self._no_fit_until = now + self.poll_s
             return blocked > 0
@@ -234,7 +265,12 @@ class BatchesEngine(EngineFrame[BatchesApi]):
             return ALLOW
         # ``ring_from`` is the first moment the platform may dial the row (now, or the
         # batch's hold): its window must be open then and stay open past ``dial_by``.
-        return self.gate.check(row, phone, ring_from, dial_by=dial_by)
+        # The key is the one ``commit`` gives the member's attempt: the call is recorded
+        # in the calls-per-number ledger under it as the batch is about to be uploaded.
+        key = idempotency_key(
+            self.settings.campaign, row.row_key, self.store.next_attempt_number(row.row_key)
+        )
+        return self.gate.check(row, phone, ring_from, dial_by=dial_by, attempt_key=key)
 
     def commit(
         self, chunk: Sequence[BatchMember], not_before: float | None, now: float

@@ -15,9 +15,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from campaign.config.limit import Limit
@@ -266,6 +267,70 @@ def plan_next_batch(
     )
 
 
+@dataclass(frozen=True)
+class GroupWindow:
+    """The calling window shared by a group of due rows (same timezones and US state)."""
+
+    key: str
+    opens_at: float
+    closes_at: float | None
+
+
+# Due rows of some groups (by window key), in line order, at most so many: (row key,
+# line, window key) each.
+RowsOf = Callable[[Sequence[str], int], Sequence[tuple[str, int, str]]]
+
+
+def batch_candidates(
+    groups: Iterable[GroupWindow],
+    rows_of: RowsOf,
+    *,
+    now: float,
+    spacing: float,
+    queued_rows: int,
+    max_rows: int,
+    margin_s: float = DEFAULT_MARGIN_S,
+    hold_horizon_s: float = 0.0,
+) -> list[tuple[GroupWindow, str, int]]:
+    """The rows ``plan_next_batch`` can choose from, read per window group: never more
+    than a batch's worth, whatever the size of the list.
+
+    The same choice as ``plan_next_batch`` made group by group: the groups it would take
+    rows from (open ones, else the earliest to open within ``hold_horizon_s``), soonest
+    close first, and from each (or each set closing together, by line) only as many rows
+    as can still be dialed before it closes and fit in the batch. ``plan_next_batch`` then
+    makes the final choice from these, as it would from every due row.
+    """
+    pool = list(groups)
+    start = queue_drains_at(now, queued_rows, spacing)
+    chosen = [g for g in pool if g.opens_at <= now and _fits(g.closes_at, now, margin_s)]
+    if not chosen:
+        upcoming = [g for g in pool if now < g.opens_at <= now + hold_horizon_s]
+        if not upcoming:
+            return []
+        opening = min(g.opens_at for g in upcoming)
+        chosen = [g for g in upcoming if g.opens_at == opening]
+        start = max(start, opening)
+    limit = max(1, min(max_rows, MAX_FILE_ROWS))
+    taken: list[tuple[GroupWindow, str, int]] = []
+    by_close = sorted(chosen, key=lambda g: math.inf if g.closes_at is None else g.closes_at)
+    for closes, together in itertools.groupby(by_close, key=lambda g: g.closes_at):
+        # The k-th row of the batch dials at start + k * spacing, as plan_next_batch counts.
+        room = 0
+        while len(taken) + room < limit and _fits(
+            closes, start + (len(taken) + room) * spacing, margin_s
+        ):
+            room += 1
+        if not room:
+            continue
+        members = {g.key: g for g in together}
+        for row_key, line, key in rows_of(list(members), room):
+            taken.append((members[key], row_key, line))
+        if len(taken) >= limit:
+            break
+    return taken
+
+
 def latest_dial_times(
     start: float, rows: int, *, spacing: float, window: float, slack_s: float
 ) -> list[float]:
@@ -279,7 +344,11 @@ def latest_dial_times(
 
 
 def _before_close(candidate: Candidate, dial_at: float, margin_s: float) -> bool:
-    return candidate.closes_at is None or dial_at + margin_s <= candidate.closes_at
+    return _fits(candidate.closes_at, dial_at, margin_s)
+
+
+def _fits(closes_at: float | None, dial_at: float, margin_s: float) -> bool:
+    return closes_at is None or dial_at + margin_s <= closes_at
 
 
 def _close_order(candidate: Candidate) -> tuple[float, int, str]:

@@ -271,7 +271,9 @@ class BatchUploads:
             phone = phone or self.store.attempt(member.attempt_key).phone
             row = self.store.row(member.row_key)
             dial_by = start + index * self.spacing + self.slack_s
-            verdict = self.gate.check(row, phone, ring_from, dial_by=dial_by)
+            verdict = self.gate.check(
+                row, phone, ring_from, dial_by=dial_by, attempt_key=member.attempt_key
+            )
             if not verdict.ok:
                 refused[member.row_key] = verdict
         return refused

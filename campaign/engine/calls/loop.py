@@ -24,10 +24,13 @@ from campaign.errors import CampaignError, PollOutageError
 from campaign.limits.pacing import CallPacer
 from campaign.planning.schedule import CallingWindowLike
 from campaign.store.checkpoint import Attempt, StoredRow
+from campaign.store.queue import probe_row
 
 log = logging.getLogger("campaign.engine.calls.loop")
 
 QUEUE_REFRESH_S = 1.0
+# At most this many due rows are read into the queue per refresh.
+QUEUE_PAGE = 500
 STOP_GRACE_S = 15.0
 MAX_PARALLEL_SENDS = 16
 
@@ -58,10 +61,11 @@ class CallsEngine(EngineFrame[CallsApi]):
         # at that moment. Without call_turn (unit tests that build the engine by hand)
         # only the pace is known here; the client's limiter still has the last word.
         self._call_turn = call_turn
-        self._pacer = pacer or CallPacer(self.settings.call_limits, self.clock)
+        self._pacer = pacer or CallPacer(self.settings.call_limits, self.clock, tick_s=self.tick_s)
         self._call_times = list(call_times)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
-        self._queue: list[tuple[str, StoredRow | Attempt]] = []
+        # ("resend", an unconfirmed attempt) or ("new", a row key), in sending order.
+        self._queue: list[tuple[str, str | Attempt]] = []
         self._queue_built_at = float("-inf")
         self._halt_sending = False
         self._collector = CallCollector(deps, self.result, self)
@@ -160,34 +164,34 @@ class CallsEngine(EngineFrame[CallsApi]):
         return bool(self._queue)
 
     def _refresh_queue(self, now: float, *, force: bool = False) -> None:
+        """The next calls: unconfirmed sends first, then up to a page of due rows,
+        soonest-closing calling window first, then by line. The rows come from the
+        checkpoint's indexes a page at a time (``Store.due_rows``); a window is asked once
+        per group of rows that share it, never once per row."""
         if not force and self._queue and now - self._queue_built_at < QUEUE_REFRESH_S:
             return
         self._queue_built_at = now
         wall = self.clock.wall()
-        candidates: list[tuple[float, int, str, StoredRow | Attempt]] = []
+        queue: list[tuple[str, str | Attempt]] = []
         # Resends first: they are calls that may already exist and only need confirming.
         margin = self.due_margin_s
+        resends: list[tuple[int, Attempt]] = []
         for attempt in self.store.attempts("sending"):
             if attempt.idempotency_key in self._in_flight:
                 continue
             row = self.store.row(attempt.row_key)
             if _open_for(self.window_for(row), wall, margin) is not None:
-                candidates.append((float("-inf"), row.line, "resend", attempt))
-        in_flight = self._rows_in_flight()
-        # Rows share a handful of windows: ask each window once per refresh.
-        asked: dict[int, float | None] = {}
-        for row in self.store.rows_due(wall):
-            if row.row_key in in_flight:
-                continue
-            window = self.window_for(row)
-            key = id(window)
-            if key not in asked:
-                asked[key] = _open_for(window, wall, margin)
-            closes = asked[key]
+                resends.append((row.line, attempt))
+        resends.sort(key=lambda r: r[0])
+        queue += [("resend", attempt) for _, attempt in resends]
+        groups = []
+        for key in self.store.due_groups(wall):
+            closes = _open_for(self.window_for(probe_row(key)), wall, margin)
             if closes is not None:
-                candidates.append((closes, row.line, "new", row))
-        candidates.sort(key=lambda c: (c[0], c[1]))
-        self._queue = [(kind, item) for _, _, kind, item in candidates]
+                groups.append((closes, key))
+        page = self.store.due_rows(groups, wall, limit=QUEUE_PAGE, skip=self._rows_in_flight())
+        queue += [("new", row_key) for row_key, _, _ in page]
+        self._queue = queue
 
     def _rows_in_flight(self) -> set[str]:
         return {task.get_name() for task in self._in_flight.values()}
@@ -219,8 +223,8 @@ class CallsEngine(EngineFrame[CallsApi]):
                 row = self.store.row(attempt.row_key)
                 phone = attempt.phone
             else:
-                assert isinstance(item, StoredRow)
-                row = self.store.row(item.row_key)  # the queue may be a second old
+                assert isinstance(item, str)
+                row = self.store.row(item)  # the queue may be a second old
                 if row.progress not in ("pending", "retry_scheduled"):
                     continue
                 phone = row.e164
@@ -246,7 +250,22 @@ class CallsEngine(EngineFrame[CallsApi]):
         if self.gate is None:  # unit tests that build the engine by hand: windows only
             window = self.window_for(row)
             return GateVerdict(window.is_open(wall), "outside calling hours")
-        verdict = self.gate.check(row, phone, wall)
+        # The attempt's key (the one _begin gives a new attempt) records the call in the
+        # calls-per-number ledger: a re-send of the same attempt is the same call.
+        key = (
+            attempt.idempotency_key
+            if attempt is not None
+            else idempotency_key(
+                self.settings.campaign, row.row_key, self.store.next_attempt_number(row.row_key)
+            )
+        )
+        verdict = self.gate.check(row, phone, wall, attempt_key=key)
+        if verdict.defer and attempt is None and verdict.retry_at is not None:
+            # Over a frequency cap: the row waits like a retry, until a slot frees up.
+            log.info("row %s waits: %s", row.row_key, verdict.reason)
+            self.store.set_row_progress(
+                row.row_key, "retry_scheduled", reason=verdict.reason, next_due=verdict.retry_at
+            )
         if verdict.final:
             reason = verdict.reason or "refused by the send gate"
             if attempt is not None:

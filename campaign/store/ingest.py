@@ -1,0 +1,88 @@
+"""What the checkpoint remembers of ingest, so a nightly re-read costs what changed.
+
+``phone_memo`` holds each normalised (raw cell, region) pair as JSON, noted by the planner
+as it goes and kept once the plan is read (``keep_phones``): a row seen on an earlier night
+is not normalised again. It is keyed by a version (the phonenumbers metadata and the
+normaliser's code): when that changes, the memo is emptied and every number is normalised
+afresh.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from campaign.store.base import StoreBase
+
+_RAWS_PER_QUERY = 900  # raw cells per SELECT, under SQLite's 999 parameters (the key's prefix)
+_VERSION_KEY = "phone_memo_version"
+
+
+class IngestMemo(StoreBase):
+    """The normalised numbers of earlier runs, by (raw cell, region)."""
+
+    def use_phone_memo(self, version: str) -> None:
+        """Keep the memo if it was written by ``version``, else empty it for this one."""
+        with self._tx() as conn:
+            found = conn.execute("SELECT value FROM meta WHERE key = ?", (_VERSION_KEY,))
+            stored = found.fetchone()
+            if stored is not None and stored[0] == version:
+                return
+            conn.execute("DELETE FROM phone_memo")
+            conn.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (_VERSION_KEY, version)
+            )
+
+    def memo_phones(
+        self, pairs: Sequence[tuple[str, str | None]]
+    ) -> dict[tuple[str, str | None], Any]:
+        """The remembered fields (decoded JSON) of those pairs the memo holds."""
+        wanted = set(pairs)
+        raws = list({raw for raw, _ in pairs})
+        found: dict[tuple[str, str | None], Any] = {}
+        with self._reading():
+            for start in range(0, len(raws), _RAWS_PER_QUERY):
+                batch = raws[start : start + _RAWS_PER_QUERY]
+                marks = ", ".join("?" * len(batch))
+                for raw, region, fields in self._conn.execute(
+                    f"SELECT raw, region, fields FROM phone_memo WHERE raw IN ({marks})", batch
+                ):
+                    key = (raw, region or None)
+                    if key in wanted:
+                        found[key] = json.loads(fields)
+        return found
+
+    def remember_phones(self, items: Iterable[tuple[str, str | None, Any]]) -> None:
+        """Note normalised pairs (their fields as JSON-ready values) for ``keep_phones``.
+
+        They go to a temporary table in arrival order: inserting a million pairs into the
+        memo's index in random order costs minutes, in key order seconds.
+        """
+        rows = [(raw, region or "", json.dumps(fields)) for raw, region, fields in items]
+        if not rows:
+            return
+        with self._tx() as conn:
+            conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS memo_new "
+                "(raw TEXT NOT NULL, region TEXT NOT NULL, fields TEXT NOT NULL)"
+            )
+            conn.executemany(
+                "INSERT INTO temp.memo_new(raw, region, fields) VALUES (?, ?, ?)", rows
+            )
+
+    def keep_phones(self) -> None:
+        """Add the pairs noted since the last call to the memo, in key order."""
+        with self._tx() as conn:
+            if conn.execute(
+                "SELECT 1 FROM sqlite_temp_master WHERE type = 'table' AND name = 'memo_new'"
+            ).fetchone():
+                conn.execute(
+                    "INSERT OR REPLACE INTO phone_memo(raw, region, fields) "
+                    "SELECT raw, region, fields FROM temp.memo_new ORDER BY raw, region"
+                )
+                conn.execute("DROP TABLE temp.memo_new")
+
+    def phone_memo_size(self) -> int:
+        """How many pairs the memo holds."""
+        return self._count("phone_memo", "1")
