@@ -210,8 +210,15 @@ def _ingest(
         input_digest: str | None = file_digest(config.input.path)
     except OSError:
         input_digest = None  # planning says what is wrong with the file
+    # The opt-outs this campaign recorded itself need no new plan: each ended its row's
+    # calls (a stop outcome), and any other row with that number is its duplicate. Only
+    # another campaign's opt-outs change what tonight's plan says (the send gate reads the
+    # whole list before every call either way).
     fingerprint = plan_fingerprint(
-        config, numbers, today=utc(clock.wall()).date(), input_digest=input_digest
+        config,
+        opt_outs.numbers(besides=config.campaign),
+        today=utc(clock.wall()).date(),
+        input_digest=input_digest,
     )
     summary = store.get_meta(_PLAN_SUMMARY)
     if summary is not None and store.get_meta(_PLAN_FINGERPRINT) == fingerprint:

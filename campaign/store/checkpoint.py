@@ -248,10 +248,31 @@ class Store(AttemptJournal, BatchLedger, RowQueue, IngestMemo):
         ``line:<line>:<key>`` so they never collide with it.
         """
         try:
+            if self._conn.execute("SELECT NOT EXISTS (SELECT 1 FROM rows)").fetchone()[0]:
+                return self._first_sync(now, meta, on_rows)
             return self._sync(self._staged(), now, meta, on_rows)
         finally:
             with self._tx() as conn:
                 conn.execute("DROP TABLE IF EXISTS temp.staged")
+
+    def _first_sync(
+        self,
+        now: float,
+        meta: Mapping[str, str] | None,
+        on_rows: Callable[[int], None] | None,
+    ) -> SyncSummary:
+        """The sync of a checkpoint that holds no row yet, in one statement: with nothing
+        known and nothing called, every staged row is new (pending if callable, else
+        blocked) under the id ``_SELECT_STAGED`` gives it, as ``_Merger`` would make it."""
+        with self._tx() as conn:
+            staged = int(conn.execute("SELECT count(*) FROM temp.staged").fetchone()[0])
+            conn.execute(_INSERT_FIRST_SYNC, {"now": now})
+            new = int(conn.execute("SELECT count(*) FROM rows").fetchone()[0])
+            for key, value in (meta or {}).items():
+                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+        if on_rows is not None:
+            on_rows(staged)
+        return SyncSummary(new=new, known=staged - new, vanished=0)
 
     def _staged(self) -> Iterator[_Planned]:
         after = 0
@@ -406,6 +427,22 @@ _SELECT_STAGED = f"""
         THEN 'line:' || s.line || ':' || s.row_key
         ELSE s.row_key END, {", ".join(f"s.{name}" for name in _PLANNED[1:])}
     FROM temp.staged s WHERE s.seq > ? ORDER BY s.seq LIMIT ?"""
+
+# The first sync of an empty checkpoint (see Store._first_sync): the staged rows' ids as
+# _SELECT_STAGED gives them; a key met twice keeps the later row, as _Merger does.
+_STAGED_ID = _SELECT_STAGED[
+    _SELECT_STAGED.index("CASE") : _SELECT_STAGED.index("ELSE s.row_key END")
+    + len("ELSE s.row_key END")
+]
+_INSERT_FIRST_SYNC = f"""
+    INSERT INTO rows({", ".join(SyncedRow._fields)})
+    SELECT {_STAGED_ID}, {", ".join(f"s.{name}" for name in _PLANNED[1:])},
+        CASE WHEN s.plan_state = 'callable' THEN 'pending' ELSE 'blocked' END, NULL, 0, :now, :now
+    FROM temp.staged s WHERE true ORDER BY s.seq
+    ON CONFLICT(row_key) DO UPDATE SET
+    """ + ", ".join(
+    f"{name} = excluded.{name}" for name in SyncedRow._fields[1:] if name != "first_seen"
+)
 
 
 def _planned(row: RowIn, zones_json: dict[tuple[str, ...], str]) -> _Planned:

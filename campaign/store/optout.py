@@ -61,12 +61,17 @@ class OptOutList:
             conn.close()
             self._readers.conn = None
 
-    def numbers(self) -> list[str]:
-        """Every opted-out number."""
+    def numbers(self, *, besides: str | None = None) -> list[str]:
+        """Every opted-out number; with ``besides``, only those another campaign added."""
         if not self.path.exists():
             return []
+        sql = "SELECT e164 FROM opt_outs ORDER BY e164"
+        params: tuple[str, ...] = ()
+        if besides is not None:
+            sql = "SELECT e164 FROM opt_outs WHERE campaign IS NOT ? ORDER BY e164"
+            params = (besides,)
         conn = self._connect()
         try:
-            return [str(r[0]) for r in conn.execute("SELECT e164 FROM opt_outs ORDER BY e164")]
+            return [str(r[0]) for r in conn.execute(sql, params)]
         finally:
             conn.close()

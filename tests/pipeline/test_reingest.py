@@ -177,3 +177,28 @@ def test_a_checkpoint_synced_under_another_phone_library_normalises_again(
     monkeypatch.setattr("campaign.planning.fingerprint.normaliser_version", lambda: "next")
     _run(path, stopped=True)
     assert sum(normalised.values()) == len(CELLS)
+
+
+def test_an_opt_out_this_campaign_recorded_needs_no_new_plan_and_is_not_called_again(
+    tmp_path: Path, normalised: Counter[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="campaign")
+    path = _campaign(tmp_path, CELLS)
+    report = _run(path)
+    assert report.exit_code == 0, report
+    called = _called(tmp_path)
+    config = load_campaign(path, env={})
+    # What a call ending with the outcome opted_out does: the number joins the list.
+    OptOutList(config.state_dir).add(E164[1], campaign="reingest", row_key="K1", now=1.0)
+    normalised.clear()
+    caplog.clear()
+    _run(path)
+    assert "unchanged since the last run" in caplog.text
+    assert sum(normalised.values()) == 0
+    assert _called(tmp_path) == called  # nobody called twice
+    # Another campaign's opt-out does change tonight's plan (K2 was called: it stays done).
+    OptOutList(config.state_dir).add(E164[2], campaign="other", row_key="x", now=2.0)
+    caplog.clear()
+    _run(path, stopped=True)
+    assert "unchanged since the last run" not in caplog.text
+    assert "reading and planning" in caplog.text

@@ -87,3 +87,51 @@ def test_staged_rows_get_the_ids_the_in_memory_plan_gives(store: Store) -> None:
     store.sync_staged(T0)
     got = {(row.row_key, row.label) for row in store.rows()}
     assert got == {("line:2:A", "A"), ("A", "A"), ("B", "B"), ("line:5:B", "B"), ("C", "C")}
+
+
+def test_the_first_sync_of_an_empty_checkpoint_writes_what_the_merge_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Keys shared by callable and refused rows, refused rows sharing a key, and rows with
+    # no number: every id rule of the staged rows, written in one statement.
+    rows = [
+        _row(0),
+        _row(1, "rejected", key="k0"),
+        _row(2, "duplicate", key="k9"),
+        _row(3, "suppressed", key="k9"),
+        _row(4, "rejected", key="k4"),
+        _row(5),
+        _row(6, "duplicate", key="k5"),
+        _row(7, "rejected", key="k7"),
+        _row(8, "callable", key="k7"),
+    ]
+    results = []
+    for fast in (True, False):
+        store = Store.snapshot(None)
+        if not fast:  # the merge, as for a checkpoint that already holds rows
+            monkeypatch.setattr(store, "_first_sync", None)
+            monkeypatch.setattr(
+                store, "_conn", _NotEmpty(store._conn)
+            )  # the emptiness check answers "not empty"
+        store.stage_rows(iter(rows))
+        summary = store.sync_staged(T0, meta={"m": "1"})
+        got = store._conn.execute("SELECT * FROM rows ORDER BY row_key").fetchall()
+        results.append((summary, [tuple(r) for r in got], store.get_meta("m")))
+        store.close()
+    assert results[0] == results[1]
+    assert results[0][0].new == len(rows)
+
+
+class _NotEmpty:
+    """A connection whose emptiness check of ``rows`` says it holds rows."""
+
+    def __init__(self, conn: object) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, *args: object) -> object:
+        if sql.startswith("SELECT NOT EXISTS (SELECT 1 FROM rows)"):
+            return self._conn.execute("SELECT 0")  # type: ignore[attr-defined]
+        return self._conn.execute(sql, *args)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._conn, name)
