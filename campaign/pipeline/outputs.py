@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -37,6 +39,21 @@ class RunTally:
     counts: dict[str, Any] = field(default_factory=dict)
 
 
+@contextlib.contextmanager
+def _collector_asleep() -> Iterator[None]:
+    """Every object made while the outputs are written dies young and holds no cycle (a
+    line of results.csv, a call record); with a million of them the cyclic collector would
+    wake thousands of times, each time walking all that is alive, so it sleeps meanwhile."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+@_collector_asleep()
 def write_run_outputs(
     config: CampaignConfig,
     store: Store,
@@ -48,30 +65,6 @@ def write_run_outputs(
     engine: EngineResult,
 ) -> OutputPaths:
     """Write results.csv, summary.json and report.html from the checkpoint."""
-    # Every object made here dies young and holds no cycle (a line of results.csv, a call
-    # record); with a million of them the cyclic collector would wake thousands of times,
-    # each time walking all that is alive, so it sleeps while the outputs are written.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return _write_run_outputs(
-            config, store, windows, clock, started=started, dry_run=dry_run, engine=engine
-        )
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def _write_run_outputs(
-    config: CampaignConfig,
-    store: Store,
-    windows: WindowBook,
-    clock: Clock,
-    *,
-    started: float,
-    dry_run: bool,
-    engine: EngineResult,
-) -> OutputPaths:
     now = clock.now()
     counts = progress_counts(store)
     open_states = ("pending", "retry_scheduled")

@@ -8,7 +8,6 @@ transaction, so two runs at once cannot both take the last free slot.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from campaign.store.checkpoint import Store
+from campaign.store.shared import open_shared
 
 CALLS_FILE = "calls_per_number.sqlite"
 
@@ -46,17 +46,12 @@ class CallLedger:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-        conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute(
+        conn = open_shared(
+            self.path,
             "CREATE TABLE IF NOT EXISTS calls (attempt_key TEXT PRIMARY KEY, "
-            "e164 TEXT NOT NULL, t REAL NOT NULL, campaign TEXT, row_key TEXT)"
+            "e164 TEXT NOT NULL, t REAL NOT NULL, campaign TEXT, row_key TEXT)",
+            "CREATE INDEX IF NOT EXISTS calls_by_number ON calls(e164, t)",
         )
-        conn.execute("CREATE INDEX IF NOT EXISTS calls_by_number ON calls(e164, t)")
         self._local.conn = conn
         return conn
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from pathlib import Path
+
+from campaign.store.shared import open_shared
 
 OPT_OUT_FILE = "opt_outs.sqlite"
 
@@ -20,17 +21,11 @@ class OptOutList:
         self._readers = threading.local()
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-        conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute(
+        return open_shared(
+            self.path,
             "CREATE TABLE IF NOT EXISTS opt_outs (e164 TEXT PRIMARY KEY, campaign TEXT, "
-            "row_key TEXT, t REAL)"
+            "row_key TEXT, t REAL)",
         )
-        return conn
 
     def add(self, e164: str, *, campaign: str, row_key: str, now: float) -> None:
         """Add a number (idempotent)."""
