@@ -14,10 +14,10 @@ from collections import Counter
 from pathlib import Path
 
 from click.testing import CliRunner, Result
+from support.engine import leave_sending
 
 from campaign.cli import main
 from campaign.config.model import load_campaign
-from campaign.engine.attempts import call_body, idempotency_key
 from campaign.planning.windows import planned_rows
 from campaign.store.checkpoint import Store
 
@@ -57,19 +57,7 @@ def _last_night(path: Path) -> None:
         rows = planned_rows(config, [])
         assert [row.plan_state for row in rows] == ["callable"] * 4
         store.sync_rows(rows, 1.0)
-        for row in rows[:2]:
-            assert row.e164 is not None
-            body = call_body(
-                campaign=config.campaign,
-                scenario_id=config.scenario_id,
-                row_key=row.row_key,
-                number=1,
-                phone=row.e164,
-                variables=row.variables,
-            )
-            key = idempotency_key(config.campaign, row.row_key, 1)
-            store.begin_attempt(row.row_key, 1, key, body, 1.0, phone=row.e164)
-            store.note_send(key)
+        leave_sending(store, config, rows[:2])
         store.set_row_progress("K3", "retry_scheduled", next_due=1.0)
     finally:
         store.close()

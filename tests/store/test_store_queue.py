@@ -69,13 +69,7 @@ def test_a_checkpoint_from_before_the_scheduling_migration_queues_its_rows(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "old.sqlite"
-    version = migrations().index(SCHEDULING_MIGRATION)
-    conn = sqlite3.connect(path, isolation_level=None)
-    for step in migrations()[:version]:
-        assert isinstance(step, list)
-        for statement in step:
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version={version}")
+    conn = _checkpoint_before_scheduling(path)
     for i, zones in enumerate([NY, LA, NY]):
         conn.execute(
             "INSERT INTO rows(row_key, label, line, raw_phone, e164, plan_state, progress, "
@@ -142,13 +136,7 @@ def test_a_reader_of_an_older_checkpoint_reads_a_migrated_copy_and_leaves_the_fi
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "old.sqlite"
-    version = migrations().index(SCHEDULING_MIGRATION)
-    conn = sqlite3.connect(path, isolation_level=None)
-    for step in migrations()[:version]:
-        assert isinstance(step, list)
-        for statement in step:
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version={version}")
+    conn = _checkpoint_before_scheduling(path)
     conn.close()
     reader = Store.reader(path)
     try:
@@ -157,5 +145,19 @@ def test_a_reader_of_an_older_checkpoint_reads_a_migrated_copy_and_leaves_the_fi
     finally:
         reader.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == version
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == migrations().index(
+        SCHEDULING_MIGRATION
+    )
     conn.close()
+
+
+def _checkpoint_before_scheduling(path: Path) -> sqlite3.Connection:
+    """A checkpoint file as the version before the scheduling migration left it."""
+    version = migrations().index(SCHEDULING_MIGRATION)
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step in migrations()[:version]:
+        assert isinstance(step, list)
+        for statement in step:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version={version}")
+    return conn

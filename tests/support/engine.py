@@ -8,6 +8,7 @@ models (``campaign.api.models``), as the engine's Protocols (``campaign.engine.a
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,6 +17,8 @@ from typing import Any
 
 from campaign.api.models import Call, Page, Session, SessionCosts, Usage, Wallet
 from campaign.clock import FakeClock
+from campaign.config.model import CampaignConfig
+from campaign.engine.attempts import call_body, idempotency_key
 from campaign.errors import AmbiguousError, IdempotencyConflictError
 from campaign.limits.window import ClientLimits
 from campaign.store.checkpoint import RowIn, Store
@@ -211,3 +214,21 @@ def store_with_rows(
     ]
     store.sync_rows(rows, now)
     return store
+
+
+def leave_sending(store: Store, config: CampaignConfig, rows: Sequence[RowIn]) -> None:
+    """Begin attempt 1 of each row and note its request as sent, as a run killed before
+    the answer came would leave it (*sending*, its call unconfirmed)."""
+    for row in rows:
+        assert row.e164 is not None
+        body = call_body(
+            campaign=config.campaign,
+            scenario_id=config.scenario_id,
+            row_key=row.row_key,
+            number=1,
+            phone=row.e164,
+            variables=row.variables,
+        )
+        key = idempotency_key(config.campaign, row.row_key, 1)
+        store.begin_attempt(row.row_key, 1, key, body, 1.0, phone=row.e164)
+        store.note_send(key)
