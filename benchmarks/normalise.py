@@ -27,6 +27,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -123,12 +124,11 @@ def our_path(data: Path) -> None:
     )
     config = load_campaign(campaign_file, env={})
     start, cpu_start = time.perf_counter(), time.process_time()
-    counts = validate_campaign(config).counts
+    with _Descendants() as workers:
+        counts = validate_campaign(config).counts
     seconds = time.perf_counter() - start
     main_cpu = time.process_time() - cpu_start
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(
         json.dumps(
             {
@@ -138,12 +138,61 @@ def our_path(data: Path) -> None:
                 "duplicates": counts.duplicates,
                 "rejected": sum(counts.rejected.values()),
                 "peak_rss_mb": own,
-                "worker_peak_rss_mb": workers,
+                "worker_peak_rss_mb": max(workers.rss_mb.values(), default=0.0),
                 "main_cpu": main_cpu,
-                "worker_cpu": children.ru_utime + children.ru_stime,
+                "worker_cpu": sum(workers.cpu_s.values()),
             }
         )
     )
+
+
+class _Descendants:
+    """CPU seconds and peak RSS of every process below this one, read from /proc every
+    50 ms while the block runs (pool workers are the forkserver's children, not ours, so
+    getrusage(RUSAGE_CHILDREN) does not see them)."""
+
+    def __init__(self) -> None:
+        self.cpu_s: dict[int, float] = {}
+        self.rss_mb: dict[int, float] = {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> _Descendants:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        while not self._done.wait(0.05):
+            todo = _children(os.getpid())
+            while todo:
+                pid = todo.pop()
+                todo += _children(pid)
+                try:
+                    with open(f"/proc/{pid}/stat") as handle:
+                        fields = handle.read().rsplit(")", 1)[1].split()
+                    with open(f"/proc/{pid}/status") as handle:
+                        rss = int(handle.read().split("VmRSS:")[1].split()[0]) / 1024
+                except (OSError, IndexError, ValueError):
+                    continue
+                cpu = (int(fields[11]) + int(fields[12])) / tick
+                self.cpu_s[pid] = max(self.cpu_s.get(pid, 0.0), cpu)
+                self.rss_mb[pid] = max(self.rss_mb.get(pid, 0.0), rss)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                found += [int(child) for child in handle.read().split()]
+    except OSError:
+        pass
+    return found
 
 
 def _spin(count: int) -> int:

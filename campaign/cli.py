@@ -355,4 +355,67 @@ def report(campaign_file: str) -> None:
     click.echo(f"wrote {paths.results_csv}, {paths.summary_json}, {paths.report_html}")
 
 
+# --- campaign state … -----------------------------------------------------------------
+
+
+@main.group(short_help="Move a campaign's state (its checkpoint) to PostgreSQL.")
+def state() -> None:
+    """Commands on a campaign's state: its checkpoint, attempts, batches and opt-outs.
+
+    \b
+    Example:
+        campaign state copy pipelines/spring.yaml --to postgresql://ops@db:5432/campaigns
+    """
+
+
+@state.command("copy", short_help="Copy a campaign's SQLite checkpoint into PostgreSQL.")
+@click.argument("source", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option(
+    "--to",
+    "to",
+    metavar="URL",
+    help="The database, postgresql://user@host:5432/dbname (default: CAMPAIGN_STATE_URL, "
+    "else the campaign file's state_url). Leave the password out of it: other users of "
+    "the machine can read a command line; set PGPASSWORD or use ~/.pgpass.",
+)
+@click.option(
+    "--campaign",
+    "campaign_name",
+    metavar="NAME",
+    help="The campaign, when FILE is a checkpoint that does not name it.",
+)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Overwrite the campaign's checkpoint already in the database (refused if it holds "
+    "calls the SQLite checkpoint does not know of).",
+)
+@exits_cleanly
+def state_copy(source: str, to: str | None, campaign_name: str | None, replace: bool) -> None:
+    """Copy a campaign's SQLite checkpoint into PostgreSQL, to run it there from now on.
+
+    FILE is the campaign file (its checkpoint is found in its state_dir) or a checkpoint
+    (.sqlite). Everything is copied in one transaction and checked: rows, attempts,
+    batches, send times, runs, and the state dir's opt-outs and calls per number. The
+    campaign's lock is held meanwhile (a run in progress: exit 75). The SQLite checkpoint
+    is then marked as moved, and a run of it refuses: set state_url or CAMPAIGN_STATE_URL
+    to run the campaign in the database.
+
+    \b
+    Example:
+        PGPASSWORD=... campaign state copy pipelines/spring.yaml --to postgresql://ops@db/campaigns
+    """
+    from campaign.config.model import redact_url
+
+    if to and redact_url(to) != to:
+        click.echo(
+            "Warning: --to holds a password, which other users of this machine can see in "
+            "the process list; set PGPASSWORD or use ~/.pgpass instead",
+            err=True,
+        )
+    done = public.copy_state(source, to=to, campaign=campaign_name, replace=replace)
+    for line in done.lines():
+        click.echo(line)
+
+
 main.add_command(sandbox)

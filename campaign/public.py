@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from campaign.pipeline.runner import RunOptions
     from campaign.pipeline.status import CampaignStatus
     from campaign.pipeline.validate import ValidationSummary
+    from campaign.store.moving import MoveReport
 
     # A campaign file's path, or a config already loaded (``campaign.config.model``).
     CampaignFile: TypeAlias = str | os.PathLike[str] | CampaignConfig
@@ -152,10 +153,15 @@ async def run_with_options(
 def validate(path_or_config: CampaignFile, *, now: datetime | None = None) -> ValidationSummary:
     """What the campaign would do, from the file and its input alone (no API call)."""
     from campaign.pipeline.validate import validate_campaign
-    from campaign.store.optout import OptOutList
+    from campaign.store.place import StatePlace
 
     config = load(path_or_config)
-    return validate_campaign(config, opted_out=OptOutList(config.state_dir).numbers(), now=now)
+    opt_outs = StatePlace.of(config).opt_outs()
+    try:
+        opted_out = opt_outs.numbers()
+    finally:
+        opt_outs.close()
+    return validate_campaign(config, opted_out=opted_out, now=now)
 
 
 def status(path_or_config: CampaignFile, *, api_key: str | None = None) -> CampaignStatus:
@@ -192,3 +198,19 @@ def load(path_or_config: CampaignFile, *, api_key: str | None = None) -> Campaig
     if api_key is not None:
         env["AITELIER_API_KEY"] = api_key  # the variable that wins over api.key_env
     return load_campaign(Path(path_or_config), env=env)
+
+
+def copy_state(
+    path: str | os.PathLike[str],
+    *,
+    to: str | None = None,
+    campaign: str | None = None,
+    replace: bool = False,
+) -> MoveReport:
+    """``campaign state copy``: a campaign's SQLite checkpoint (``path``: its campaign file,
+    or the checkpoint itself) into the PostgreSQL database ``to`` (else
+    ``CAMPAIGN_STATE_URL``, else the file's ``state_url``); the SQLite one then refuses to
+    run. Raises the ``CampaignError`` that says why not (a run in progress: exit 75)."""
+    from campaign.store.moving import move_campaign
+
+    return move_campaign(Path(path), to=to, campaign=campaign, replace=replace)

@@ -45,6 +45,8 @@ SANDBOX_API_KEY = "avp_test_sandbox"
 RETRYABLE_STATUSES = ("no_answer", "busy", "voicemail", "failed", "canceled")
 
 _CAMPAIGN_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_STATE_URL_RE = re.compile(r"^postgres(ql)?://", re.IGNORECASE)
+STATE_URL_ENV = "CAMPAIGN_STATE_URL"
 DEFAULT_STOP_BEFORE_CLOSE_S = 300.0
 
 
@@ -278,9 +280,33 @@ class CampaignConfig(_Model):
     priority: float = Field(1.0, gt=0)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)  # type: ignore[arg-type]
     state_dir: Path
+    # PostgreSQL for the campaign's state instead of SQLite files in state_dir; shown here
+    # without its password (the real one, from CAMPAIGN_STATE_URL, is kept private).
+    state_url: str | None = None
     output_dir: Path
 
     _api_key: str | None = PrivateAttr(default=None)
+    _state_dsn: str | None = PrivateAttr(default=None)
+
+    @field_validator("state_url", mode="before")
+    @classmethod
+    def _state_url(cls, value: object) -> object:
+        if value is None:
+            return None
+        text = str(value).strip()
+        if not text:
+            return None
+        if not _STATE_URL_RE.match(text):
+            raise ValueError(
+                f"{shown(redact_url(text))} is not a PostgreSQL URL such as "
+                "postgresql://user@host:5432/dbname"
+            )
+        if redact_url(text) != text:
+            raise ValueError(
+                "holds a password, and a campaign file is no place for one: leave it out and "
+                f"set PGPASSWORD, use ~/.pgpass, or give the whole URL in {STATE_URL_ENV}"
+            )
+        return text
 
     @field_validator("campaign")
     @classmethod
@@ -328,6 +354,23 @@ class CampaignConfig(_Model):
         """The checkpoint database of this campaign."""
         return self.state_dir / f"{self.campaign}.sqlite"
 
+    @property
+    def uses_postgres(self) -> bool:
+        """True when the campaign's state lives in PostgreSQL (``state_url``)."""
+        return self.state_url is not None
+
+    def state_dsn(self) -> str:
+        """The PostgreSQL URL with its password, for the driver only: never log it."""
+        if self._state_dsn:
+            return self._state_dsn
+        if self.state_url is None:
+            raise ConfigError(
+                "no state_url: this campaign keeps its state in SQLite files",
+                path=str(self.source_path),
+                key="state_url",
+            )
+        return self.state_url
+
     def api_key(self) -> str | None:
         """The API key captured from the environment at load time, if any."""
         return self._api_key
@@ -361,7 +404,26 @@ def load_campaign(path: Path, env: Mapping[str, str] | None = None) -> CampaignC
     _check_files(config, where)
     key = env.get("AITELIER_API_KEY") or env.get(config.api.key_env) or None
     config._api_key = key
+    dsn = env.get(STATE_URL_ENV, "").strip()
+    if dsn:
+        if not _STATE_URL_RE.match(dsn):
+            raise ConfigError(
+                f"{STATE_URL_ENV} is not a PostgreSQL URL such as "
+                "postgresql://user@host:5432/dbname",
+                path=where,
+                key="state_url",
+            )
+        shown_url = redact_url(dsn)
+        config = config.model_copy(update={"state_url": shown_url})
+        config._api_key = key
+        config._state_dsn = dsn
     return config
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (in the authority and the query)."""
+    url = re.sub(r"(://[^:/@?#]*):[^@/?#]*@", r"\1:***@", url)
+    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)
 
 
 def _with_defaults(document: dict[str, Any], path: Path, env: Mapping[str, str]) -> dict[str, Any]:

@@ -119,8 +119,9 @@ def _problem(
     if len(message) > _MAX_MESSAGE_CHARS:
         message = message[: _MAX_MESSAGE_CHARS - 3] + "..."
     got = shown(error.get("input"))
-    # never echo api.key_env: someone may have pasted the key itself there
-    if got not in message and key != "api.key_env":
+    # never echo api.key_env (someone may have pasted the key itself there) nor state_url
+    # (it may hold a password); the messages of both say what is wrong without it
+    if got not in message and key not in ("api.key_env", "state_url"):
         message = f"{message} (got {got})"
     return ConfigError(message, path=where, key=key)
 

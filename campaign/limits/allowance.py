@@ -1,17 +1,18 @@
-"""The shared allowance: one ledger file per API key, used by every campaign on that key.
+"""The shared allowance: one ledger per API key, used by every campaign on that key.
 
 The outbound and request limits belong to the project and the key, not to one campaign.
 Every process that runs a campaign with the same state dir, base URL and key keeps its
-sends in one small SQLite file (``allowance_path``); each limiter decision is one short
-``BEGIN IMMEDIATE`` transaction over it (the SQL is ``campaign.store.allowance``), so there
-is no daemon to start and nothing to clean up after ``kill -9``. ``shared_limiter`` opens a
-campaign's ``SlidingWindowLimiter`` on it, with a ``FairShare`` of the campaign's priority.
+sends in one small SQLite file (``allowance_path``); with ``state_url``, every process on
+the same database, base URL and key keeps them in one PostgreSQL schema
+(``StatePlace.allowance``). Each limiter decision is one short ``BEGIN IMMEDIATE``
+transaction over the ledger (the SQL is ``campaign.store.allowance``), so there is no daemon
+to start and nothing to clean up after ``kill -9``. ``shared_limiter`` opens a campaign's
+``SlidingWindowLimiter`` on it, with a ``FairShare`` of the campaign's priority.
 """
 
 from __future__ import annotations
 
 import bisect
-import hashlib
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -22,9 +23,25 @@ from campaign.limits.fairness import DEFAULT_POLL_S, DEFAULT_TTL_S, REJOIN_AFTER
 from campaign.limits.ledger import SendKind, SendTimes
 from campaign.limits.limiter import SlidingWindowLimiter
 from campaign.limits.window import DEFAULT_MARGIN_S
-from campaign.store.allowance import CALL, RELEASE, REQUEST, RESERVE, AllowanceDb, Participant
+from campaign.store.allowance import (
+    CALL,
+    RELEASE,
+    REQUEST,
+    RESERVE,
+    AllowanceDb,
+    AllowanceLocation,
+    Participant,
+    allowance_digest,
+)
 
-__all__ = ["DEFAULT_TTL_S", "SharedAllowance", "SqliteLedger", "allowance_path", "shared_limiter"]
+__all__ = [
+    "DEFAULT_TTL_S",
+    "AllowanceLedger",
+    "SharedAllowance",
+    "SqliteLedger",
+    "allowance_path",
+    "shared_limiter",
+]
 
 _KINDS: dict[SendKind, int] = {"request": REQUEST, "call": CALL}
 
@@ -34,13 +51,11 @@ SharedAllowance = SlidingWindowLimiter
 
 def allowance_path(state_dir: Path, base_url: str, api_key: str) -> Path:
     """The allowance file of one API base URL and key; the name holds no part of the key."""
-    key_fingerprint = hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:16]
-    digest = hashlib.sha256(f"{base_url}\n{key_fingerprint}".encode()).hexdigest()[:16]
-    return state_dir / f"allowance-{digest}.sqlite"
+    return state_dir / f"allowance-{allowance_digest(base_url, api_key)}.sqlite"
 
 
 def shared_limiter(
-    path: Path,
+    where: Path | AllowanceLocation,
     campaign: str,
     requests: Sequence[Limit],
     calls: Sequence[Limit],
@@ -52,31 +67,34 @@ def shared_limiter(
     poll_s: float = DEFAULT_POLL_S,
     rejoin_s: float = REJOIN_AFTER_S,
 ) -> SlidingWindowLimiter:
-    """``campaign``'s limiter on the allowance file at ``path`` (joined; close it to leave)."""
+    """``campaign``'s limiter on the allowance at ``where`` (the file's path, or
+    ``StatePlace.allowance(...)``); joined; close it to leave."""
     share = FairShare(campaign, priority=priority, ttl_s=ttl_s, poll_s=poll_s, rejoin_s=rejoin_s)
+    ledger = SqliteLedger(where) if isinstance(where, Path) else AllowanceLedger(where.open())
     return SlidingWindowLimiter(
-        requests, calls, clock, ledger=SqliteLedger(path), share=share, margin_s=margin_s
+        requests, calls, clock, ledger=ledger, share=share, margin_s=margin_s
     )
 
 
-class SqliteLedger:
-    """A ``SendLedger`` over one allowance file, shared by every process on the key.
+class AllowanceLedger:
+    """A ``SendLedger`` over one allowance ledger (a file, or a PostgreSQL schema), shared
+    by every process on the key.
 
-    The file is append-only for sends (a replay's call is given back by a ``RELEASE``
-    entry, not an update), so the ledger keeps the sends that count in memory and reads
-    only the entries added since it last looked.
+    The ledger is append-only for sends (a replay's call is given back by a ``RELEASE``
+    entry, not an update), so this keeps the sends that count in memory and reads only the
+    entries added since it last looked.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db = AllowanceDb(path)
+    def __init__(self, db: AllowanceDb) -> None:
+        self.path = db.path
+        self._db = db
         self._requests: list[float] = []
         self._calls: list[float] = []
         self._last_id = 0  # the last entry of the file counted in memory
         self._since = float("inf")  # memory holds every entry after this time
 
     def __repr__(self) -> str:
-        return f"SqliteLedger(path={str(self.path)!r})"
+        return f"{type(self).__name__}({self._db.where!r})"
 
     def transaction(self) -> AbstractContextManager[None]:
         """One ``BEGIN IMMEDIATE`` … ``COMMIT`` on the file (``StateError`` on failure)."""
@@ -155,3 +173,10 @@ class SqliteLedger:
             bisect.insort(self._calls, at)
         if kind in (CALL, REQUEST):
             bisect.insort(self._requests, at)
+
+
+class SqliteLedger(AllowanceLedger):
+    """The ledger of one allowance file in the state dir."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(AllowanceDb(path))

@@ -8,11 +8,12 @@ send times of every campaign on it and who those campaigns are; the limiter
 
 - ``MemoryLedger`` (here): this process's memory; one campaign alone, or several limiters
   in one process sharing it (tests).
-- ``SqliteLedger`` (``campaign.limits.allowance``): the shared allowance file in the state
-  dir, for every process on the same key; its SQL lives in ``campaign.store.allowance``.
+- ``AllowanceLedger`` (``campaign.limits.allowance``): the shared allowance of every
+  process on the same key, in a file of the state dir (``SqliteLedger``) or, with
+  ``state_url``, in a PostgreSQL schema; its SQL lives in ``campaign.store.allowance``.
 
-Another store (a PostgreSQL table, say) implements the same Protocol: a transaction that
-serialises decisions, an append-only record of sends, a table of participants.
+Both shared ledgers give what the Protocol asks: a transaction that serialises decisions,
+an append-only record of sends, a table of participants.
 """
 
 from __future__ import annotations

@@ -8,7 +8,19 @@ from typing import Any
 
 from campaign.limits.allowance import allowance_path
 from campaign.limits.fairness import DEFAULT_TTL_S
-from campaign.store.allowance import AllowanceDb, Participant
+from campaign.store.allowance import AllowanceDb, AllowanceLocation, Participant
+from campaign.store.place import StatePlace
+
+# An allowance as status finds it: the file's path (SQLite), or its location.
+Where = Path | AllowanceLocation
+
+
+def _exists(where: Where) -> bool:
+    return where.exists()
+
+
+def _open(where: Where) -> AllowanceDb:
+    return AllowanceDb(where) if isinstance(where, Path) else where.open()
 
 
 @dataclass(frozen=True)
@@ -28,12 +40,12 @@ class AllowanceMember:
 
 
 def allowance_members(
-    path: Path, now: float, *, window_s: float = 60.0, ttl_s: float = DEFAULT_TTL_S
+    where: Where, now: float, *, window_s: float = 60.0, ttl_s: float = DEFAULT_TTL_S
 ) -> list[AllowanceMember]:
-    """Every campaign seen on the allowance file in the last hour, without joining it."""
-    if not path.exists():
+    """Every campaign seen on the allowance in the last hour, without joining it."""
+    if not _exists(where):
         return []
-    db = AllowanceDb(path)
+    db = _open(where)
     try:
         with db.transaction():
             participants = db.participants()
@@ -72,32 +84,51 @@ def _member_state(p: Participant, now: float, window_s: float, ttl_s: float) -> 
 
 
 def allowance_files(
-    state_dir: Path, campaign: str, base_url: str, api_key: str | None
-) -> list[Path]:
-    """The allowance file(s) a campaign runs on: exact with the key, else found by name."""
+    place: Path | StatePlace, campaign: str, base_url: str, api_key: str | None
+) -> list[Where]:
+    """The allowance(s) a campaign runs on: exact with the key, else found by name.
+
+    ``place`` is the state dir (SQLite files: paths are returned) or the campaign's
+    ``StatePlace`` (locations are returned, in PostgreSQL with ``state_url``).
+    """
+    candidates: list[Where]
     if api_key:
-        path = allowance_path(state_dir, base_url, api_key)
-        return [path] if path.exists() else []
-    # Without the key (status needs none) the file is recognised by its participants.
+        exact: Where = (
+            allowance_path(place, base_url, api_key)
+            if isinstance(place, Path)
+            else place.allowance(base_url, api_key)
+        )
+        return [exact] if _exists(exact) else []
+    # Without the key (status needs none) the allowance is recognised by its participants.
+    if isinstance(place, Path):
+        candidates = list(sorted(place.glob("allowance-*.sqlite")))
+    else:
+        candidates = list(place.allowances())
     found = []
-    for path in sorted(state_dir.glob("allowance-*.sqlite")):
-        db = AllowanceDb(path)
+    for where in candidates:
+        db = _open(where)
         try:
             with db.transaction():
                 names = {p.name for p in db.participants()}
         finally:
             db.close()
         if campaign in names:
-            found.append(path)
+            found.append(where)
     return found
 
 
 def allowance_view(
-    state_dir: Path, campaign: str, base_url: str, api_key: str | None, window_s: float, now: float
+    place: Path | StatePlace,
+    campaign: str,
+    base_url: str,
+    api_key: str | None,
+    window_s: float,
+    now: float,
 ) -> list[dict[str, Any]]:
-    """Every campaign on the allowance(s) ``campaign`` runs on, as ``campaign status`` shows."""
+    """Every campaign on the allowance(s) ``campaign`` runs on, as ``campaign status`` shows
+    (``place``: the state dir, or the campaign's ``StatePlace``)."""
     view = []
-    for path in allowance_files(state_dir, campaign, base_url, api_key):
+    for path in allowance_files(place, campaign, base_url, api_key):
         for m in allowance_members(path, now, window_s=window_s):
             view.append(
                 {

@@ -41,6 +41,7 @@ _EXCEL_SCIENTIFIC = re.compile(r"^\+?(\d)(?:\.(\d+))?[eE]\+?(\d{1,2})$")
 _EXCEL_DECIMAL = re.compile(r"^(\+?\d+)\.0+$")
 _IGNORED = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad'\"=]")  # invisible, quotes
 _VANITY = re.compile(r"[A-Za-z].*[A-Za-z].*[A-Za-z]")
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
 _PUNCTUATION = re.compile(r"[\s().\-/]")  # what separates digit groups
 _NANP_REGIONS = frozenset(phonenumbers.COUNTRY_CODE_TO_REGION_CODE[1])
 _UNKNOWN_TZ = "Etc/Unknown"
@@ -106,21 +107,26 @@ def apply_policy(result: PhoneResult, *, allow_toll_free: bool, allow_voip: bool
 
 def normalise_number(raw: str, region: str | None) -> PhoneResult:
     """Normalise without any campaign policy; a pure function of its arguments."""
+    return PhoneResult(*normalise_fields(raw, region))
+
+
+def normalise_fields(raw: str, region: str | None) -> PhoneFields:
+    """``normalise_number`` as a tuple (what a batch sends back: no object per number)."""
     text, notes = _clean_text(raw)
     if not text:
-        return PhoneResult(None, "no phone number")
+        return _failed("no phone number")
     text, excel_note, excel_error = _repair_excel(text)
     digits_only = text.isdigit()
     if excel_error:
-        return PhoneResult(None, excel_error)
+        return _failed(excel_error)
     if excel_note:
         notes.append(excel_note)
-    has_letters = text.upper() != text.lower()  # cheap test before the regexes
-    if has_letters and _VANITY.search(_strip_extension_words(text)):
+    # cheap test before the regexes: _VANITY needs three ASCII letters
+    if _ASCII_LETTER.search(text) and _VANITY.search(_strip_extension_words(text)):
         notes.append("vanity letters converted to digits")
     parsed = _parse(text, region, notes)
     if isinstance(parsed, str):
-        return PhoneResult(None, parsed)
+        return _failed(parsed)
     if digits_only and parsed.kind == PhoneNumberType.UNKNOWN:
         parsed = _lost_leading_zero(text, region, parsed, notes)
     return _describe(parsed, notes)
@@ -333,11 +339,12 @@ _PLAIN = re.compile(r"\+?[0-9][0-9 ().\-]*")  # digits, ASCII separators, a lead
 _SEPARATORS = re.compile(r"[ ().\-]+")
 # The phonenumbers release _parse_plain() was checked against, line by line, with parse().
 PARSE_CHECKED_WITH = "9.0.43"
+_QUICK_PARSE = phonenumbers.__version__ == PARSE_CHECKED_WITH
 
 
 def _parse_number(text: str, region: str | None) -> phonenumbers.PhoneNumber:
     """``phonenumbers.parse(text, region)``, quicker for the common plain cell."""
-    if len(text) > 250 or phonenumbers.__version__ != PARSE_CHECKED_WITH:
+    if len(text) > 250 or not _QUICK_PARSE:
         return phonenumbers.parse(text, region)
     plain = _plain(text)
     if plain is not None:
@@ -519,7 +526,12 @@ def _lost_leading_zero(text: str, region: str | None, parsed: _Parsed, notes: li
     return parsed
 
 
-def _describe(parsed: _Parsed, notes: list[str]) -> PhoneResult:
+def _failed(reason: str, region: str | None = None) -> PhoneFields:
+    """The fields of a cell that gives no number (PhoneResult's defaults)."""
+    return (None, reason, region, "unknown", None, (), None, None)
+
+
+def _describe(parsed: _Parsed, notes: list[str]) -> PhoneFields:
     """Validity, type, timezones and NANP state of a parsed number."""
     number, region, kind = parsed.number, parsed.region, parsed.kind
     if kind == PhoneNumberType.UNKNOWN:
@@ -533,8 +545,10 @@ def _describe(parsed: _Parsed, notes: list[str]) -> PhoneResult:
         }.get(possible, "no such number range")
         home = region or phonenumbers.region_code_for_country_code(number.country_code or 0)
         where = f" for {home}" if home and home not in ("ZZ", "001") else ""
-        return PhoneResult(None, f"not a valid phone number{where} ({why})", region=region)
-    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return _failed(f"not a valid phone number{where} ({why})", region)
+    # format_number(number, E164) for a valid number (no raw-input case): "+", the
+    # country code, the national significant number
+    e164 = f"+{number.country_code}{phonenumbers.national_significant_number(number)}"
     extension = number.extension or None
     if extension:
         notes.append(f"extension {extension} not dialled: the call reaches the main number only")
@@ -547,7 +561,7 @@ def _describe(parsed: _Parsed, notes: list[str]) -> PhoneResult:
     note = "; ".join(notes) or None
     type_name = _TYPE_NAMES.get(kind, "unknown")
     reason = _FORBIDDEN_TYPES.get(kind)
-    return PhoneResult(e164, reason, region, type_name, extension, zones, us_state, note)
+    return (e164, reason, region, type_name, extension, zones, us_state, note)
 
 
 # A US number whose area code names no state (toll-free, non-geographic, geocoded per
@@ -562,12 +576,38 @@ def _timezones(number: phonenumbers.PhoneNumber, kind: int, e164: str) -> tuple[
     if not phonenumbers.is_number_type_geographical(kind, number.country_code or 0):
         return _country_zones(number.country_code or 0)
     digits = e164[1:]
-    # the same longest-prefix lookup as timezone.time_zones_for_geographical_number()
-    for length in range(min(TIMEZONE_LONGEST_PREFIX, len(digits)), 0, -1):
-        zones = TIMEZONE_DATA.get(digits[:length])
-        if zones is not None:
-            return tuple(zone for zone in zones if zone != _UNKNOWN_TZ)
+    # the same longest-prefix lookup as timezone.time_zones_for_geographical_number(),
+    # trying only the prefix lengths the data has for the number's first two digits
+    for length in _ZONE_PREFIX_LENGTHS.get(digits[:2], _ALL_LENGTHS):
+        if length <= len(digits):
+            zones = _ZONES.get(digits[:length])
+            if zones is not None:
+                return zones
     return ()
+
+
+# TIMEZONE_DATA without the unknown zone, one shared tuple per prefix (a batch of answers
+# pickles each once), and the prefix lengths it holds, longest first, per first two digits.
+_ZONES = {
+    prefix: tuple(zone for zone in zones if zone != _UNKNOWN_TZ)
+    for prefix, zones in TIMEZONE_DATA.items()
+}
+_ALL_LENGTHS = tuple(range(TIMEZONE_LONGEST_PREFIX, 0, -1))
+
+
+def _prefix_lengths() -> dict[str, tuple[int, ...]]:
+    """Per first two digits: the lengths of the prefixes a number starting so can match."""
+    found: dict[str, set[int]] = {}
+    for prefix in TIMEZONE_DATA:
+        if len(prefix) >= 2:
+            found.setdefault(prefix[:2], set()).add(len(prefix))
+    for start, lengths in found.items():
+        if start[0] in TIMEZONE_DATA:  # a one-digit prefix ("7") matches too
+            lengths.add(1)
+    return {start: tuple(sorted(lengths, reverse=True)) for start, lengths in found.items()}
+
+
+_ZONE_PREFIX_LENGTHS = _prefix_lengths()
 
 
 @functools.cache
@@ -736,7 +776,7 @@ def apply_policy_fields(
 
 def normalise_batch(keys: list[tuple[str, str | None]]) -> list[PhoneFields]:
     """Normalise many (raw, region) pairs; the unit of work sent to a worker process."""
-    return [phone_fields(normalise_number(raw, region)) for raw, region in keys]
+    return [normalise_fields(raw, region) for raw, region in keys]
 
 
 @functools.cache

@@ -20,6 +20,7 @@ from campaign.reporting.files import OutputPaths, RunFacts
 from campaign.reporting.results import call_records, progress_counts, run_records
 from campaign.reporting.streamed import write_checkpoint_outputs
 from campaign.store.checkpoint import Store
+from campaign.store.place import StatePlace
 
 
 @dataclass
@@ -165,10 +166,11 @@ def rewrite_outputs(config: CampaignConfig, *, clock: Clock | None = None) -> Ou
     """``campaign report``: rewrite the outputs from the checkpoint alone."""
     from campaign.errors import StateError
 
-    if not config.state_path.exists():
-        raise StateError(f"no checkpoint at {config.state_path}: run the campaign first")
+    place = StatePlace.of(config)
+    if not place.uses_postgres and not place.checkpoint_path.exists():
+        raise StateError(f"no checkpoint at {place.describe()}: run the campaign first")
     clock = clock or SystemClock()
-    store = Store.reader(config.state_path)
+    store = place.reader()
     try:
         runs = store.runs()
         started = runs[-1]["started_at"] if runs else clock.now()

@@ -33,7 +33,6 @@ from campaign.errors import (
     InsufficientFundsError,
     StateError,
 )
-from campaign.limits.allowance import allowance_path
 from campaign.limits.limiter import SlidingWindowLimiter
 from campaign.phones.normalise import normaliser_version
 from campaign.pipeline.outputs import RunTally, summary_lines, write_run_outputs
@@ -43,11 +42,12 @@ from campaign.planning.fingerprint import file_digest, plan_fingerprint
 from campaign.planning.plan import PlanCounts
 from campaign.planning.rejects import RejectShare, check_share, counted_share, reject_warning
 from campaign.planning.schedule import next_due
-from campaign.planning.windows import WindowBook, planned_stream
+from campaign.planning.staging import NewMemo, checkpoint_rows
+from campaign.planning.windows import WindowBook
 from campaign.reporting.results import progress_counts
 from campaign.store.checkpoint import Store
-from campaign.store.lock import CampaignLock
 from campaign.store.optout import OptOutList
+from campaign.store.place import StatePlace
 
 if TYPE_CHECKING:
     from campaign.pipeline.progress import ProgressDisplay
@@ -110,16 +110,16 @@ async def run_campaign_async(
     """Run the campaign once. A failure once the checkpoint is open is the tally's ``error``
     (the outputs are written first); before that (a held lock, a damaged checkpoint) it
     raises CampaignError, and nothing was written."""
-    lock = CampaignLock(config.state_path)
+    place = StatePlace.of(config)
+    lock = place.lock()
     if not options.dry_run:
         lock.acquire()  # before the checkpoint is opened: a refused run touches nothing
     try:
-        store = (
-            Store.snapshot(config.state_path) if options.dry_run else Store.open(config.state_path)
-        )
+        log.info("%s: state in %s", config.campaign, place.describe())
+        store = place.snapshot() if options.dry_run else place.open_store()
         try:
             store.claim_identity(config.campaign)
-            return await _run_with_store(config, options, store, clock)
+            return await _run_with_store(config, options, store, clock, place)
         finally:
             store.close()
     finally:
@@ -127,25 +127,26 @@ async def run_campaign_async(
 
 
 async def _run_with_store(
-    config: CampaignConfig, options: RunOptions, store: Store, clock: Clock
+    config: CampaignConfig, options: RunOptions, store: Store, clock: Clock, place: StatePlace
 ) -> RunTally:
     started = clock.now()
     run_id = store.start_run(started, options.command)
-    opt_outs = OptOutList(config.state_dir)
+    opt_outs = place.opt_outs()
     _ingest(config, options, store, opt_outs, clock, started)
     if config.calling_hours == "unrestricted":
         log.warning(
             "calling_hours: unrestricted — recipients' local calling hours are NOT enforced"
         )
     windows = WindowBook(config.calling_hours)
-    gate = build_gate(config, store, opt_outs, windows)
+    calls = place.call_ledger()
+    gate = build_gate(config, store, opt_outs, windows, calls)
     send_log = SendLog(store)
     tally = RunTally(exit_code=0)
     error: CampaignError | None = None
     stop = options.stop or asyncio.Event()
     try:
         bounds = _Bounds(options, started, clock)
-        async with _api(config, store, clock, send_log, stop, bounds.stop_at) as (
+        async with _api(config, place, store, clock, send_log, stop, bounds.stop_at) as (
             client,
             call_times,
             allowance,
@@ -192,6 +193,7 @@ async def _run_with_store(
         )
     tally.error = None if error is None else _final_error(error)
     opt_outs.close()
+    calls.close()
     return tally
 
 
@@ -240,10 +242,11 @@ def _ingest(
     # The plan streams into a temporary table of the checkpoint, then into its rows, all in
     # one transaction: memory stays flat, and a refused plan (exit 2) writes nothing.
     counts = PlanCounts()
+    memo = store if store.phone_memo_size() else NewMemo(store)
     with store.transaction():
         with _stage(f"reading and planning {config.input.path}", clock):
             with _reading(options.progress, clock) as on_rows:
-                stream = planned_stream(config, numbers, counts, on_rows=on_rows, memo=store)
+                stream = checkpoint_rows(config, numbers, counts, on_rows=on_rows, memo=memo)
                 store.stage_rows(stream)
                 store.keep_phones()
             # WARNING past 20 % rejected; exit 2 past the max
@@ -353,6 +356,7 @@ def _keep_first(
 @contextlib.asynccontextmanager
 async def _api(
     config: CampaignConfig,
+    place: StatePlace,
     store: Store,
     clock: Clock,
     send_log: SendLog,
@@ -368,9 +372,10 @@ async def _api(
     window = max(lim.window for lim in [*config.limits.calls, *config.limits.requests])
     request_times, call_times = store.send_times(now - window - 1.0)
     # The limits belong to the key and project, not to one campaign: every run on the same
-    # state dir, base URL and key shares one allowance, divided by priority (issue 8).
+    # state dir (or state database), base URL and key shares one allowance, divided by
+    # priority (issue 8).
     limits = shared_limiter(
-        allowance_path(config.state_dir, config.api.base_url, config.require_api_key()),
+        place.allowance(config.api.base_url, config.require_api_key()),
         config.campaign,
         config.limits.requests,
         config.limits.calls,

@@ -12,10 +12,14 @@ from campaign.store.optout import OptOutList
 
 
 def build_gate(
-    config: CampaignConfig, store: Store, opt_outs: OptOutList, windows: WindowBook
+    config: CampaignConfig,
+    store: Store,
+    opt_outs: OptOutList,
+    windows: WindowBook,
+    calls: CallLedger,
 ) -> SendGate:
     """The send gate of this run: today's suppression lists, the opt-out list, the windows,
-    and the frequency caps counted in the state dir's calls-per-number ledger."""
+    and the frequency caps counted in the shared calls-per-number ledger (``calls``)."""
     from campaign.planning.suppression import suppressed_numbers
 
     configured = list(config.compliance.max_calls_per_number)
@@ -29,7 +33,7 @@ def build_gate(
         opt_outs=opt_outs,
         window_for=windows.window_for,
         stop_before_close_s=config.stop_before_close_s,
-        calls=CallLedger(config.state_dir),
+        calls=calls,
         caps_for=row_caps,
         campaign=config.campaign,
     )

@@ -1,9 +1,9 @@
 """``campaign run A.yaml B.yaml …``: several campaigns in one process over one allowance.
 
 Each campaign runs exactly as it would alone (its own lock, checkpoint, outputs and exit
-code); they meet only in the shared allowance of their state dir and key, which divides
-the limits between them by priority. One stop event (the CLI sets it on SIGINT/SIGTERM)
-stops them all the same way.
+code); they meet only in the shared allowance of their state dir (or state database) and
+key, which divides the limits between them by priority. One stop event (the CLI sets it
+on SIGINT/SIGTERM) stops them all the same way.
 """
 
 from __future__ import annotations

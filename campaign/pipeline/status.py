@@ -6,7 +6,6 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from campaign.config.model import CampaignConfig
@@ -15,7 +14,7 @@ from campaign.engine.preflight import projected_seconds
 from campaign.errors import StateError
 from campaign.limits.status import allowance_lines, allowance_view
 from campaign.reporting.results import iso, progress_counts
-from campaign.store.checkpoint import Store
+from campaign.store.place import StatePlace
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class CampaignStatus:
     """A campaign's progress as its checkpoint records it (``campaign status``)."""
 
     campaign: str
-    checkpoint: Path
+    checkpoint: str  # the file, or the database URL (without password) and schema
     rows_total: int
     rows_vanished: int  # rows of earlier input files that today's file no longer has
     by_state: dict[str, int]  # rows per results.csv state
@@ -43,22 +42,21 @@ class CampaignStatus:
     unconfirmed_sends: int  # attempts sent whose answer was never recorded
     next_retry_due: str | None  # RFC 3339 UTC
     eta_s: int  # seconds to place the pending rows at the call limit
-    # Every campaign sharing this one's limits (same state dir, base URL and key).
+    # Every campaign sharing this one's limits (same state dir or database, base URL, key).
     allowance: list[dict[str, Any]]
     last_run: LastRun | None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (``--json``)."""
-        facts = dataclasses.asdict(self)
-        facts["checkpoint"] = str(self.checkpoint)
-        return facts
+        return dataclasses.asdict(self)
 
 
 def campaign_status(config: CampaignConfig) -> CampaignStatus:
     """Rows by state, attempts, calls in flight, next due and ETA, read from the checkpoint."""
-    if not config.state_path.exists():
-        raise StateError(f"no checkpoint at {config.state_path}: the campaign has not run yet")
-    store = Store.reader(config.state_path)
+    place = StatePlace.of(config)
+    if not place.uses_postgres and not place.checkpoint_path.exists():
+        raise StateError(f"no checkpoint at {place.describe()}: the campaign has not run yet")
+    store = place.reader()
     try:
         counts = progress_counts(store)
         runs = store.runs()
@@ -68,7 +66,7 @@ def campaign_status(config: CampaignConfig) -> CampaignStatus:
     last = runs[-1] if runs else None
     return CampaignStatus(
         campaign=config.campaign,
-        checkpoint=config.state_path,
+        checkpoint=place.describe(),
         rows_total=counts["rows_total"],
         rows_vanished=counts["rows_vanished"],
         by_state=counts["by_state"],
@@ -80,7 +78,7 @@ def campaign_status(config: CampaignConfig) -> CampaignStatus:
         next_retry_due=iso(counts["next_retry_due"]),
         eta_s=round(projected_seconds(waiting, list(config.limits.calls))),
         allowance=allowance_view(
-            config.state_dir,
+            place,
             config.campaign,
             config.api.base_url,
             config.api_key(),

@@ -11,7 +11,6 @@ import functools
 import itertools
 import multiprocessing
 import os
-import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -43,6 +42,7 @@ from campaign.planning.consent import (
     log_consent_basis,
     missing_basis_error,
 )
+from campaign.planning.firsts import ASKS_NOTHING, FirstLines, key_int, number_int
 from campaign.planning.hours import calling_window
 from campaign.planning.suppression import (
     Suppression,
@@ -60,6 +60,9 @@ _POOL_THRESHOLD = 4_000  # distinct new numbers in a chunk before a pool is wort
 _POOL_MIN_BATCH = 500  # once the pool runs, smaller sets of misses go to it too
 _MAX_PHONES = 100_000  # normalised numbers a plan remembers (bounded memory)
 _MAX_REGION_CELLS = 10_000  # distinct region cells a plan remembers
+_MAX_PLACES = 10_000  # distinct (region, type, timezones, state) and reasons it shares
+_POLICY_TYPES = frozenset({"toll_free", "voip"})  # types the campaign's policy may refuse
+_Place = tuple[str | None, str, tuple[str, ...], str | None]
 _ZoneKey = tuple[tuple[str, ...], str | None, str, str]
 _PhoneKey = tuple[str, str | None, str | None]  # raw phone, region, why the region is unusable
 # A batch of (raw, region) pairs sent to a worker, and the future of its results.
@@ -189,7 +192,9 @@ def iter_plan(
     read_lists = suppression is None
     if suppression is None:
         suppression = load_suppression(config)
-    planner = _Planner(config, fmt, set(opted_out), suppression.numbers)
+    # no list: no lookup per row (a registry's number test costs a few microseconds)
+    listed = suppression.numbers if suppression.lists else {}
+    planner = _Planner(config, fmt, set(opted_out), listed)
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
     pool: Executor | None = None
     pending: deque[_Chunk] = deque()
@@ -258,10 +263,12 @@ class _Planner:
         self.config = config
         self.opted_out = opted_out
         self.suppression = suppression
+        self.listed = suppression.get
         # (raw, region) → policy-applied fields: each distinct cell is normalised once
         self.phones: dict[tuple[str, str | None], PhoneFields] = {}
-        self.words: dict[str, str] = {}  # reasons, regions, types, states: shared strings
-        self.zone_lists: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self.words: dict[str, str] = {}  # reasons: shared strings
+        # (region, type, timezones, state) of the numbers seen: shared tuples
+        self.places: dict[_Place, _Place] = {}
         self.policy = {
             "allow_toll_free": config.input.allow_toll_free,
             "allow_voip": config.input.allow_voip,
@@ -287,8 +294,9 @@ class _Planner:
         self.attested = config.compliance.consent == "attested"
         self.without_basis: Counter[str] = Counter()  # rows needing consent, by region
         self._address_columns(config, fmt, columns)
-        self.first_line_of_key: dict[str, int] = {}
-        self.first_line_of_number: dict[str, int] = {}
+        # the first line of each number and key: later rows with either are duplicates
+        self.first_of_number = FirstLines()
+        self.first_of_key = FirstLines()
         # region cell → (region to read the phone in, why the cell is unusable)
         self.region_cells: dict[str, tuple[str | None, str | None]] = {}
         self.in_flight: set[tuple[str, str | None]] = set()  # sent to a worker, not back yet
@@ -375,25 +383,23 @@ class _Planner:
 
     def remember(self, key: tuple[str, str | None], fields: PhoneFields) -> PhoneFields:
         """Cache the campaign-policy version of a normalised number."""
-        e164, reason, region, kind, extension, zones, us_state, note = apply_policy_fields(
-            fields, **self.policy
-        )
-        # Few distinct values: one object each, not one per number (a worker's answers
-        # arrive as fresh copies).
-        words, zone_lists = self.words, self.zone_lists
-        fields = (
-            e164,
-            reason and words.setdefault(reason, reason),
-            region and words.setdefault(region, region),
-            words.setdefault(kind, kind),
-            extension,
-            zone_lists.setdefault(zones, zones),
-            us_state and words.setdefault(us_state, us_state),
-            note,
-        )
-        if len(words) + len(zone_lists) > _MAX_PHONES:
-            words.clear()
-            zone_lists.clear()
+        if fields[3] in _POLICY_TYPES:
+            fields = apply_policy_fields(fields, **self.policy)
+        e164, reason, region, kind, extension, zones, us_state, note = fields
+        # Few distinct places and types: one object each, not one per number (a worker's
+        # answers arrive as fresh copies). Reasons are few too, and only rejects have one.
+        place = (region, kind, zones, us_state)
+        shared = self.places.get(place)
+        if shared is None:
+            if len(self.places) >= _MAX_PLACES:
+                self.places.clear()  # bounded memory whatever the numbers are
+            shared = self.places[place] = place
+        region, kind, zones, us_state = shared
+        if reason is not None:
+            reason = self.words.setdefault(reason, reason)
+            if len(self.words) >= _MAX_PLACES:
+                self.words.clear()
+        fields = (e164, reason, region, kind, extension, zones, us_state, note)
         if len(self.phones) >= _MAX_PHONES:
             # Dropping everything is crude but keeps memory bounded with no bookkeeping
             # per hit; CRM duplicates cluster, so the cache refills with what matters.
@@ -423,24 +429,53 @@ class _Planner:
             memo.remember_phones((raw, region, f) for (raw, region), f in chunk.normalised)
         chunk.normalised = []
         phone, add, plan = self.phone, counts.add, self.plan
-        for record, phone_key, fields in zip(
-            chunk.records, chunk.phone_keys, chunk.results, strict=True
-        ):
+        results = chunk.results
+        for index, (phone_key, fields) in enumerate(zip(chunk.phone_keys, results, strict=True)):
             if fields is None and phone_key[2] is None:
                 key = (phone_key[0], phone_key[1])
                 # sent by this chunk, else by an earlier one (cached since, unless evicted)
-                fields = fresh.get(key) or phone(key)
-            planned = plan(record, phone_key, fields)
+                results[index] = fresh.get(key) or phone(key)
+        # Where each row's number and key were first seen before this chunk, asked for the
+        # whole chunk at once; plan() adds what the chunk's own rows record.
+        numbers = [ASKS_NOTHING if f is None or f[0] is None else number_int(f[0]) for f in results]
+        number_seen = self.first_of_number.found(numbers)
+        key_index = self.key_index
+        if key_index is None:
+            key_cells: list[str] = [""] * len(results)
+            key_seen = number_seen  # unused: without a key column the key is the number
+            keys: list[int | None] = [None] * len(results)
+        else:
+            key_cells = [cells[key_index].strip() for _, cells, _ in chunk.records]
+            keys = [key_int(cell) for cell in key_cells]
+            key_seen = self.first_of_key.found([ASKS_NOTHING if k is None else k for k in keys])
+        for record, phone_key, fields, key_cell, number, seen, key, key_first in zip(
+            chunk.records, chunk.phone_keys, results, key_cells, numbers, number_seen, keys,
+            key_seen, strict=True,
+        ):  # fmt: skip
+            planned = plan(record, phone_key, fields, key_cell, number, seen, key, key_first)
             add(planned)
             yield planned
+        self.first_of_number.settle()
+        self.first_of_key.settle()
 
-    def plan(self, record: Record, phone_key: _PhoneKey, phone: PhoneFields | None) -> PlannedRow:
-        """Decide one row."""
+    def plan(
+        self,
+        record: Record,
+        phone_key: _PhoneKey,
+        phone: PhoneFields | None,
+        key_cell: str = "",
+        number: int = 0,
+        number_seen: int = 0,
+        key: int | None = None,
+        key_seen: int = 0,
+    ) -> PlannedRow:
+        """Decide one row. ``key_cell`` is its key, stripped; ``number`` and ``key`` the
+        integer forms of its number and key (``firsts``), and ``number_seen`` and ``key_seen``
+        the lines they were first seen on before its chunk (0: not before it)."""
         line, cells, error = record
         raw, _, problem = phone_key
         variables = {name: cells[index] for name, index in self.variables}
         # rows without a number (or key) still need a stable identity in results and state
-        key_cell = "" if self.key_index is None else cells[self.key_index].strip()
         if "\0" in key_cell:
             # A NUL cannot survive the trip through the API and back (batch rows are
             # matched by key), so the row is rejected here, by its line.
@@ -459,8 +494,9 @@ class _Planner:
         if e164 is None or reason:
             row_key = key_cell or f"line:{line}"
         else:
-            row_key = key_cell or (e164 if self.key_index is None else f"line:{line}")
-            if self.key_index is not None and not key_cell:
+            has_key = self.key_index is not None
+            row_key = key_cell or (f"line:{line}" if has_key else e164)
+            if has_key and not key_cell:
                 reason = f"empty key column '{self.key_label}'"
             else:
                 try:
@@ -471,21 +507,30 @@ class _Planner:
                 pass
             elif e164 in self.opted_out:
                 state, reason = "suppressed", "opted out (state dir opt-out list)"
-            elif e164 in self.suppression:
-                state, reason = "suppressed", suppression_reason(self.suppression[e164])
+            elif (listed := self.listed(e164)) is not None:
+                state, reason = "suppressed", suppression_reason(listed)
             elif region in self.consent_regions and (reason := self._consent(cells, region)):
                 pass  # rejected before dedupe: another row of the number may record consent
             else:
-                first = self.first_line_of_number.get(e164)
-                if self.key_index is not None:  # the key's first line wins over the number's
-                    first = self.first_line_of_key.get(row_key) or first
+                numbers = self.first_of_number
+                first = numbers.recent.get(number) or number_seen or None
+                if has_key:  # the key's first line wins over the number's
+                    keys = self.first_of_key
+                    if key is None:
+                        first = keys.words.get(row_key) or first
+                    else:
+                        first = keys.recent.get(key) or key_seen or first
                 if first is not None:
                     state, duplicate_of = "duplicate", first
                     reason = f"duplicate of line {first}"
                 else:
-                    if self.key_index is not None:  # without one the key is the number
-                        self.first_line_of_key[row_key] = line
-                    self.first_line_of_number[e164] = line
+                    if not has_key:
+                        pass  # without one the key is the number
+                    elif key is None:
+                        self.first_of_key.words[row_key] = line
+                    else:
+                        self.first_of_key.recent[key] = line
+                    numbers.recent[number] = line
                     state = "callable"
         return PlannedRow(
             line,
@@ -562,20 +607,19 @@ class _Planner:
 
 
 def _start_pool(workers: int) -> Executor:
-    """A pool of ``workers`` processes, forked from this one while it runs no other thread
-    (the CLI: quick, and the workers share its pages); else forked from a fresh server
-    process with the normaliser loaded (``campaign.run_async`` inside a host's threads: a
-    fork copies their locks in whatever state they are). A forkserver child imports the
-    host's main module again, as every spawned process does: a host script must keep its
-    work under ``if __name__ == "__main__":``."""
+    """A pool of ``workers`` processes forked from a fresh server process that has loaded
+    the host's main module and the normaliser only: each worker shows about 40 MB, where a
+    fork of this process (its imports, the plan so far) would show 100 MB or more, and a
+    fork would copy the locks of a host's threads (``campaign.run_async`` in a web app) in
+    whatever state they are. The server imports the host's main module again, as every
+    spawned process does: a host script must keep its work under
+    ``if __name__ == "__main__":``."""
     methods = multiprocessing.get_all_start_methods()
-    if threading.active_count() == 1 and "fork" in methods:
-        method = "fork"
-    else:
-        method = "forkserver" if "forkserver" in methods else "spawn"
+    method = "forkserver" if "forkserver" in methods else "spawn"
     context = multiprocessing.get_context(method)
     if method == "forkserver":
-        context.set_forkserver_preload(["campaign.phones.normalise"])
+        # imported once in the server, not once in each worker
+        context.set_forkserver_preload(["__main__", "campaign.phones.normalise"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
 

@@ -3,8 +3,9 @@
 Counsel and ops read it as the run's evidence: the consent basis, the calling-hours rules
 (federal, and the state rules the campaign's rows fall under), the do-not-call lists and
 the opt-out list, the frequency caps; how many rows each rule held back; how many numbers
-got 1, 2, 3… calls. Everything is counted by SQL over the checkpoint and the state dir's
-calls-per-number ledger, never by loading every row.
+got 1, 2, 3… calls. Everything is counted by SQL over the checkpoint and the shared
+calls-per-number ledger (in the state dir, or the state database), never by loading every
+row.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from campaign.planning.states import FEDERAL_SOURCE, HOLIDAY_STATES, JURISDICTIO
 from campaign.planning.windows import calling_hours_text
 from campaign.reporting.sections import e, table
 from campaign.store.checkpoint import Store
-from campaign.store.contacts import CallLedger, held_back, held_back_reasons, zone_counts
+from campaign.store.contacts import held_back, held_back_reasons, zone_counts
+from campaign.store.optout import OPT_OUT_FILE
+from campaign.store.place import StatePlace
+from campaign.store.postgres import SHARED_SCHEMA
 
 # Each rule, and the prefixes of the reasons it gives a row (the planner's and the gate's).
 RULES: dict[str, tuple[str, ...]] = {
@@ -32,7 +36,7 @@ RULES: dict[str, tuple[str, ...]] = {
 RULE_WORDS = {
     "consent": "Consent (no recorded consent)",
     "do_not_call_list": "Do-not-call lists",
-    "opt_out": "Opt-out list (state dir)",
+    "opt_out": "Opt-out list (shared by every campaign)",
     "calling_hours": "Calling hours (window never opens)",
     "frequency_cap": "Frequency caps (waiting)",
 }
@@ -94,7 +98,8 @@ def compliance_summary(config: CampaignConfig, store: Store) -> dict[str, Any]:
         for state, reason, rows in held_back_reasons(store, limit=500)
         if (rule := _rule_of(reason)) is not None
     ]
-    ledger = CallLedger(config.state_dir)
+    place = StatePlace.of(config)
+    ledger = place.call_ledger()
     try:
         spread = ledger.distribution(config.campaign)
     finally:
@@ -110,12 +115,12 @@ def compliance_summary(config: CampaignConfig, store: Store) -> dict[str, Any]:
         },
         "do_not_call": {
             "lists": _list_paths(config),
-            "opt_out_list": str(config.state_dir / "opt_outs.sqlite"),
+            "opt_out_list": _shared_place(place, "opt_outs", OPT_OUT_FILE),
         },
         "frequency_caps": {
             "configured": [f"{lim.count}/{fmt_window(lim.window)}" for lim in configured],
             "configured_key": CONFIG_SOURCE,
-            "counted_across": f"every campaign sharing the state dir {config.state_dir}",
+            "counted_across": _sharing(place),
             "state_caps": [touched_caps[code] for code in sorted(touched_caps)],
             "known_state_caps": sorted(STATE_CAPS),
         },
@@ -123,6 +128,20 @@ def compliance_summary(config: CampaignConfig, store: Store) -> dict[str, Any]:
         "held_back_by_reason": reasons,
         "calls_per_number": {str(n): count for n, count in spread.items()},
     }
+
+
+def _shared_place(place: StatePlace, table: str, file_name: str) -> str:
+    """Where a shared list lives: its file in the state dir, or its table (no password)."""
+    if place.uses_postgres:
+        return f"{place.shown_url} (schema {SHARED_SCHEMA!r}, table {table!r})"
+    return str(place.state_dir / file_name)
+
+
+def _sharing(place: StatePlace) -> str:
+    """Which campaigns share the calls-per-number ledger."""
+    if place.uses_postgres:
+        return f"every campaign sharing the state database {place.shown_url}"
+    return f"every campaign sharing the state dir {place.state_dir}"
 
 
 def _list_paths(config: CampaignConfig) -> list[str]:

@@ -67,8 +67,10 @@ def write_checkpoint_outputs(
 
 
 def _sql_paths_ok(names: list[str]) -> bool:
-    """Whether SQLite's JSON paths can name every variable (``$."name"``)."""
-    return all('"' not in name and "\\" not in name for name in names)
+    """Whether SQLite's JSON paths can name every variable (``$."name"``). A name that is
+    not ASCII cannot: the checkpoint keeps it escaped (``\\u00e9``), and SQLite's paths
+    match the key as written, so ``prénom`` would read as absent."""
+    return all('"' not in name and "\\" not in name and name.isascii() for name in names)
 
 
 def _result_lines(

@@ -67,7 +67,7 @@ class AttemptJournal(StoreBase):
             "SELECT rows.* FROM attempts JOIN rows ON rows.row_key = attempts.row_key "
             "WHERE attempts.phone = ? AND attempts.row_key != ? "
             "AND attempts.state IN ('sending', 'sent', 'ended', 'withheld') "
-            "ORDER BY attempts.sending_at LIMIT 1",
+            "ORDER BY attempts.sending_at, attempts.idempotency_key LIMIT 1",
             (phone, row_key),
         )
         return row_from_sql(found[0]) if found else None
@@ -99,7 +99,7 @@ class AttemptJournal(StoreBase):
         if row_key is not None:
             sql += " WHERE a.row_key = ?"
             params = (row_key,)
-        sql += " ORDER BY a.sending_at, a.number"
+        sql += " ORDER BY a.sending_at, a.number, a.row_key"
         return [call_fact_from_sql(r) for r in self._query(sql, params)]
 
     def count_attempts(self, *states: AttemptState) -> int:

@@ -21,9 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlite_utils import Database
 
 from campaign.errors import StateError
+from campaign.store.postgres import PgConnection, dict_rows, is_ours, pg_error
 
 # Primary SQLite result codes (https://sqlite.org/rescode.html).
 _SQLITE_READONLY = 8
@@ -133,16 +135,38 @@ def _is_ours(exc: BaseException) -> bool:
     )
 
 
-class StoreBase:
-    """One SQLite connection in autocommit mode; writes go through ``_tx``."""
+_ERRORS = (sqlite3.Error, psycopg.Error)
 
-    def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
-        self._conn = conn
+
+class StoreBase:
+    """One connection in autocommit mode (SQLite's, or ``PgConnection`` speaking the same
+    SQL to PostgreSQL); writes go through ``_tx``."""
+
+    def __init__(self, conn: sqlite3.Connection | PgConnection, path: Path | None) -> None:
+        # Typed as sqlite3's: PgConnection offers the part of it the store uses.
+        self._conn: sqlite3.Connection = conn  # type: ignore[assignment]
         self._depth = 0
+        self._pg = conn if isinstance(conn, PgConnection) else None
         # No sqlite-utils plugins on the checkpoint's connection: nothing but this package
-        # prepares it.
-        self.db = Database(conn, execute_plugins=False)
+        # prepares it. PostgreSQL's reads are plain SQL (below).
+        self.db = None if self._pg is not None else Database(self._conn, execute_plugins=False)
         self.path = path
+
+    @property
+    def where(self) -> str:
+        """The checkpoint as messages name it: its file, or its PostgreSQL schema."""
+        if self._pg is not None:
+            return f"state database schema {self._pg.namespace!r}"
+        return str(self.path or "checkpoint")
+
+    def _error(self, exc: BaseException) -> BaseException:
+        """A failed read or write as the ``StateError`` to raise; the exception itself
+        when it is a mistake in this program's SQL."""
+        if isinstance(exc, sqlite3.Error):
+            return checkpoint_error(self.path, exc) if _is_ours(exc) else exc
+        if isinstance(exc, psycopg.Error) and not is_ours(exc):
+            return pg_error(self.where, exc, self._pg.dsn if self._pg else None)
+        return exc
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -162,19 +186,20 @@ class StoreBase:
             self._depth -= 1
             try:
                 self._conn.execute("COMMIT")
-            except sqlite3.Error:
+            except _ERRORS:
                 # A failed COMMIT (disk full, I/O error) may leave the transaction open.
                 self._rollback()
                 raise
-        except sqlite3.Error as exc:
-            if not _is_ours(exc):
+        except _ERRORS as exc:
+            mapped = self._error(exc)
+            if mapped is exc:
                 raise
-            raise checkpoint_error(self.path, exc) from exc
+            raise mapped from exc
 
     def _rollback(self) -> None:
         # SQLite may already have rolled back by itself (SQLITE_FULL, SQLITE_IOERR); then
         # ROLLBACK fails, harmlessly, and must not hide the error that caused it.
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(*_ERRORS):
             self._conn.execute("ROLLBACK")
 
     @contextmanager
@@ -187,19 +212,31 @@ class StoreBase:
         with self._tx():
             yield
 
+    def _has_temp_table(self, conn: sqlite3.Connection, name: str) -> bool:
+        """True if this connection has made the temporary table ``name``."""
+        if self._pg is not None:
+            sql = "SELECT 1 FROM pg_tables WHERE schemaname LIKE 'pg\\_temp\\_%' AND tablename = ?"
+        else:
+            sql = "SELECT 1 FROM sqlite_temp_master WHERE type = 'table' AND name = ?"
+        return conn.execute(sql, (name,)).fetchone() is not None
+
     @contextmanager
     def _reading(self) -> Iterator[None]:
         """Map a failed read of the checkpoint to its ``StateError``."""
         try:
             yield
-        except sqlite3.Error as exc:
-            if not _is_ours(exc):
+        except _ERRORS as exc:
+            mapped = self._error(exc)
+            if mapped is exc:
                 raise
-            raise checkpoint_error(self.path, exc) from exc
+            raise mapped from exc
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """The rows of a read query (joins, aggregates) as dicts."""
         with self._reading():
+            if self._pg is not None:
+                return dict_rows(self._pg.execute(sql, params))
+            assert self.db is not None
             return list(self.db.query(sql, params))
 
     def _rows_where(
@@ -212,6 +249,12 @@ class StoreBase:
         order_by: str | None = None,
     ) -> list[dict[str, Any]]:
         """The rows of one table that match ``where``, as dicts."""
+        if self._pg is not None:
+            sql = f"SELECT {select} FROM {table}"
+            sql += f" WHERE {where}" if where else ""
+            sql += f" ORDER BY {order_by}" if order_by else ""
+            return self._query(sql, params)
+        assert self.db is not None
         with self._reading():
             return list(
                 self.db.table(table).rows_where(where, params, order_by=order_by, select=select)
@@ -219,5 +262,10 @@ class StoreBase:
 
     def _count(self, table: str, where: str, params: Sequence[Any] = ()) -> int:
         """How many rows of one table match ``where``."""
+        if self._pg is not None:
+            return int(
+                self._query(f"SELECT count(*) AS n FROM {table} WHERE {where}", params)[0]["n"]
+            )
+        assert self.db is not None
         with self._reading():
             return int(self.db.table(table).count_where(where, params))

@@ -92,9 +92,9 @@ class BatchLedger(StoreBase):
             # The same transitions as begin_attempt (body: the batch file holds the bytes).
             conn.executemany(
                 "INSERT INTO attempts(row_key, number, idempotency_key, state, body, "
-                "sending_at, phone) VALUES (?, ?, ?, 'sending', x'', ?, ?)",
+                "sending_at, phone) VALUES (?, ?, ?, 'sending', ?, ?, ?)",
                 [
-                    (row_key, number, key, now, phone)
+                    (row_key, number, key, b"", now, phone)
                     for (row_key, number, key), phone in zip(members, numbers, strict=True)
                 ],
             )
@@ -146,7 +146,8 @@ class BatchLedger(StoreBase):
         with self._tx() as conn:
             conn.execute(
                 "UPDATE batches SET server_status=?, queued=?, queued_seen_at=?, updated_at=?, "
-                "state=CASE WHEN state='uploaded' AND ? IS NOT NULL THEN ? ELSE state END "
+                "state=CASE WHEN state='uploaded' AND CAST(? AS TEXT) IS NOT NULL "
+                "THEN CAST(? AS TEXT) ELSE state END "
                 "WHERE seq=?",
                 (server_status, queued, now, now, running, running, seq),
             )

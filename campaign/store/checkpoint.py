@@ -40,8 +40,9 @@ from campaign.store.models import (
     SyncSummary,
     row_from_sql,
 )
+from campaign.store.postgres import PgConnection, checkpoint_schema
 from campaign.store.queue import RowQueue
-from campaign.store.schema import migrations
+from campaign.store.schema import migrations, pg_migrations
 
 __all__ = [
     "OPEN_ATTEMPT_STATES",
@@ -146,9 +147,75 @@ class Store(AttemptJournal, BatchLedger, RowQueue, IngestMemo):
         conn.close()
         return cls.snapshot(path)
 
+    @classmethod
+    def open_postgres(cls, dsn: str, campaign: str) -> Store:
+        """Open (creating and migrating if needed) the campaign's checkpoint in PostgreSQL:
+        the schema ``checkpoint_schema(campaign)`` of the database at ``dsn``."""
+        conn = PgConnection(dsn, checkpoint_schema(campaign), "state database")
+        store = cls(conn, None)
+        try:
+            with store._reading():
+                store._migrate_postgres()
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    @classmethod
+    def reader_postgres(cls, dsn: str, campaign: str) -> Store:
+        """The campaign's PostgreSQL checkpoint, for ``status`` and ``report``: read-only
+        transactions, never migrated by a reader (an older schema is refused)."""
+        conn = PgConnection(dsn, checkpoint_schema(campaign), "state database", create=False)
+        store = cls(conn, None)
+        try:
+            with store._reading():
+                version = store._pg_version()
+                if version == 0:
+                    raise StateError(
+                        f"no checkpoint in {store.where}: the campaign has not run yet"
+                    )
+                if version != len(pg_migrations()):
+                    raise StateError(
+                        f"{store.where}: the checkpoint is at schema version {version}, "
+                        f"this program reads {len(pg_migrations())}; run the campaign once "
+                        "to migrate it"
+                    )
+                conn.execute("SET default_transaction_read_only = on")
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
     def close(self) -> None:
         """Close the database connection."""
         self._conn.close()
+
+    def _pg_version(self) -> int:
+        """The schema's migration number; 0 for a schema with no checkpoint yet."""
+        if self._conn.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+            return 0
+        found = self._conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(found[0] or 0)
+
+    def _migrate_postgres(self) -> None:
+        assert self._pg is not None
+        # Applied once, under a lock of the schema's own: two hosts starting the same
+        # campaign at once take turns, and the second finds nothing left to do.
+        with self._pg.session_lock("migrate"):
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+            )
+            version = self._pg_version()
+            steps = pg_migrations()
+            if version > len(steps):
+                raise StateError(
+                    f"{self.where}: the checkpoint was written by a newer version of campaign"
+                )
+            for number, step in enumerate(steps[version:], start=version + 1):
+                with self._tx() as conn:
+                    for statement in step:
+                        conn.execute(statement)
+                    conn.execute("INSERT INTO schema_version(version) VALUES (?)", (number,))
 
     def _migrate(self) -> None:
         version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
@@ -161,6 +228,7 @@ class Store(AttemptJournal, BatchLedger, RowQueue, IngestMemo):
             # A step and its version number commit together, or neither does.
             with self._tx() as conn:
                 if callable(step):
+                    assert self.db is not None  # SQLite's migrations: sqlite-utils steps
                     step(self.db)
                 else:
                     for statement in step:
@@ -176,11 +244,15 @@ class Store(AttemptJournal, BatchLedger, RowQueue, IngestMemo):
 
     def set_meta(self, key: str, value: str) -> None:
         """Record a campaign fact."""
-        with self._tx():
-            self.db.table("meta").upsert({"key": key, "value": value}, pk="key")
+        with self._tx() as conn:
+            conn.execute(_SET_META, (key, value))
 
     def claim_identity(self, campaign: str) -> None:
-        """Tie this file to a campaign name; refuse a file that belongs to another one."""
+        """Tie this file to a campaign name; refuse a file that belongs to another one, or
+        one whose state was moved to another database (``campaign state copy``)."""
+        from campaign.store.transfer import refuse_moved  # it imports this module
+
+        refuse_moved(self)
         stored = self.get_meta("campaign")
         if stored is None:
             self.set_meta("campaign", campaign)
@@ -214,7 +286,8 @@ class Store(AttemptJournal, BatchLedger, RowQueue, IngestMemo):
         been merged, every 100,000 and at the end.
         """
         zones: dict[tuple[str, ...], str] = {}
-        return self._sync((_planned(row, zones) for row in planned), now, meta, on_rows)
+        summary = self._sync((_planned(row, zones) for row in planned), now, meta, on_rows)
+        return self._analyze_after(summary)
 
     def stage_rows(self, planned: Iterable[RowIn]) -> int:
         """Hold tonight's planned rows, in file order, for ``sync_staged`` (a temporary table:
@@ -226,7 +299,7 @@ class Store(AttemptJournal, BatchLedger, RowQueue, IngestMemo):
         count = 0
         with self._tx() as conn:
             conn.execute("DROP TABLE IF EXISTS temp.staged")
-            conn.execute(f"CREATE TEMP TABLE staged (seq INTEGER PRIMARY KEY, {columns})")
+            conn.execute(f"CREATE TEMP TABLE staged (seq INTEGER PRIMARY KEY, {_STAGED_TYPES})")
             for chunk in _batched((_planned(row, zones) for row in planned), _SYNC_CHUNK):
                 conn.executemany(insert, chunk)
                 count += len(chunk)
@@ -249,11 +322,20 @@ class Store(AttemptJournal, BatchLedger, RowQueue, IngestMemo):
         """
         try:
             if self._conn.execute("SELECT NOT EXISTS (SELECT 1 FROM rows)").fetchone()[0]:
-                return self._first_sync(now, meta, on_rows)
-            return self._sync(self._staged(), now, meta, on_rows)
+                return self._analyze_after(self._first_sync(now, meta, on_rows))
+            return self._analyze_after(self._sync(self._staged(), now, meta, on_rows))
         finally:
             with self._tx() as conn:
                 conn.execute("DROP TABLE IF EXISTS temp.staged")
+
+    def _analyze_after(self, summary: SyncSummary) -> SyncSummary:
+        """PostgreSQL plans from statistics, which its autovacuum gathers only later: after
+        a sync that changed many rows the queue's partial indexes would be passed over for
+        a sort of the whole table (seconds per page). SQLite needs none."""
+        if self._pg is not None and summary.new + summary.vanished >= _ANALYZE_AFTER_ROWS:
+            with self._reading():
+                self._conn.execute("ANALYZE rows")
+        return summary
 
     def _first_sync(
         self,
@@ -266,10 +348,11 @@ class Store(AttemptJournal, BatchLedger, RowQueue, IngestMemo):
         blocked) under the id ``_SELECT_STAGED`` gives it, as ``_Merger`` would make it."""
         with self._tx() as conn:
             staged = int(conn.execute("SELECT count(*) FROM temp.staged").fetchone()[0])
-            conn.execute(_INSERT_FIRST_SYNC, {"now": now})
+            first = _INSERT_FIRST_SYNC if self._pg is None else _INSERT_FIRST_SYNC_PG
+            conn.execute(first, {"now": now})
             new = int(conn.execute("SELECT count(*) FROM rows").fetchone()[0])
             for key, value in (meta or {}).items():
-                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+                conn.execute(_SET_META, (key, value))
         if on_rows is not None:
             on_rows(staged)
         return SyncSummary(new=new, known=staged - new, vanished=0)
@@ -303,7 +386,7 @@ class Store(AttemptJournal, BatchLedger, RowQueue, IngestMemo):
                 on_rows(count)
             summary = merger.finish()
             for key, value in (meta or {}).items():
-                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+                conn.execute(_SET_META, (key, value))
         return summary
 
     def _upsert_rows(self, rows: list[SyncedRow]) -> None:
@@ -314,7 +397,8 @@ class Store(AttemptJournal, BatchLedger, RowQueue, IngestMemo):
     def rows(self, *, include_vanished: bool = True) -> list[StoredRow]:
         """Every row, in input-line order."""
         where = None if include_vanished else "vanished = 0"
-        return [row_from_sql(r) for r in self._rows_where("rows", where, order_by="vanished, line")]
+        order = "vanished, line, row_key"  # a vanished row may share its line with another
+        return [row_from_sql(r) for r in self._rows_where("rows", where, order_by=order)]
 
     def row(self, row_key: str) -> StoredRow:
         """One row by key."""
@@ -378,9 +462,9 @@ class Store(AttemptJournal, BatchLedger, RowQueue, IngestMemo):
         """Record that a run started; returns its id."""
         with self._tx() as conn:
             cursor = conn.execute(
-                "INSERT INTO runs(started_at, command) VALUES (?, ?)", (now, command)
+                "INSERT INTO runs(started_at, command) VALUES (?, ?) RETURNING id", (now, command)
             )
-            return int(cursor.lastrowid or 0)
+            return int(cursor.fetchone()[0])
 
     def end_run(self, run_id: int, now: float, exit_code: int, summary: dict[str, Any]) -> None:
         """Record how a run ended."""
@@ -400,6 +484,10 @@ _DIALLED = "('sending', 'sent', 'ended', 'withheld')"
 
 
 _T = TypeVar("_T")
+_SET_META = (
+    "INSERT INTO meta(key, value) VALUES (?, ?) "
+    "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+)
 _UPSERT_SYNCED = (
     f"INSERT INTO rows({', '.join(SyncedRow._fields)}) "
     f"VALUES ({', '.join('?' * len(SyncedRow._fields))}) ON CONFLICT(row_key) DO UPDATE SET "
@@ -416,6 +504,10 @@ _SORTED_JSON = json.JSONEncoder(sort_keys=True)
 _Planned = tuple[Any, ...]
 _PLANNED = SyncedRow._fields[:15]
 _SYNC_CHUNK = 5_000  # planned rows merged at a time
+_ANALYZE_AFTER_ROWS = 1_000  # rows a sync adds or retires before PostgreSQL re-reads stats
+# The staged rows' columns with their types (PostgreSQL needs them; SQLite takes them as
+# affinities).
+_STAGED_TYPES = ", ".join(f"{name} {'INTEGER' if name == 'line' else 'TEXT'}" for name in _PLANNED)
 _KEYS_PER_QUERY = 900  # under SQLite's 999 parameters
 # Tonight's staged rows, a page at a time, each under its checkpoint id (see sync_staged).
 _SELECT_STAGED = f"""
@@ -443,6 +535,19 @@ _INSERT_FIRST_SYNC = f"""
     """ + ", ".join(
     f"{name} = excluded.{name}" for name in SyncedRow._fields[1:] if name != "first_seen"
 )
+# PostgreSQL refuses an INSERT … ON CONFLICT that meets one key twice: the later staged row
+# of each id is chosen first (DISTINCT ON), which is what SQLite's conflict clause leaves.
+_INSERT_FIRST_SYNC_PG = f"""
+    INSERT INTO rows({", ".join(SyncedRow._fields)})
+    SELECT {", ".join(SyncedRow._fields)} FROM (
+        SELECT DISTINCT ON (1) {_STAGED_ID} AS row_key,
+            {", ".join(f"s.{name}" for name in _PLANNED[1:])},
+            CASE WHEN s.plan_state = 'callable' THEN 'pending' ELSE 'blocked' END AS progress,
+            CAST(NULL AS DOUBLE PRECISION) AS next_due, 0 AS vanished,
+            CAST(:now AS DOUBLE PRECISION) AS first_seen,
+            CAST(:now AS DOUBLE PRECISION) AS last_seen
+        FROM temp.staged s ORDER BY 1, s.seq DESC
+    ) latest"""
 
 
 def _planned(row: RowIn, zones_json: dict[tuple[str, ...], str]) -> _Planned:
@@ -494,7 +599,7 @@ class _Merger:
         for phone, row_key, line, label in conn.execute(
             "SELECT a.phone, r.row_key, r.line, r.label FROM attempts a "
             "JOIN rows r ON r.row_key = a.row_key WHERE a.phone IS NOT NULL "
-            f"AND a.state IN {_DIALLED} ORDER BY a.sending_at"
+            f"AND a.state IN {_DIALLED} ORDER BY a.sending_at, a.idempotency_key"
         ):
             self.callers.setdefault(str(phone), (str(row_key), int(line), str(label)))
         self.touched = {
@@ -557,15 +662,18 @@ class _Merger:
 
     def _load(self, keys: set[str]) -> None:
         wanted = [key for key in keys if key not in self.rows]
-        for start in range(0, len(wanted), _KEYS_PER_QUERY):
-            batch = wanted[start : start + _KEYS_PER_QUERY]
-            marks = ", ".join("?" * len(batch))
-            for r in self.conn.execute(f"{_SELECT_SYNCED} WHERE row_key IN ({marks})", batch):
+        pg = isinstance(self.conn, PgConnection)
+        per = _SYNC_CHUNK if pg else _KEYS_PER_QUERY
+        for start in range(0, len(wanted), per):
+            batch = wanted[start : start + per]
+            # PostgreSQL takes the keys as one array: one statement text, prepared once
+            where: str = "row_key = ANY(?)" if pg else f"row_key IN ({', '.join('?' * len(batch))})"
+            params: Sequence[Any] = (batch,) if pg else batch
+            for r in self.conn.execute(f"{_SELECT_SYNCED} WHERE {where}", params):
                 row = SyncedRow._make(r)
                 self.rows[row.row_key] = self.start[row.row_key] = row
             for key, progress, e164 in self.conn.execute(
-                f"SELECT row_key, progress, e164 FROM temp.sync_met WHERE row_key IN ({marks})",
-                batch,
+                f"SELECT row_key, progress, e164 FROM temp.sync_met WHERE {where}", params
             ):
                 self.first[key] = (progress, e164)
         for key in wanted:

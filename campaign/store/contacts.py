@@ -4,6 +4,10 @@ Every campaign sharing the state dir records here each call it sends, keyed by t
 attempt's idempotency key: a re-send of the same attempt (after a crash, or a batch sent
 again) is one call. Checking the cap and recording the call is one ``BEGIN IMMEDIATE``
 transaction, so two runs at once cannot both take the last free slot.
+
+With ``state_url`` the ledger is the table ``calls`` of the PostgreSQL schema
+``campaign_shared``; its ``BEGIN IMMEDIATE`` takes the schema's advisory write lock
+(``campaign.store.postgres``), so a check-and-record stays one decision across hosts.
 """
 
 from __future__ import annotations
@@ -11,14 +15,21 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from campaign.store.checkpoint import Store
-from campaign.store.shared import open_shared
+from campaign.store.postgres import SHARED_SCHEMA, PgConnection
+from campaign.store.shared import ensure_tables, open_shared, pg_errors, shared_where
 
 CALLS_FILE = "calls_per_number.sqlite"
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS calls (attempt_key TEXT PRIMARY KEY, "
+    "e164 TEXT NOT NULL, t REAL NOT NULL, campaign TEXT, row_key TEXT)",
+    "CREATE INDEX IF NOT EXISTS calls_by_number ON calls(e164, t)",
+)
 
 
 @dataclass(frozen=True)
@@ -31,29 +42,47 @@ class Take:
 
 
 class CallLedger:
-    """``<state_dir>/calls_per_number.sqlite``: one entry per call sent, by any campaign.
+    """``<state_dir>/calls_per_number.sqlite`` (or, with ``dsn``, the database's shared
+    table): one entry per call sent, by any campaign.
 
     One connection per thread, kept open: opening one costs more than a transaction.
     ``batch()`` makes the takes inside it one transaction (one sync to disk for a batch
     file's members instead of one per member).
     """
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(
+        self, state_dir: Path, *, dsn: str | None = None, shown_url: str | None = None
+    ) -> None:
         self.path = state_dir / CALLS_FILE
+        self._dsn = dsn  # the secret URL: never shown
+        self.where = (
+            shared_where("the calls-per-number ledger", shown_url) if dsn else str(self.path)
+        )
         self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return f"CallLedger({self.where!r})"
 
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if isinstance(conn, PgConnection) and conn.raw.closed:  # the server went away
+            conn.close()
+            conn = None
         if conn is not None:
             return conn
-        conn = open_shared(
-            self.path,
-            "CREATE TABLE IF NOT EXISTS calls (attempt_key TEXT PRIMARY KEY, "
-            "e164 TEXT NOT NULL, t REAL NOT NULL, campaign TEXT, row_key TEXT)",
-            "CREATE INDEX IF NOT EXISTS calls_by_number ON calls(e164, t)",
-        )
+        if self._dsn is not None:
+            ensure_tables(self._dsn, self.where, "calls", *_SCHEMA)
+            # Typed as sqlite3's: PgConnection speaks the part of it used here.
+            conn = PgConnection(self._dsn, SHARED_SCHEMA, self.where)  # type: ignore[assignment]
+        else:
+            conn = open_shared(self.path, *_SCHEMA)
         self._local.conn = conn
+        assert conn is not None
         return conn
+
+    def _errors(self) -> AbstractContextManager[None]:
+        """PostgreSQL's failures as ``StateError`` (SQLite's stay as they are)."""
+        return nullcontext() if self._dsn is None else pg_errors(self.where, self._dsn)
 
     def close(self) -> None:
         """Close this thread's connection (a later call opens a new one)."""
@@ -68,17 +97,20 @@ class CallLedger:
         if getattr(self._local, "batch", False):
             yield
             return
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
+        with self._errors():
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
         self._local.batch = True
         try:
             yield
         except BaseException:
             self._local.batch = False
-            conn.execute("ROLLBACK")
+            with self._errors():
+                conn.execute("ROLLBACK")
             raise
         self._local.batch = False
-        conn.execute("COMMIT")
+        with self._errors():
+            conn.execute("COMMIT")
 
     def take(
         self,
@@ -98,52 +130,58 @@ class CallLedger:
         """
         with self.batch():
             conn = self._connect()
-            known = conn.execute(
-                "SELECT 1 FROM calls WHERE attempt_key = ?", (attempt_key,)
-            ).fetchone()
-            if known is not None:
-                conn.execute(
-                    "UPDATE calls SET t = MAX(t, ?) WHERE attempt_key = ?", (at, attempt_key)
+            with self._errors():
+                known = conn.execute(
+                    "SELECT 1 FROM calls WHERE attempt_key = ?", (attempt_key,)
+                ).fetchone()
+                if known is not None:
+                    conn.execute(
+                        "UPDATE calls SET t = ? WHERE attempt_key = ? AND t < ?",
+                        (at, attempt_key, at),
+                    )
+                    return Take(True, True, ())
+                times = tuple(
+                    float(r[0])
+                    for r in conn.execute(
+                        "SELECT t FROM calls WHERE e164 = ? AND t >= ? ORDER BY t",
+                        (e164, since),
+                    )
                 )
-                return Take(True, True, ())
-            times = tuple(
-                float(r[0])
-                for r in conn.execute(
-                    "SELECT t FROM calls WHERE e164 = ? AND t >= ? ORDER BY t", (e164, since)
-                )
-            )
             ok = allow(times)
             if ok:
-                conn.execute(
-                    "INSERT OR IGNORE INTO calls(attempt_key, e164, t, campaign, row_key) "
-                    "VALUES (?,?,?,?,?)",
-                    (attempt_key, e164, at, campaign, row_key),
-                )
+                with self._errors():
+                    conn.execute(
+                        "INSERT OR IGNORE INTO calls(attempt_key, e164, t, campaign, row_key) "
+                        "VALUES (?,?,?,?,?)",
+                        (attempt_key, e164, at, campaign, row_key),
+                    )
             return Take(ok, False, times)
 
     def times(self, e164: str, since: float) -> list[float]:
         """The number's recorded calls at or after ``since``, oldest first."""
-        if not self.path.exists():
+        if self._dsn is None and not self.path.exists():
             return []
-        conn = self._connect()
-        return [
-            float(r[0])
-            for r in conn.execute(
-                "SELECT t FROM calls WHERE e164 = ? AND t >= ? ORDER BY t", (e164, since)
-            )
-        ]
+        with self._errors():
+            conn = self._connect()
+            return [
+                float(r[0])
+                for r in conn.execute(
+                    "SELECT t FROM calls WHERE e164 = ? AND t >= ? ORDER BY t", (e164, since)
+                )
+            ]
 
     def distribution(self, campaign: str | None = None) -> dict[int, int]:
         """How many numbers got 1, 2, 3… calls (from ``campaign``, or from every one)."""
-        if not self.path.exists():
+        if self._dsn is None and not self.path.exists():
             return {}
         where, args = ("WHERE campaign = ?", (campaign,)) if campaign is not None else ("", ())
-        found = self._connect().execute(
-            f"SELECT n, COUNT(*) FROM (SELECT COUNT(*) AS n FROM calls {where} "
-            "GROUP BY e164) GROUP BY n ORDER BY n",
-            args,
-        )
-        return {int(n): int(count) for n, count in found}
+        with self._errors():
+            found = self._connect().execute(
+                f"SELECT n, COUNT(*) FROM (SELECT COUNT(*) AS n FROM calls {where} "
+                "GROUP BY e164) AS per_number GROUP BY n ORDER BY n",
+                args,
+            )
+            return {int(n): int(count) for n, count in found}
 
 
 # --- compliance counts over a campaign's checkpoint (the report's compliance section) ------

@@ -31,7 +31,9 @@ class IngestMemo(StoreBase):
                 return
             conn.execute("DELETE FROM phone_memo")
             conn.execute(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (_VERSION_KEY, version)
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (_VERSION_KEY, version),
             )
 
     def memo_phones(
@@ -74,15 +76,15 @@ class IngestMemo(StoreBase):
     def keep_phones(self) -> None:
         """Add the pairs noted since the last call to the memo, in key order."""
         with self._tx() as conn:
-            if conn.execute(
-                "SELECT 1 FROM sqlite_temp_master WHERE type = 'table' AND name = 'memo_new'"
-            ).fetchone():
+            if self._has_temp_table(conn, "memo_new"):
                 conn.execute(
-                    "INSERT OR REPLACE INTO phone_memo(raw, region, fields) "
-                    "SELECT raw, region, fields FROM temp.memo_new ORDER BY raw, region"
+                    "INSERT INTO phone_memo(raw, region, fields) "
+                    "SELECT raw, region, fields FROM temp.memo_new WHERE true "
+                    "ORDER BY raw, region "
+                    "ON CONFLICT(raw, region) DO UPDATE SET fields = excluded.fields"
                 )
                 conn.execute("DROP TABLE temp.memo_new")
 
     def phone_memo_size(self) -> int:
         """How many pairs the memo holds."""
-        return self._count("phone_memo", "1")
+        return self._count("phone_memo", "true")

@@ -167,12 +167,18 @@ class RowQueue(StoreBase):
         of the list.
         """
         arms: list[Iterator[tuple[float, int, str, str]]] = []
+        # No arm can give more than this to the page (PostgreSQL's cursors read their whole
+        # result at once: the bound keeps each read a page long there too).
+        most = limit + len(skip)
         with self._reading():
             for rank, key in groups:
-                arms.append(self._arm(rank, key, f"{_PENDING} AND window_key = ?", (key,)))
+                arms.append(self._arm(rank, key, f"{_PENDING} AND window_key = ?", (key, most)))
                 arms.append(
                     self._arm(
-                        rank, key, f"{_RETRY} AND window_key = ? AND next_due <= ?", (key, now)
+                        rank,
+                        key,
+                        f"{_RETRY} AND window_key = ? AND next_due <= ?",
+                        (key, now, most),
                     )
                 )
             page: list[tuple[str, int, str]] = []
@@ -187,7 +193,7 @@ class RowQueue(StoreBase):
         self, rank: float, key: str, where: str, params: tuple[object, ...]
     ) -> Iterator[tuple[float, int, str, str]]:
         cursor = self._conn.execute(
-            f"SELECT line, row_key FROM {_rows_by(where)} ORDER BY line", params
+            f"SELECT line, row_key FROM {_rows_by(where)} ORDER BY line LIMIT ?", params
         )
         try:
             for line, row_key in cursor:
@@ -215,18 +221,24 @@ class RowQueue(StoreBase):
         row's JSON by SQLite: its text, '' when absent or null, None when it is not text
         (a number, a list: read ``result_row`` then).
 
-        A variable name must not hold a double quote or a backslash (a JSON path cannot
-        name it here)."""
+        A variable name must be ASCII without a double quote or a backslash (a JSON path
+        cannot name it here: the row's JSON keeps other characters escaped)."""
         paths: list[str] = []
         for name in variables:
-            if '"' in name or "\\" in name:
+            if '"' in name or "\\" in name or not name.isascii():
                 raise ValueError(f"variable {name!r} cannot be read by a JSON path")
             paths += [f'$."{name}"'] * 2
-        extracts = "".join(
+        extract = (
             ", CASE ifnull(json_type(r.variables, ?), 'null') "
             "WHEN 'text' THEN json_extract(r.variables, ?) WHEN 'null' THEN '' END"
-            for _ in variables
         )
+        if self._pg is not None:  # the same in PostgreSQL's words, by key not by path
+            paths = [name for name in variables for _ in (0, 1)]
+            extract = (
+                ", CASE coalesce(jsonb_typeof(r.variables::jsonb -> ?::text), 'null') "
+                "WHEN 'string' THEN r.variables::jsonb ->> ?::text WHEN 'null' THEN '' END"
+            )
+        extracts = extract * len(variables)
         yield from self._cells(
             "SELECT r.line, r.label, ifnull(r.raw_phone, ''), ifnull(r.e164, ''), "
             "ifnull(r.extension, ''), r.progress, r.plan_state, r.attempts_used, r.reason, "
@@ -252,6 +264,9 @@ class RowQueue(StoreBase):
     def _cells(self, sql: str, params: Sequence[object] = ()) -> Iterator[tuple[Any, ...]]:
         """The plain tuples of a query, a cursor's step at a time."""
         with self._reading():
+            if self._pg is not None:
+                yield from self._pg.stream(sql, params)
+                return
             cursor = self._conn.cursor()
             cursor.row_factory = None
             try:

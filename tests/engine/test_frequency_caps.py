@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from support.crash import read_ledger, run_env, sandbox_process, start_run, write_crash_campaign
+from support.postgres import Backend
 
 import campaign
 from campaign.config.limit import Limit, parse_limit
@@ -126,11 +127,21 @@ def test_over_cap_names_when_the_oldest_call_ages_out() -> None:
 
 # --- the gate --------------------------------------------------------------------------------
 
+# The ledger's behaviour is the same in the state dir's file and in PostgreSQL's shared
+# schema (state_url): the gate tests below run on both.
+LedgerOf = Callable[[Path], CallLedger]
+
+
+@pytest.fixture
+def ledger_of(state_backend: Backend) -> LedgerOf:
+    """A calls-per-number ledger for a state dir, on the test's backend."""
+    return lambda state_dir: CallLedger(state_dir, dsn=state_backend.url)
+
 
 def test_florida_cap_applies_to_a_florida_number_whatever_the_campaign_allows(
-    tmp_path: Path,
+    tmp_path: Path, ledger_of: LedgerOf
 ) -> None:
-    gate, row = _gate(tmp_path, MIAMI, "FL", "10/24h")
+    gate, row = _gate(tmp_path, MIAMI, "FL", "10/24h", ledger=ledger_of(tmp_path))
     for n in range(3):
         assert gate.check(row, MIAMI, T0 + n * HOUR, attempt_key=f"k{n}").ok
     verdict = gate.check(row, MIAMI, T0 + 4 * HOUR, attempt_key="k3")
@@ -141,36 +152,38 @@ def test_florida_cap_applies_to_a_florida_number_whatever_the_campaign_allows(
         "callable again at 2026-06-03 10:00 local (America/New_York)"
     )
     # The refused call was not recorded; once the oldest ages out, one more may go.
-    assert len(CallLedger(tmp_path).times(MIAMI, 0)) == 3
+    assert len(ledger_of(tmp_path).times(MIAMI, 0)) == 3
     assert gate.check(row, MIAMI, T0 + DAY, attempt_key="k3").ok
 
 
-def test_a_new_york_number_gets_the_configured_cap_only(tmp_path: Path) -> None:
-    gate, row = _gate(tmp_path, MANHATTAN, "NY", "4/24h")
+def test_a_new_york_number_gets_the_configured_cap_only(
+    tmp_path: Path, ledger_of: LedgerOf
+) -> None:
+    gate, row = _gate(tmp_path, MANHATTAN, "NY", "4/24h", ledger=ledger_of(tmp_path))
     for n in range(4):
         assert gate.check(row, MANHATTAN, T0 + n * 60, attempt_key=f"k{n}").ok
     verdict = gate.check(row, MANHATTAN, T0 + HOUR, attempt_key="k4")
     assert verdict.defer and f"({CONFIG_SOURCE})" in (verdict.reason or "")
 
 
-def test_a_resend_of_the_same_attempt_is_one_call(tmp_path: Path) -> None:
-    gate, row = _gate(tmp_path, MANHATTAN, "NY", "2/24h")
+def test_a_resend_of_the_same_attempt_is_one_call(tmp_path: Path, ledger_of: LedgerOf) -> None:
+    gate, row = _gate(tmp_path, MANHATTAN, "NY", "2/24h", ledger=ledger_of(tmp_path))
     assert gate.check(row, MANHATTAN, T0, attempt_key="spring:K1:1").ok
     # The run died after recording; the rerun sends the same attempt again.
     assert gate.check(row, MANHATTAN, T0 + 60, attempt_key="spring:K1:1").ok
-    assert len(CallLedger(tmp_path).times(MANHATTAN, 0)) == 1
+    assert len(ledger_of(tmp_path).times(MANHATTAN, 0)) == 1
     assert gate.check(row, MANHATTAN, T0 + 120, attempt_key="spring:K1:2").ok
     assert not gate.check(row, MANHATTAN, T0 + 180, attempt_key="spring:K1:3").ok
     # The cap is full, but a re-send of a recorded attempt is still the same call.
     assert gate.check(row, MANHATTAN, T0 + 240, attempt_key="spring:K1:2").ok
-    assert len(CallLedger(tmp_path).times(MANHATTAN, 0)) == 2
+    assert len(ledger_of(tmp_path).times(MANHATTAN, 0)) == 2
 
 
-def test_without_a_key_the_gate_only_reads_the_caps(tmp_path: Path) -> None:
-    gate, row = _gate(tmp_path, MANHATTAN, "NY", "1/24h")
+def test_without_a_key_the_gate_only_reads_the_caps(tmp_path: Path, ledger_of: LedgerOf) -> None:
+    gate, row = _gate(tmp_path, MANHATTAN, "NY", "1/24h", ledger=ledger_of(tmp_path))
     assert gate.check(row, MANHATTAN, T0).ok
     assert gate.check(row, MANHATTAN, T0).ok
-    assert CallLedger(tmp_path).times(MANHATTAN, 0) == []
+    assert ledger_of(tmp_path).times(MANHATTAN, 0) == []
 
 
 def test_the_ledger_is_private(tmp_path: Path) -> None:
@@ -192,8 +205,10 @@ class _SlowLedger(CallLedger):
         return super().take(e164, attempt_key, allow=slow, **kw)  # type: ignore[arg-type]
 
 
-def test_concurrent_checks_never_let_two_take_the_last_slot(tmp_path: Path) -> None:
-    ledger = _SlowLedger(tmp_path)
+def test_concurrent_checks_never_let_two_take_the_last_slot(
+    tmp_path: Path, state_backend: Backend
+) -> None:
+    ledger = _SlowLedger(tmp_path, dsn=state_backend.url)
     # Two campaigns' gates over one state dir, each with its own checkpoint.
     gates = []
     for name in ("a", "b"):

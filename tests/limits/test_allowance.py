@@ -12,13 +12,14 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.postgres import Backend
 
 from campaign.clock import Clock, SystemClock
 from campaign.config.limit import Limit
@@ -32,6 +33,7 @@ from campaign.limits import (
     allowance_path,
     shared_limiter,
 )
+from campaign.limits.allowance import AllowanceLedger
 from campaign.limits.fairness import RIVAL_GRACE_S
 from campaign.limits.status import (
     allowance_files,
@@ -39,7 +41,8 @@ from campaign.limits.status import (
     allowance_members,
     allowance_view,
 )
-from campaign.store.allowance import CALL, AllowanceDb, Participant
+from campaign.store.allowance import CALL, AllowanceDb, AllowanceLocation, Participant
+from campaign.store.place import StatePlace
 
 T0 = 1_780_000_000.0
 MARGIN = 0.25
@@ -88,7 +91,7 @@ class VirtualClock:
 
 
 def shared(
-    path: Path,
+    path: Where,
     name: str,
     clock: Clock,
     *,
@@ -107,6 +110,29 @@ def shared(
         margin_s=MARGIN,
         ttl_s=ttl_s,
     )
+
+
+# Where an allowance's ledger lives: a file in the state dir (SQLite), or a schema of the
+# state database (PostgreSQL, state_url). ``at(name)``: a distinct allowance per name.
+Where = Path | AllowanceLocation
+At = Callable[..., Where]
+
+
+@pytest.fixture
+def at(tmp_path: Path, state_backend: Backend) -> At:
+    """The test's allowance ``name`` on its backend."""
+    place = StatePlace(tmp_path, "any", state_backend.url, state_backend.url_no_password)
+
+    def where(name: str = "a") -> Where:
+        if state_backend.url is None:
+            return tmp_path / f"{name}.sqlite"
+        return place.allowance(f"https://{name}.example/v1", "avp_test_key")
+
+    return where
+
+
+def open_db(where: Where) -> AllowanceDb:
+    return AllowanceDb(where) if isinstance(where, Path) else where.open()
 
 
 def max_in_window(times: Sequence[float], window: float) -> int:
@@ -165,9 +191,9 @@ def test_allowance_file_is_per_key_and_base_url_and_never_names_the_key(tmp_path
     assert path != allowance_path(tmp_path, "http://127.0.0.1:8787/v1", key)
 
 
-async def test_a_campaign_alone_gets_the_whole_allowance(tmp_path: Path) -> None:
+async def test_a_campaign_alone_gets_the_whole_allowance(at: At) -> None:
     clock = VirtualClock()
-    allowance = shared(tmp_path / "a.sqlite", "spring", clock)
+    allowance = shared(at("a"), "spring", clock)
     sink: list[tuple[str, float]] = []
     task = asyncio.create_task(call_loop(allowance, clock, T0 + 600.0, sink))
     await clock.drive([task])
@@ -177,9 +203,9 @@ async def test_a_campaign_alone_gets_the_whole_allowance(tmp_path: Path) -> None
     assert len(times) >= 49
 
 
-async def test_two_campaigns_together_never_exceed_a_window(tmp_path: Path) -> None:
+async def test_two_campaigns_together_never_exceed_a_window(at: At) -> None:
     clock = VirtualClock()
-    path = tmp_path / "a.sqlite"
+    path = at("a")
     sink: list[tuple[str, float]] = []
     tasks = [
         asyncio.create_task(call_loop(shared(path, name, clock), clock, T0 + 300.0, sink))
@@ -191,7 +217,7 @@ async def test_two_campaigns_together_never_exceed_a_window(tmp_path: Path) -> N
     assert len(times) >= 24  # together they still use the whole allowance
 
 
-@pytest.mark.parametrize("ledger", ["sqlite", "memory"])
+@pytest.mark.parametrize("ledger", ["sqlite", "memory", "postgresql"])
 @pytest.mark.parametrize("loop", [call_loop, engine_loop], ids=["acquire", "call_ready"])
 @pytest.mark.parametrize(
     "priorities",
@@ -199,19 +225,32 @@ async def test_two_campaigns_together_never_exceed_a_window(tmp_path: Path) -> N
     ids=["equal", "1-2-3", "1-4"],
 )
 async def test_shares_follow_priorities(
-    tmp_path: Path, priorities: tuple[float, ...], loop: Any, ledger: str
+    tmp_path: Path,
+    priorities: tuple[float, ...],
+    loop: Any,
+    ledger: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    # The same policy over either ledger: the participants' rows are all it needs.
+    # The same policy over any ledger: the participants' rows are all it needs.
     clock = VirtualClock()
     path = tmp_path / "a.sqlite"
     memory = MemoryLedger()
+    if ledger == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        where = StatePlace(tmp_path, "any", url).allowance("https://a.example/v1", "avp_k")
+
+    def ledger_for() -> Any:
+        if ledger == "memory":
+            return memory
+        return SqliteLedger(path) if ledger == "sqlite" else AllowanceLedger(where.open())
+
     sink: list[tuple[str, float]] = []
     names = [f"campaign-{i}" for i in range(len(priorities))]
     tasks = []
     for name, priority in zip(names, priorities, strict=True):
         allowance = SlidingWindowLimiter(
             [], [Limit(30, 10.0)], clock, margin_s=MARGIN,
-            ledger=memory if ledger == "memory" else SqliteLedger(path),
+            ledger=ledger_for(),
             share=FairShare(name, priority=priority),
         )  # fmt: skip
         # two calls in flight per campaign, as the run engine does
@@ -227,9 +266,9 @@ async def test_shares_follow_priorities(
         assert abs(counts[name] / total - expected) <= 0.1 * expected, counts
 
 
-async def test_a_campaign_with_nothing_to_call_yields_its_share(tmp_path: Path) -> None:
+async def test_a_campaign_with_nothing_to_call_yields_its_share(at: At) -> None:
     clock = VirtualClock()
-    path = tmp_path / "a.sqlite"
+    path = at("a")
     calls = [Limit(10, 10.0)]
     busy = shared(path, "busy", clock, calls=calls, requests=[])
     brief = shared(path, "brief", clock, calls=calls, requests=[], priority=5.0)
@@ -247,10 +286,10 @@ async def test_a_campaign_with_nothing_to_call_yields_its_share(tmp_path: Path) 
 
 
 async def test_a_returning_campaign_does_not_cash_in_the_slots_it_did_not_ask_for(
-    tmp_path: Path,
+    at: At,
 ) -> None:
     clock = VirtualClock()
-    path = tmp_path / "a.sqlite"
+    path = at("a")
     calls = [Limit(10, 10.0)]
     steady = shared(path, "steady", clock, calls=calls, requests=[])
     late = shared(path, "late", clock, calls=calls, requests=[])
@@ -289,9 +328,9 @@ def participant(name: str, now: float, **fields: Any) -> Participant:
     return dataclasses.replace(row, **fields)
 
 
-def plant_waiting_rival(path: Path, name: str, now: float, **fields: Any) -> None:
+def plant_waiting_rival(path: Where, name: str, now: float, **fields: Any) -> None:
     """A participant row as a run killed while waiting for a call slot would leave it."""
-    db = AllowanceDb(path)
+    db = open_db(path)
     with db.transaction():
         db.put_participant(
             participant(name, now, vtime=-100.0, waiting=1, ready_at=now, call_due=now, **fields)
@@ -299,17 +338,17 @@ def plant_waiting_rival(path: Path, name: str, now: float, **fields: Any) -> Non
     db.close()
 
 
-def participant_names(path: Path) -> list[str]:
-    db = AllowanceDb(path)
+def participant_names(path: Where) -> list[str]:
+    db = open_db(path)
     with db.transaction():
         names = [p.name for p in db.participants()]
     db.close()
     return names
 
 
-async def test_a_live_rival_with_an_earlier_turn_goes_first(tmp_path: Path) -> None:
+async def test_a_live_rival_with_an_earlier_turn_goes_first(at: At) -> None:
     clock = VirtualClock()
-    path = tmp_path / "a.sqlite"
+    path = at("a")
     plant_waiting_rival(path, "a-rival", clock.now())  # our own pid: alive
     me = shared(path, "me", clock)
     task = asyncio.create_task(me.acquire_call())
@@ -320,9 +359,9 @@ async def test_a_live_rival_with_an_earlier_turn_goes_first(tmp_path: Path) -> N
     assert T0 + RIVAL_GRACE_S < task.result() <= T0 + RIVAL_GRACE_S + 0.1
 
 
-async def test_a_killed_rival_stops_holding_a_share_at_once(tmp_path: Path) -> None:
+async def test_a_killed_rival_stops_holding_a_share_at_once(at: At) -> None:
     clock = VirtualClock()
-    path = tmp_path / "a.sqlite"
+    path = at("a")
     plant_waiting_rival(path, "killed", clock.now(), pid=dead_pid())
     me = shared(path, "me", clock)
     task = asyncio.create_task(me.acquire_call())
@@ -330,9 +369,9 @@ async def test_a_killed_rival_stops_holding_a_share_at_once(tmp_path: Path) -> N
     assert task.result() == T0  # no yielding to a dead process
 
 
-async def test_a_silent_rival_on_another_host_expires_after_the_ttl(tmp_path: Path) -> None:
+async def test_a_silent_rival_on_another_host_expires_after_the_ttl(at: At) -> None:
     clock = VirtualClock()
-    path = tmp_path / "a.sqlite"
+    path = at("a")
     plant_waiting_rival(path, "remote", clock.now(), host="elsewhere", heartbeat=T0 - 10.0)
     me = shared(path, "me", clock, ttl_s=5.0)
     assert participant_names(path) == ["me", "remote"]
@@ -341,10 +380,10 @@ async def test_a_silent_rival_on_another_host_expires_after_the_ttl(tmp_path: Pa
     assert task.result() == T0
 
 
-async def test_a_killed_runs_sends_keep_counting(tmp_path: Path) -> None:
+async def test_a_killed_runs_sends_keep_counting(at: At) -> None:
     clock = VirtualClock()
-    path = tmp_path / "a.sqlite"
-    db = AllowanceDb(path)
+    path = at("a")
+    db = open_db(path)
     with db.transaction():
         db.put_participant(participant("killed", T0 - 30.0, pid=dead_pid()))
         for k in range(5):
@@ -356,9 +395,9 @@ async def test_a_killed_runs_sends_keep_counting(tmp_path: Path) -> None:
     assert task.result() == pytest.approx(T0 - 30.0 + 60.0 + MARGIN, abs=1e-6)
 
 
-async def test_seeding_counts_an_earlier_run_once(tmp_path: Path) -> None:
+async def test_seeding_counts_an_earlier_run_once(at: At) -> None:
     clock = VirtualClock()
-    path = tmp_path / "a.sqlite"
+    path = at("a")
     first = shared(path, "spring", clock)
     sent = [await first.acquire_call() for _ in range(3)]
     first.close()
@@ -366,16 +405,16 @@ async def test_seeding_counts_an_earlier_run_once(tmp_path: Path) -> None:
     again.seed([], sent)  # the checkpoint has the same three sends the file already has
     times = [await again.acquire_call() for _ in range(2)]
     assert times == [T0, T0]  # 3 + 2 = 5: not held back by double counting
-    fresh = shared(tmp_path / "new.sqlite", "spring", clock)
+    fresh = shared(at("new"), "spring", clock)
     fresh.seed([], [T0 - 1.0] * 5)  # the allowance file was lost: the checkpoint still counts
     task = asyncio.create_task(fresh.acquire_call())
     await clock.drive([task])
     assert task.result() == pytest.approx(T0 - 1.0 + 60.0 + MARGIN, abs=1e-6)
 
 
-async def test_a_replay_gives_its_call_slot_back(tmp_path: Path) -> None:
+async def test_a_replay_gives_its_call_slot_back(at: At) -> None:
     clock = VirtualClock()
-    path = tmp_path / "a.sqlite"
+    path = at("a")
     allowance = shared(path, "spring", clock)
     other = shared(path, "winback", clock)
     times = [await allowance.acquire_call() for _ in range(5)]
@@ -421,10 +460,10 @@ def platform_and_server(
 
 @pytest.mark.parametrize("reserved", [True, False], ids=["reserved", "unreserved"])
 async def test_a_batch_campaign_beside_a_calls_campaign_makes_it_wait_not_meet_429s(
-    tmp_path: Path, reserved: bool
+    at: At, reserved: bool
 ) -> None:
     clock = VirtualClock()
-    path = tmp_path / "a.sqlite"
+    path = at("a")
     bulk = shared(path, "bulk", clock)
     spring = shared(path, "spring", clock)
     # The batches campaign uploads 12 rows at T0; the platform starts dialling a second
@@ -450,10 +489,10 @@ async def test_a_batch_campaign_beside_a_calls_campaign_makes_it_wait_not_meet_4
 
 
 async def test_different_limits_are_all_held_and_named_in_a_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    at: At, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = VirtualClock()
-    path = tmp_path / "a.sqlite"
+    path = at("a")
     strict = shared(path, "spring", clock, calls=[Limit(5, 60.0)])
     loose = shared(path, "survey", clock, calls=[Limit(30, 10.0)])
     with caplog.at_level(logging.WARNING, logger="campaign.limits"):
@@ -468,10 +507,10 @@ async def test_different_limits_are_all_held_and_named_in_a_warning(
 
 
 async def test_plain_requests_leave_a_request_slot_for_another_campaigns_call(
-    tmp_path: Path,
+    at: At,
 ) -> None:
     clock = VirtualClock()
-    path = tmp_path / "a.sqlite"
+    path = at("a")
     requests = [Limit(3, 10.0)]
     caller = shared(path, "caller", clock, requests=requests, calls=[Limit(1, 10.0)])
     poller = shared(path, "poller", clock, requests=requests, calls=[Limit(1, 10.0)])
@@ -542,10 +581,10 @@ async def test_no_sequence_of_acquisitions_by_several_campaigns_exceeds_any_wind
         allowance.close()
 
 
-def test_campaigns_in_several_threads_never_exceed_a_window(tmp_path: Path) -> None:
+def test_campaigns_in_several_threads_never_exceed_a_window(at: At) -> None:
     # Real time and real lock contention; the assertion is about the recorded send times
     # only (any count + 1 of them span more than the window), not about how long it took.
-    path = tmp_path / "a.sqlite"
+    path = at("a")
     calls, requests = [Limit(4, 0.3)], [Limit(6, 0.3)]
     sent: list[tuple[bool, float]] = []
     guard = threading.Lock()
@@ -574,9 +613,14 @@ def test_campaigns_in_several_threads_never_exceed_a_window(tmp_path: Path) -> N
     assert max_in_window([t for _, t in sent], 0.3) <= 6
 
 
-async def test_status_lists_every_campaign_on_the_allowance(tmp_path: Path) -> None:
+async def test_status_lists_every_campaign_on_the_allowance(
+    tmp_path: Path, state_backend: Backend
+) -> None:
     clock = VirtualClock()
-    path = allowance_path(tmp_path, "sandbox", "avp_test_sandbox")
+    place = StatePlace(tmp_path, "spring", state_backend.url, state_backend.url_no_password)
+    path: Where = place.allowance("sandbox", "avp_test_sandbox")
+    if not state_backend.is_postgres:
+        path = allowance_path(tmp_path, "sandbox", "avp_test_sandbox")
     assert allowance_members(path, clock.now()) == []
     plant_waiting_rival(path, "killed", clock.now(), pid=dead_pid())
     calling = shared(path, "spring", clock, priority=2.0)
@@ -593,7 +637,8 @@ async def test_status_lists_every_campaign_on_the_allowance(tmp_path: Path) -> N
         "winback": "left",
     }
     assert members["spring"].calls_in_window == 1 and members["spring"].priority == 2.0
-    view = allowance_view(tmp_path, "spring", "sandbox", "avp_test_sandbox", 60.0, clock.now())
+    where: Path | StatePlace = place if state_backend.is_postgres else tmp_path
+    view = allowance_view(where, "spring", "sandbox", "avp_test_sandbox", 60.0, clock.now())
     text = "\n".join(allowance_lines(view))
     assert "spring: calling, priority 2, 1 call(s) in the last 60 s" in text
     assert "killed: expired" in text and "survey: idle" in text
@@ -608,12 +653,23 @@ def test_an_unusable_allowance_file_is_a_clear_state_error(tmp_path: Path) -> No
         shared(tmp_path / "b.sqlite", "spring", VirtualClock())
 
 
-def test_status_finds_the_allowance_file_with_or_without_the_key(tmp_path: Path) -> None:
+def test_status_finds_the_allowance_file_with_or_without_the_key(
+    tmp_path: Path, state_backend: Backend
+) -> None:
     key, base_url = "avp_test_sandbox", "https://api.aitelier.org/v1"
-    path = allowance_path(tmp_path, base_url, key)
-    assert allowance_files(tmp_path, "spring", base_url, key) == []
+    place = StatePlace(tmp_path, "spring", state_backend.url, state_backend.url_no_password)
+    where: Path | StatePlace = place if state_backend.is_postgres else tmp_path
+
+    def allowance(api_key: str) -> Where:
+        if state_backend.is_postgres:
+            return place.allowance(base_url, api_key)
+        return allowance_path(tmp_path, base_url, api_key)
+
+    path = allowance(key)
+    assert allowance_files(where, "spring", base_url, key) == []
+    assert allowance_files(where, "spring", base_url, None) == []
     shared(path, "spring", VirtualClock()).close()
-    shared(allowance_path(tmp_path, base_url, "avp_test_other"), "survey", VirtualClock())
-    assert allowance_files(tmp_path, "spring", base_url, key) == [path]
-    assert allowance_files(tmp_path, "spring", base_url, None) == [path]
-    assert allowance_files(tmp_path, "unknown", base_url, None) == []
+    shared(allowance("avp_test_other"), "survey", VirtualClock())
+    assert allowance_files(where, "spring", base_url, key) == [path]
+    assert allowance_files(where, "spring", base_url, None) == [path]
+    assert allowance_files(where, "unknown", base_url, None) == []

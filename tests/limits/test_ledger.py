@@ -1,4 +1,4 @@
-"""The send ledgers: the in-memory one and the shared file behave as one interface."""
+"""The send ledgers: in memory, the shared file and PostgreSQL behave as one interface."""
 
 from __future__ import annotations
 
@@ -13,23 +13,33 @@ import pytest
 
 from campaign.config.limit import Limit
 from campaign.limits import MemoryLedger, SendLedger, SqliteLedger
+from campaign.limits.allowance import AllowanceLedger
 from campaign.store.allowance import Participant
+from campaign.store.place import StatePlace
 
 T0 = 1_780_000_000.0
 
 LedgerFactory = Callable[[], SendLedger]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def open_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerFactory]:
-    """Open ledgers on one allowance: the same object in memory, a connection each on file."""
+    """Open ledgers on one allowance: the same object in memory, a connection each on file
+    or in the state database."""
     opened: list[SendLedger] = []
     memory = MemoryLedger()
+    if request.param == "postgresql":
+        place = StatePlace(tmp_path, "any", request.getfixturevalue("pg_url"))
+        where = place.allowance("https://api.example/v1", "avp_test_key")
 
     def factory() -> SendLedger:
-        ledger: SendLedger = (
-            memory if request.param == "memory" else SqliteLedger(tmp_path / "a.sqlite")
-        )
+        ledger: SendLedger
+        if request.param == "memory":
+            ledger = memory
+        elif request.param == "sqlite":
+            ledger = SqliteLedger(tmp_path / "a.sqlite")
+        else:
+            ledger = AllowanceLedger(where.open())
         opened.append(ledger)
         return ledger
 

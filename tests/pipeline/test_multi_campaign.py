@@ -1,9 +1,11 @@
 """Three campaign processes on one key and one sandbox project share one allowance.
 
 Each process runs this file as a driver: an ``AitelierClient`` over its campaign's limiter
-on the shared allowance file of a common state dir, placing calls as fast as its share
-allows. The sandbox (scaled limits, injected latency) is the judge: its ledger holds every
-call it created, with the campaign in the metadata and the arrival time.
+on the shared allowance of a common state dir (a file) or state database (with
+``CAMPAIGN_STATE_URL`` in its environment), placing calls as fast as its share allows.
+The sandbox (scaled limits, injected latency) is the judge: its ledger holds every call it
+created, with the campaign in the metadata and the arrival time. The tests that make the
+claim of the title run on both state backends (``state_backend``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from click.testing import CliRunner
 from support.batches import T0, _epoch, _platform, open_store, rows
+from support.postgres import Backend
 
 from campaign.api import AitelierClient, call_request_body
 from campaign.cli import main as main_cli
@@ -31,7 +34,8 @@ from campaign.limits import allowance_path, shared_limiter
 from campaign.limits.status import allowance_members
 from campaign.pipeline.several import worst_exit_code
 from campaign.sandbox import DEFAULT_KEY, SandboxConfig, parse_faults, start_sandbox
-from campaign.store.allowance import RESERVE, AllowanceDb
+from campaign.store.allowance import RESERVE, AllowanceDb, AllowanceLocation
+from campaign.store.place import StatePlace
 
 CALLS = "60/10s"
 REQUESTS = "240/10s"
@@ -40,10 +44,19 @@ MARGIN_S = 0.25
 WORKERS = 12
 
 
+def allowance_of(state_dir: Path, base_url: str, state_url: str | None) -> Path | AllowanceLocation:
+    """The shared allowance of the test's key: the file in ``state_dir``, or with
+    ``state_url`` its schema in that database."""
+    if state_url is None:
+        return allowance_path(state_dir, base_url, DEFAULT_KEY)
+    place = StatePlace(state_dir, "any", dsn=state_url, shown_url="the test's database")
+    return place.allowance(base_url, DEFAULT_KEY)
+
+
 async def drive(base_url: str, state_dir: Path, name: str, priority: float, go_file: Path) -> None:
     """Join the allowance, wait for ``go_file`` ("start stop" epochs), then place calls."""
     allowance = shared_limiter(
-        allowance_path(state_dir, base_url, DEFAULT_KEY),
+        allowance_of(state_dir, base_url, os.environ.get("CAMPAIGN_STATE_URL")),
         name,
         [parse_limit(REQUESTS)],
         [parse_limit(CALLS)],
@@ -86,7 +99,7 @@ def arrivals(ledger: dict[str, Any]) -> list[tuple[str, float]]:
 
 
 async def test_three_processes_share_the_allowance_fairly_and_take_over_a_killed_ones_share(
-    tmp_path: Path,
+    tmp_path: Path, state_backend: Backend
 ) -> None:
     config = SandboxConfig(
         ledger=True,
@@ -112,15 +125,19 @@ async def test_three_processes_share_the_allowance_fairly_and_take_over_a_killed
             str(priority),
             str(go_file),
             # the script imports the tests' shared helpers (tests/support)
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+            env={
+                **{k: v for k, v in os.environ.items() if k != "CAMPAIGN_STATE_URL"},
+                "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+                **({"CAMPAIGN_STATE_URL": state_backend.url} if state_backend.url else {}),
+            },
         )
         for name, priority in priorities.items()
     }
     try:
         # Start together once all three have joined, however slowly the interpreters start.
-        path = allowance_path(tmp_path, sandbox.base_url, DEFAULT_KEY)
+        where = allowance_of(tmp_path, sandbox.base_url, state_backend.url)
         for _ in range(600):
-            if len(allowance_members(path, time.time())) == len(priorities):
+            if len(allowance_members(where, time.time())) == len(priorities):
                 break
             await asyncio.sleep(0.05)
         start_at = time.time() + 0.5
@@ -168,8 +185,18 @@ RUN_CALLS = "60/5s"
 BIN = Path(sys.executable).parent / "campaign"
 
 
-def write_run_campaign(folder: Path, name: str, rows: int, offset: int, priority: float) -> Path:
-    """A campaign file for ``campaign run`` against the test's sandbox (URL from the env)."""
+def write_run_campaign(
+    folder: Path,
+    name: str,
+    rows: int,
+    offset: int,
+    priority: float,
+    *,
+    state_dir: str = "state",
+    extra: str = "",
+) -> Path:
+    """A campaign file for ``campaign run`` against the test's sandbox (URL from the env);
+    ``extra`` is added to it (a ``state_url:`` line, say)."""
     lines = ["customer_id,phone"] + [f"{name}-{i},+1 212 555 {offset + i:04d}" for i in range(rows)]
     (folder / f"{name}.csv").write_text("\n".join(lines) + "\n")
     path = folder / f"{name}.yaml"
@@ -184,15 +211,15 @@ retry: {{max_attempts: 1}}
 limits: {{calls: {RUN_CALLS}, requests: [600/5s, 100000/h]}}
 cost_estimate: "0.00"
 calling_hours: unrestricted
-state_dir: state
+state_dir: {state_dir}
 output_dir: out-{name}
-"""
+{extra}"""
     )
     return path
 
 
 async def test_three_campaign_runs_and_a_kill_9_never_exceed_the_limit_or_call_twice(
-    tmp_path: Path,
+    tmp_path: Path, state_backend: Backend
 ) -> None:
     config = SandboxConfig(
         ledger=True,
@@ -209,11 +236,14 @@ async def test_three_campaign_runs_and_a_kill_9_never_exceed_the_limit_or_call_t
         "PATH": os.environ.get("PATH", ""),
         "AITELIER_API_KEY": DEFAULT_KEY,
         "AITELIER_BASE_URL": sandbox.base_url,
+        **state_backend.env(),
     }
     rows = 40
     priorities = {"spring": 1.0, "winback": 1.0, "survey": 2.0}
     files = {
-        name: write_run_campaign(tmp_path, name, rows, 1000 * k, priority)
+        name: write_run_campaign(
+            tmp_path, name, rows, 1000 * k, priority, extra=state_backend.campaign_yaml()
+        )
         for k, (name, priority) in enumerate(priorities.items())
     }
 

@@ -178,7 +178,7 @@ def test_pool_and_in_process_plans_are_identical_row_for_row(
 
     (pooled, pooled_counts), (inline, inline_counts) = plan(2), plan(1)
     assert len(pools) == 1  # the first run used the pool, the second did not
-    assert methods == ["fork"]  # this process runs no other thread: a plain fork
+    assert methods == ["forkserver"]  # never a fork of this process: small workers
     assert pooled == inline and pooled_counts == inline_counts
     assert {row.state for row in pooled} == {"callable", "rejected", "duplicate"}
     assert pooled[99].reason == "5 fields but the header has 4 (a stray delimiter?)"

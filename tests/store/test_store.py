@@ -6,15 +6,17 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from support.postgres import Backend
 
 from campaign.engine.attempts import call_body, idempotency_key, metadata_matches
 from campaign.errors import LockedError, StateError
 from campaign.store.checkpoint import CallEnd, RowIn, Store
 from campaign.store.lock import CampaignLock
-from campaign.store.optout import OptOutList
+from campaign.store.place import StatePlace
 
 T0 = 1_780_000_000.0
 
@@ -26,7 +28,8 @@ def _rows(*keys: str) -> list[RowIn]:
     ]
 
 
-def test_file_is_private_and_in_wal_mode(store: Store) -> None:
+def test_file_is_private_and_in_wal_mode(sqlite_store: Store) -> None:
+    store = sqlite_store
     assert store.path is not None
     assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -101,7 +104,8 @@ def test_same_attempt_cannot_be_begun_twice(store: Store) -> None:
     store.sync_rows(_rows("+1a"), T0)
     key = idempotency_key("c", "+1a", 1)
     store.begin_attempt("+1a", 1, key, b"{}", T0)
-    with pytest.raises(Exception, match="UNIQUE"):
+    # SQLite's words, or PostgreSQL's: a constraint breach keeps its driver's type
+    with pytest.raises(Exception, match=r"UNIQUE|unique constraint"):
         store.begin_attempt("+1a", 1, key, b"{}", T0)
 
 
@@ -115,7 +119,8 @@ def test_send_log_survives_reopen(tmp_path: Path) -> None:
     assert (requests, calls) == ([T0 + 1], [T0])
 
 
-def test_snapshot_does_not_touch_the_file(store: Store) -> None:
+def test_snapshot_does_not_touch_the_file(sqlite_store: Store) -> None:
+    store = sqlite_store
     store.sync_rows(_rows("+1a"), T0)
     assert store.path is not None
     copy = Store.snapshot(store.path)
@@ -144,36 +149,67 @@ def test_body_is_canonical_and_carries_metadata() -> None:
     assert metadata_matches({"campaign": "other", "row_key": "k", "attempt": "1"}, "c") is None
 
 
-def test_second_lock_is_refused_and_dead_holder_does_not_block(tmp_path: Path) -> None:
-    db = tmp_path / "c.sqlite"
+def test_second_lock_is_refused_and_dead_holder_does_not_block(
+    tmp_path: Path, state_backend: Backend
+) -> None:
+    place = StatePlace(tmp_path, "c", state_backend.url, state_backend.url_no_password)
+    db = place.checkpoint_path
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys,time; from pathlib import Path; "
-            "from campaign.store.lock import CampaignLock;"
-            f"CampaignLock(Path({str(db)!r})).acquire(); print('held', flush=True); time.sleep(60)",
+            "import os,sys,time; from pathlib import Path; "
+            "from campaign.store.place import StatePlace;"
+            f"lock = StatePlace(Path({str(tmp_path)!r}), 'c', os.environ.get('H3_DSN') or None)"
+            ".lock(); lock.acquire(); print('held', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
         text=True,
+        env={**os.environ, "H3_DSN": state_backend.url or ""},
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(LockedError, match="another run"):
-            CampaignLock(db).acquire()
+        with pytest.raises(LockedError, match="another run") as refused:
+            place.lock().acquire()
         assert not db.exists()
+        if state_backend.is_postgres:
+            assert "campaign 'c'" in str(refused.value)
+            assert str(state_backend.url_no_password) in str(refused.value)
+            assert str(state_backend.password) not in str(refused.value)
     finally:
         holder.kill()
         holder.wait()
-    with CampaignLock(db):
-        pass
+    # The kernel drops a flock at once; the server notices the closed connection a moment
+    # later: wait for that, not for a fixed time.
+    _acquire_when_free(place)
 
 
-def test_opt_outs_are_shared_across_campaigns(tmp_path: Path) -> None:
-    OptOutList(tmp_path).add("+14155550100", campaign="a", row_key="k", now=T0)
-    OptOutList(tmp_path).add("+14155550100", campaign="b", row_key="k", now=T0)
-    assert OptOutList(tmp_path).numbers() == ["+14155550100"]
-    assert stat.S_IMODE(os.stat(tmp_path / "opt_outs.sqlite").st_mode) == 0o600
+def _acquire_when_free(place: StatePlace, deadline_s: float = 30.0) -> None:
+    give_up = time.monotonic() + deadline_s
+    while True:
+        try:
+            with place.lock():
+                return
+        except LockedError:
+            if time.monotonic() > give_up:
+                raise
+            time.sleep(0.05)
+
+
+def test_opt_outs_are_shared_across_campaigns(tmp_path: Path, state_backend: Backend) -> None:
+    place = StatePlace(tmp_path, "a", state_backend.url, state_backend.url_no_password)
+    place.opt_outs().add("+14155550100", campaign="a", row_key="k", now=T0)
+    place.opt_outs().add("+14155550100", campaign="b", row_key="k", now=T0)
+    place.opt_outs().add("+14155550199", campaign="b", row_key="k2", now=T0)
+    assert place.opt_outs().numbers() == ["+14155550100", "+14155550199"]
+    assert place.opt_outs().numbers(besides="b") == ["+14155550100"]
+    assert place.opt_outs().numbers(besides="a") == ["+14155550199"]
+    assert place.opt_outs().contains("+14155550199")
+    assert not place.opt_outs().contains("+14155550101")
+    if state_backend.is_postgres:
+        assert not (tmp_path / "opt_outs.sqlite").exists()  # nothing in the state dir
+    else:
+        assert stat.S_IMODE(os.stat(tmp_path / "opt_outs.sqlite").st_mode) == 0o600
 
 
 def test_a_waiting_row_whose_number_opted_out_is_not_called_again(store: Store) -> None:
@@ -201,7 +237,10 @@ def test_a_finished_row_keeps_its_state_when_the_plan_changes(store: Store) -> N
     assert store.row("+1a").progress == "done"
 
 
-def test_a_full_disk_is_reported_in_words_and_loses_no_committed_state(store: Store) -> None:
+def test_a_full_disk_is_reported_in_words_and_loses_no_committed_state(
+    sqlite_store: Store,
+) -> None:
+    store = sqlite_store
     store.sync_rows(_rows("+1a"), T0)
     pages = store.db.execute("PRAGMA page_count").fetchone()[0]
     store.db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own SQLITE_FULL

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
+from collections.abc import Callable
 
+import psycopg
 import pytest
 
 from campaign.store.checkpoint import RowIn, Store
@@ -28,7 +29,7 @@ def rows(count: int) -> list[RowIn]:
 
 
 def test_a_batch_and_its_attempts_are_committed_together(
-    store: Store, checkpoint_path: Path
+    store: Store, reopen: Callable[[], Store]
 ) -> None:
     store.sync_rows(rows(3), T0)
     members = [(f"cust-{i:04d}", 1, f"key-{i}") for i in range(3)]
@@ -42,7 +43,7 @@ def test_a_batch_and_its_attempts_are_committed_together(
     assert {r.progress for r in store.rows()} == {"in_flight"}
     store.close()
     # What a resumed run sees: the same bytes under the same key.
-    again = Store.open(checkpoint_path).stored_batch(1)
+    again = reopen().stored_batch(1)
     assert (again.csv, again.idempotency_key) == (b"phone\r\n", "cmpb-1")
 
 
@@ -52,7 +53,7 @@ def test_an_attempt_cannot_join_a_second_batch(store: Store) -> None:
         seq=1, idempotency_key="cmpb-1", csv=b"x", content_hash="h", not_before=None,
         members=[("cust-0000", 1, "key-0")], now=T0,
     )  # fmt: skip
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
         store.commit_batch(
             seq=2, idempotency_key="cmpb-2", csv=b"y", content_hash="h2", not_before=None,
             members=[("cust-0001", 1, "key-1"), ("cust-0000", 1, "key-0")], now=T0,
@@ -80,7 +81,7 @@ def test_upload_and_rejection_move_attempts_and_rows(store: Store) -> None:
 
 
 def test_a_batch_keeps_every_part_of_its_upload_and_the_number_each_attempt_dials(
-    store: Store, checkpoint_path: Path
+    store: Store, reopen: Callable[[], Store]
 ) -> None:
     store.sync_rows(rows(2), T0)
     store.commit_batch(
@@ -89,7 +90,7 @@ def test_a_batch_keeps_every_part_of_its_upload_and_the_number_each_attempt_dial
         scenario_id="scn_demo", name="spring #1", phones=["+14155550000", "+14155550001"],
     )  # fmt: skip
     store.close()
-    again = Store.open(checkpoint_path)
+    again = reopen()
     stored = again.stored_batch(1)
     assert (stored.scenario_id, stored.name, stored.not_before) == (
         "scn_demo",

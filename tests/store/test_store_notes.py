@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from campaign.store.checkpoint import RowIn, Store
@@ -12,14 +13,14 @@ T0 = 1_780_000_000.0
 NOTE = "extension 12 not dialled: the call reaches the main number only"
 
 
-def test_an_extension_and_its_note_survive_in_the_checkpoint(checkpoint_path: Path) -> None:
-    store = Store.open(checkpoint_path)
+def test_an_extension_and_its_note_survive_in_the_checkpoint(reopen: Callable[[], Store]) -> None:
+    store = reopen()
     row = RowIn(
         2, "k1", "415.555.0199 ext 12", "+14155550199", "callable", extension="12", note=NOTE
     )
     store.sync_rows([row], T0)
     store.close()
-    reopened = Store.open(checkpoint_path)
+    reopened = reopen()
     try:
         stored = reopened.row("k1")
         assert (stored.extension, stored.note) == ("12", NOTE)

@@ -79,7 +79,8 @@ def _checkpoint_after_night_one(path: Path, count: int) -> tuple[list[StoredRow]
         store.close()
 
 
-def test_a_sync_is_one_transaction_however_many_rows(store: Store) -> None:
+def test_a_sync_is_one_transaction_however_many_rows(sqlite_store: Store) -> None:
+    store = sqlite_store
     statements: list[str] = []
     store.db.conn.set_trace_callback(statements.append)
     store.sync_rows(_night_one(1000), T0)

@@ -1,4 +1,9 @@
-"""Helpers of the crash tests: a sandbox process, the real command, the ledger."""
+"""Helpers of the crash tests: a sandbox process, the real command, the ledger.
+
+The campaign's state is in SQLite files or a PostgreSQL database: pass the test's
+``state_backend`` (tests/conftest.py) to ``write_crash_campaign``, ``run_env`` and
+``checkpoint_keys``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,15 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from campaign.store.checkpoint import Store
+from campaign.store.postgres import checkpoint_schema, close_pools
+
+if TYPE_CHECKING:
+    from support.postgres import Backend
 
 BIN = Path(sys.executable).parent / "campaign"
 KEY = "avp_test_sandbox"
@@ -60,9 +73,37 @@ def sandbox_process(tmp_path: Path, *, faults: str, call_limit: str, seed: int) 
         proc.wait(timeout=10)
 
 
-def run_env(root_url: str) -> dict[str, str]:
-    """The environment that points ``campaign run`` at the sandbox process."""
-    return {**os.environ, "AITELIER_API_KEY": KEY, "AITELIER_BASE_URL": f"{root_url}/v1"}
+def run_env(root_url: str, backend: Backend | None = None) -> dict[str, str]:
+    """The environment that points ``campaign run`` at the sandbox process (and gives it
+    the state database's password, which the campaign file cannot hold)."""
+    env = {**os.environ, "AITELIER_API_KEY": KEY, "AITELIER_BASE_URL": f"{root_url}/v1"}
+    env.pop("CAMPAIGN_STATE_URL", None)
+    return {**env, **(backend.env() if backend is not None else {})}
+
+
+def checkpoint_keys(campaign: Path, backend: Backend, name: str = "crash") -> set[str]:
+    """The idempotency keys of every attempt the campaign's checkpoint holds now (none
+    before a run has created it: a run killed while starting)."""
+    if backend.url is None:
+        path = campaign.parent / "state" / f"{name}.sqlite"
+        if not path.exists():
+            return set()
+        store = Store.reader(path)
+    else:
+        with psycopg.connect(backend.url) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = %s "
+                "AND table_name = 'attempts'",
+                (checkpoint_schema(name),),
+            ).fetchone()
+        if found is None:
+            return set()
+        store = Store.reader_postgres(backend.url, name)
+    try:
+        return {attempt.idempotency_key for attempt in store.attempts()}
+    finally:
+        store.close()
+        close_pools()
 
 
 def start_run(campaign: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -1,0 +1,67 @@
+"""The plan shaped for the checkpoint, as cheaply per row as it goes: what a run stages.
+
+``windows.planned_stream`` gives the same rows (a test holds them equal); this one skips
+the copy it makes of each row's variables and builds each ``RowIn`` positionally: the one
+process that reads, plans and stages a million rows does a little less per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from campaign.config.model import CampaignConfig
+from campaign.planning.plan import PhoneMemo, PlanCounts, iter_plan
+from campaign.store.checkpoint import RowIn
+
+
+def checkpoint_rows(
+    config: CampaignConfig,
+    opted_out: Iterable[str],
+    counts: PlanCounts,
+    *,
+    on_rows: Callable[[int], None] | None = None,
+    memo: PhoneMemo | None = None,
+) -> Iterator[RowIn]:
+    """The plan's rows for ``Store.stage_rows``, in file order, counted into ``counts``."""
+    for row in iter_plan(config, counts, opted_out=opted_out, on_rows=on_rows, memo=memo):
+        first = row.duplicate_of
+        yield RowIn(
+            row.line,
+            row.row_key,
+            row.raw_phone,
+            row.e164,
+            row.state,
+            row.reason,
+            row.variables,  # the plan's own dict, made for this row
+            list(row.timezones),
+            row.us_state,
+            row.region,
+            None if first is None else str(first),
+            row.row_key,  # label: the key the plan gave it
+            row.extension,
+            row.note,
+            row.number_type,
+        )
+
+
+class NewMemo:
+    """A phone memo known to be empty when the plan starts (a first run, or a new
+    normaliser): nothing is looked up, what is normalised is still noted in ``memo``.
+
+    What a run notes goes to the memo only once its plan is read (``keep_phones``), so
+    a lookup could find nothing before then anyway; on a million-row first run that is a
+    thousand queries saved."""
+
+    def __init__(self, memo: PhoneMemo) -> None:
+        self.memo = memo
+
+    def memo_phones(
+        self, pairs: Sequence[tuple[str, str | None]]
+    ) -> dict[tuple[str, str | None], Any]:
+        """Nothing: the memo holds nothing yet."""
+        return {}
+
+    def remember_phones(self, items: Iterable[tuple[str, str | None, Any]]) -> None:
+        """Note normalised pairs in the memo."""
+        self.memo.remember_phones(items)
