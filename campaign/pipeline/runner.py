@@ -247,7 +247,7 @@ def _ingest(
         with _stage(f"reading and planning {config.input.path}", clock):
             with _reading(options.progress, clock) as on_rows:
                 stream = checkpoint_rows(config, numbers, counts, on_rows=on_rows, memo=memo)
-                store.stage_rows(stream)
+                store.stage_planned(stream)
                 store.keep_phones()
             # WARNING past 20 % rejected; exit 2 past the max
             share = check_share(config, counted_share(counts))

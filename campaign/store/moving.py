@@ -24,11 +24,9 @@ import psycopg
 
 from campaign.errors import ConfigError, LockedError, StateError
 from campaign.store.checkpoint import Store
-from campaign.store.contacts import _SCHEMA as CALLS_DDL
-from campaign.store.contacts import CALLS_FILE
+from campaign.store.contacts import CALLS_DDL, CALLS_FILE
 from campaign.store.lock import CampaignLock
-from campaign.store.optout import _TABLE as OPT_OUTS_DDL
-from campaign.store.optout import OPT_OUT_FILE
+from campaign.store.optout import OPT_OUT_FILE, OPT_OUTS_DDL
 from campaign.store.postgres import SHARED_SCHEMA, checkpoint_schema, lock_key, pg_error
 from campaign.store.shared import ensure_tables, qualified
 from campaign.store.transfer import MOVED_KEY, CopyReport, copy_checkpoint, mark_of, refuse_moved

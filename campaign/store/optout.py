@@ -24,7 +24,7 @@ from campaign.store.shared import (
 
 OPT_OUT_FILE = "opt_outs.sqlite"
 
-_TABLE = (
+OPT_OUTS_DDL = (
     "CREATE TABLE IF NOT EXISTS opt_outs (e164 TEXT PRIMARY KEY, campaign TEXT, "
     "row_key TEXT, t REAL)"
 )
@@ -48,12 +48,12 @@ class OptOutList:
         return f"OptOutList({self.where!r})"
 
     def _connect(self) -> sqlite3.Connection:
-        return open_shared(self.path, _TABLE)
+        return open_shared(self.path, OPT_OUTS_DDL)
 
     def _pg(self) -> str:
         """The DSN, the table made sure of (once per process)."""
         assert self._dsn is not None
-        ensure_tables(self._dsn, self.where, "opt_outs", _TABLE)
+        ensure_tables(self._dsn, self.where, "opt_outs", OPT_OUTS_DDL)
         return self._dsn
 
     def add(self, e164: str, *, campaign: str, row_key: str, now: float) -> None:

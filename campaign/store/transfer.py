@@ -262,7 +262,9 @@ def snapshot_from(source: Store) -> Store:
 
 def snapshot_postgres(dsn: str, campaign: str) -> Store:
     """The campaign's PostgreSQL checkpoint copied into memory; empty if it has none yet."""
-    probe = Store(PgConnection(dsn, checkpoint_schema(campaign), "state database"), None)
+    probe = Store(
+        PgConnection(dsn, checkpoint_schema(campaign), "state database", create=False), None
+    )
     try:
         with probe._reading():
             found = probe._conn.execute("SELECT to_regclass('schema_version') IS NOT NULL")

@@ -19,13 +19,12 @@ import os
 import sys
 import time
 from collections import Counter
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from click.testing import CliRunner
 from support.batches import T0, _epoch, _platform, open_store, rows
 from support.postgres import Backend
+from support.sandbox import arrivals
 
 from campaign.api import AitelierClient, call_request_body
 from campaign.cli import main as main_cli
@@ -85,17 +84,6 @@ async def drive(base_url: str, state_dir: Path, name: str, priority: float, go_f
             async with asyncio.timeout(max(0.0, stop_at - time.time())):
                 await asyncio.gather(*(worker(api) for _ in range(WORKERS)))
     allowance.close()
-
-
-def arrivals(ledger: dict[str, Any]) -> list[tuple[str, float]]:
-    """(campaign, server arrival time) of every call the sandbox created."""
-    return [
-        (
-            call["metadata"]["campaign"],
-            datetime.fromisoformat(call["created_at"].replace("Z", "+00:00")).timestamp(),
-        )
-        for call in ledger["calls"]
-    ]
 
 
 async def test_three_processes_share_the_allowance_fairly_and_take_over_a_killed_ones_share(

@@ -16,12 +16,11 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import Counter
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from support.crash import BIN
 from support.postgres import PgDatabase
+from support.sandbox import arrivals
 
 from campaign.config.limit import parse_limit
 from campaign.sandbox import DEFAULT_KEY, SandboxConfig, parse_faults, start_sandbox
@@ -58,17 +57,6 @@ state_url: {state_url}
 """
     )
     return path
-
-
-def arrivals(ledger: dict[str, Any]) -> list[tuple[str, float]]:
-    """(campaign, server arrival time) of every call the sandbox created."""
-    return [
-        (
-            call["metadata"]["campaign"],
-            datetime.fromisoformat(call["created_at"].replace("Z", "+00:00")).timestamp(),
-        )
-        for call in ledger["calls"]
-    ]
 
 
 async def test_two_hosts_sharing_only_the_database_call_everyone_once_within_the_limit_fairly(

@@ -9,6 +9,7 @@ from campaign.planning.firsts import FirstLines, key_int, number_int
 from campaign.planning.plan import PlanCounts, iter_plan
 from campaign.planning.staging import NewMemo, checkpoint_rows
 from campaign.planning.windows import planned_stream
+from campaign.store.checkpoint import planned_tuple
 
 
 def make_config(tmp_path: Path, csv_text: str, extra: str = "") -> CampaignConfig:
@@ -115,13 +116,14 @@ def test_a_run_stages_the_rows_planned_stream_gives(tmp_path: Path) -> None:
     )
     ours, theirs = PlanCounts(), PlanCounts()
     staged = list(checkpoint_rows(config, [], ours))
-    assert staged == list(planned_stream(config, [], theirs))
+    planned = list(planned_stream(config, [], theirs))
+    assert staged == [planned_tuple(row) for row in planned]
     assert ours == theirs
-    assert [row.plan_state for row in staged] == [
+    assert [row.plan_state for row in planned] == [
         "callable", "callable", "duplicate", "duplicate", "rejected", "rejected", "callable",
     ]  # fmt: skip
-    assert staged[2].duplicate_of == "3" and staged[0].extension == "12"
-    assert staged[3].variables == {"name": "Di"} and staged[3].label == "a1"
+    assert planned[2].duplicate_of == "3" and planned[0].extension == "12"
+    assert planned[3].variables == {"name": "Di"} and planned[3].label == "a1"
 
 
 class _Memo:

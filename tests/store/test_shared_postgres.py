@@ -19,11 +19,11 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from support.postgres import acquire_when_free
 
 from campaign.errors import LockedError, StateError
 from campaign.store.allowance import Participant, host_identity
@@ -42,19 +42,6 @@ def _shown(url: str) -> str:
     from campaign.config.model import redact_url
 
     return redact_url(url)
-
-
-def _acquire_when_free(place: StatePlace, deadline_s: float = 30.0) -> None:
-    """Take and release the lock as soon as the server has dropped the old holder's."""
-    give_up = time.monotonic() + deadline_s
-    while True:
-        try:
-            with place.lock():
-                return
-        except LockedError:
-            if time.monotonic() > give_up:
-                raise
-            time.sleep(0.05)
 
 
 def _holder(tmp_path: Path, url: str) -> subprocess.Popen[str]:
@@ -90,7 +77,7 @@ def test_a_lock_held_on_another_host_refuses_the_run_and_dies_with_its_holder(
     finally:
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait()
-    _acquire_when_free(_place(tmp_path, pg_url))
+    acquire_when_free(_place(tmp_path, pg_url))
 
 
 def test_the_lock_is_not_lost_when_the_pools_are_closed(tmp_path: Path, pg_url: str) -> None:

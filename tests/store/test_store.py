@@ -6,11 +6,10 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from support.postgres import Backend
+from support.postgres import Backend, acquire_when_free
 
 from campaign.engine.attempts import call_body, idempotency_key, metadata_matches
 from campaign.errors import LockedError, StateError
@@ -181,19 +180,7 @@ def test_second_lock_is_refused_and_dead_holder_does_not_block(
         holder.wait()
     # The kernel drops a flock at once; the server notices the closed connection a moment
     # later: wait for that, not for a fixed time.
-    _acquire_when_free(place)
-
-
-def _acquire_when_free(place: StatePlace, deadline_s: float = 30.0) -> None:
-    give_up = time.monotonic() + deadline_s
-    while True:
-        try:
-            with place.lock():
-                return
-        except LockedError:
-            if time.monotonic() > give_up:
-                raise
-            time.sleep(0.05)
+    acquire_when_free(place)
 
 
 def test_opt_outs_are_shared_across_campaigns(tmp_path: Path, state_backend: Backend) -> None:

@@ -38,6 +38,9 @@ import psycopg
 from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from campaign.errors import LockedError
+from campaign.store.place import StatePlace
+
 URL_ENV = "CAMPAIGN_TEST_PG_URL"
 USER = "campaign_test"
 DIR_PREFIX = "campaign-pg-"
@@ -411,3 +414,17 @@ class PostgresServer:
             with contextlib.suppress(PostgresUnavailable):
                 _run([*pg_ctl, "-w", "-t", "30"], self._account, self.directory)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def acquire_when_free(place: StatePlace, deadline_s: float = 30.0) -> None:
+    """Take and release a campaign's lock as soon as it is free: the kernel drops a killed
+    holder's flock at once, the server a killed holder's advisory lock a moment later."""
+    give_up = time.monotonic() + deadline_s
+    while True:
+        try:
+            with place.lock():
+                return
+        except LockedError:
+            if time.monotonic() > give_up:
+                raise
+            time.sleep(0.05)

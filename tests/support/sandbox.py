@@ -7,6 +7,8 @@ The sandbox fixtures themselves (``sandbox``, ``sandbox_clock``, ``start_sandbox
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
 
 from campaign.sandbox import DEFAULT_KEY, RunningSandbox
 
@@ -23,3 +25,14 @@ def call_body(phone: str = "+14155550100", **extra: object) -> dict[str, object]
 def outbound_headers(idempotency_key: str, api_key: str = DEFAULT_KEY) -> dict[str, str]:
     """Authorization plus an Idempotency-Key."""
     return {"Authorization": f"Bearer {api_key}", "Idempotency-Key": idempotency_key}
+
+
+def arrivals(ledger: dict[str, Any]) -> list[tuple[str, float]]:
+    """(campaign, server arrival time) of every call the sandbox's ledger holds."""
+    return [
+        (
+            call["metadata"]["campaign"],
+            datetime.fromisoformat(call["created_at"].replace("Z", "+00:00")).timestamp(),
+        )
+        for call in ledger["calls"]
+    ]
