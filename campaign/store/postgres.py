@@ -280,9 +280,10 @@ class PgConnection:
     def execute(self, sql: str, params: Any = ()) -> psycopg.Cursor[Any]:
         """Run one statement; its cursor (rows, ``rowcount``) as sqlite3's would be."""
         if sql.strip().upper() == "BEGIN IMMEDIATE":
-            cursor = self._raw.execute("BEGIN")
-            self._raw.execute("SELECT pg_advisory_xact_lock(%s)", (self._write_lock,))
-            return cursor
+            # one round trip for both (no parameters: the key is an integer of ours)
+            return self._raw.execute(
+                f"BEGIN; SELECT pg_advisory_xact_lock({int(self._write_lock)})".encode()
+            )
         if params:
             return self._raw.execute(translate(sql), _adapted(params))
         return self._raw.execute(translate(sql).replace("%%", "%"))
