@@ -23,6 +23,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 from support.batches import T0, _epoch, _platform, open_store, rows
+from support.crash import BIN, write_run_campaign
 from support.postgres import Backend
 from support.sandbox import arrivals
 
@@ -170,40 +171,6 @@ async def test_three_processes_share_the_allowance_fairly_and_take_over_a_killed
 
 
 RUN_CALLS = "60/5s"
-BIN = Path(sys.executable).parent / "campaign"
-
-
-def write_run_campaign(
-    folder: Path,
-    name: str,
-    rows: int,
-    offset: int,
-    priority: float,
-    *,
-    state_dir: str = "state",
-    extra: str = "",
-) -> Path:
-    """A campaign file for ``campaign run`` against the test's sandbox (URL from the env);
-    ``extra`` is added to it (a ``state_url:`` line, say)."""
-    lines = ["customer_id,phone"] + [f"{name}-{i},+1 212 555 {offset + i:04d}" for i in range(rows)]
-    (folder / f"{name}.csv").write_text("\n".join(lines) + "\n")
-    path = folder / f"{name}.yaml"
-    path.write_text(
-        f"""campaign: {name}
-scenario_id: scn_demo
-compliance:
-  consent: attested
-priority: {priority}
-input: {{path: {name}.csv, default_region: US, key_column: customer_id}}
-retry: {{max_attempts: 1}}
-limits: {{calls: {RUN_CALLS}, requests: [600/5s, 100000/h]}}
-cost_estimate: "0.00"
-calling_hours: unrestricted
-state_dir: {state_dir}
-output_dir: out-{name}
-{extra}"""
-    )
-    return path
 
 
 async def test_three_campaign_runs_and_a_kill_9_never_exceed_the_limit_or_call_twice(

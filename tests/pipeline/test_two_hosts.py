@@ -18,7 +18,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from support.crash import BIN
+from support.crash import BIN, write_run_campaign
 from support.postgres import PgDatabase
 from support.sandbox import arrivals
 
@@ -36,27 +36,16 @@ ROWS = 100
 def write_host(folder: Path, name: str, offset: int, priority: float, state_url: str) -> Path:
     """One host's folder: the campaign's list and file, its state dir inside the folder."""
     folder.mkdir()
-    lines = ["customer_id,phone"]
-    lines += [f"{name}-{i},+1 212 555 {offset + i:04d}" for i in range(ROWS)]
-    (folder / f"{name}.csv").write_text("\n".join(lines) + "\n")
-    path = folder / f"{name}.yaml"
-    path.write_text(
-        f"""campaign: {name}
-scenario_id: scn_demo
-compliance:
-  consent: attested
-priority: {priority}
-input: {{path: {name}.csv, default_region: US, key_column: customer_id}}
-retry: {{max_attempts: 1}}
-limits: {{calls: {CALLS}, requests: [{REQUESTS}, 100000/h], pacing: burst}}
-cost_estimate: "0.00"
-calling_hours: unrestricted
-state_dir: state
-output_dir: out
-state_url: {state_url}
-"""
+    return write_run_campaign(
+        folder,
+        name,
+        ROWS,
+        offset,
+        priority,
+        limits=f"{{calls: {CALLS}, requests: [{REQUESTS}, 100000/h], pacing: burst}}",
+        output_dir="out",
+        extra=f"state_url: {state_url}\n",
     )
-    return path
 
 
 async def test_two_hosts_sharing_only_the_database_call_everyone_once_within_the_limit_fairly(

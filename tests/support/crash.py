@@ -52,6 +52,42 @@ output_dir: out
     return tmp_path / "crash.yaml"
 
 
+def write_run_campaign(
+    folder: Path,
+    name: str,
+    rows: int,
+    offset: int,
+    priority: float,
+    *,
+    limits: str = "{calls: 60/5s, requests: [600/5s, 100000/h]}",
+    state_dir: str = "state",
+    output_dir: str | None = None,
+    extra: str = "",
+) -> Path:
+    """A campaign file for ``campaign run`` against the test's sandbox (URL from the env):
+    ``rows`` numbers from +1 212 555 ``offset`` on, one attempt each; ``extra`` is added
+    to it (a ``state_url:`` line, say)."""
+    lines = ["customer_id,phone"] + [f"{name}-{i},+1 212 555 {offset + i:04d}" for i in range(rows)]
+    (folder / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        f"""campaign: {name}
+scenario_id: scn_demo
+compliance:
+  consent: attested
+priority: {priority}
+input: {{path: {name}.csv, default_region: US, key_column: customer_id}}
+retry: {{max_attempts: 1}}
+limits: {limits}
+cost_estimate: "0.00"
+calling_hours: unrestricted
+state_dir: {state_dir}
+output_dir: {output_dir or f"out-{name}"}
+{extra}"""
+    )
+    return path
+
+
 @contextlib.contextmanager
 def sandbox_process(tmp_path: Path, *, faults: str, call_limit: str, seed: int) -> Iterator[str]:
     """A sandbox process with the ledger on; yields its root URL."""
