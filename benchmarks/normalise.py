@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import phonenumbers
+from _proc import children
 
 # (region, pattern) pairs from real number ranges; # is any digit, @ is 2-9
 FORMATS = [
@@ -168,10 +169,10 @@ class _Descendants:
     def _watch(self) -> None:
         tick = os.sysconf("SC_CLK_TCK")
         while not self._done.wait(0.05):
-            todo = _children(os.getpid())
+            todo = children(os.getpid())
             while todo:
                 pid = todo.pop()
-                todo += _children(pid)
+                todo += children(pid)
                 try:
                     with open(f"/proc/{pid}/stat") as handle:
                         fields = handle.read().rsplit(")", 1)[1].split()
@@ -182,17 +183,6 @@ class _Descendants:
                 cpu = (int(fields[11]) + int(fields[12])) / tick
                 self.cpu_s[pid] = max(self.cpu_s.get(pid, 0.0), cpu)
                 self.rss_mb[pid] = max(self.rss_mb.get(pid, 0.0), rss)
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as handle:
-                found += [int(child) for child in handle.read().split()]
-    except OSError:
-        pass
-    return found
 
 
 def _spin(count: int) -> int:

@@ -58,6 +58,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _proc import children
 from _scale_export import bare_loop, data_file
 
 BIN = Path(sys.executable).parent / "campaign"
@@ -96,17 +97,6 @@ output_dir: out
     return path
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as handle:
-                found += [int(child) for child in handle.read().split()]
-    except OSError:
-        pass
-    return found
-
-
 def tree_rss_mb(pid: int) -> float:
     """VmRSS summed over ``pid`` and all its descendants, in MB."""
     total_kb, todo = 0, [pid]
@@ -120,7 +110,7 @@ def tree_rss_mb(pid: int) -> float:
                         break
         except OSError:
             continue
-        todo += _children(current)
+        todo += children(current)
     return total_kb / 1024
 
 

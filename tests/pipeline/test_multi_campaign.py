@@ -241,26 +241,16 @@ async def test_three_campaign_runs_and_a_kill_9_never_exceed_the_limit_or_call_t
 
 def write_campaign(folder: Path, name: str, phones: list[str], *, priority: float = 1.0) -> Path:
     """A small campaign file (in-process sandbox) whose state dir is shared with its siblings."""
-    lines = ["customer_id,phone"] + [f"{name}-{i},{phone}" for i, phone in enumerate(phones)]
-    (folder / f"{name}.csv").write_text("\n".join(lines) + "\n")
-    path = folder / f"{name}.yaml"
-    path.write_text(
-        f"""campaign: {name}
-scenario_id: scn_demo
-compliance:
-  consent: attested
-priority: {priority}
-input: {{path: {name}.csv, default_region: US, key_column: customer_id}}
-retry: {{max_attempts: 1}}
-limits: {{calls: 100/10s, requests: [600/min, 20000/h]}}
-api: {{base_url: sandbox}}
-sandbox: {{time_scale: 0.005}}
-calling_hours: unrestricted
-state_dir: state
-output_dir: out-{name}
-"""
+    return write_run_campaign(
+        folder,
+        name,
+        len(phones),
+        0,
+        priority,
+        phones=phones,
+        limits="{calls: 100/10s, requests: [600/min, 20000/h]}",
+        extra="api: {base_url: sandbox}\nsandbox: {time_scale: 0.005}\n",
     )
-    return path
 
 
 def test_one_command_runs_several_campaigns_and_status_shows_them_all(tmp_path: Path) -> None:

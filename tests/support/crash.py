@@ -63,11 +63,14 @@ def write_run_campaign(
     state_dir: str = "state",
     output_dir: str | None = None,
     extra: str = "",
+    phones: list[str] | None = None,
 ) -> Path:
     """A campaign file for ``campaign run`` against the test's sandbox (URL from the env):
-    ``rows`` numbers from +1 212 555 ``offset`` on, one attempt each; ``extra`` is added
-    to it (a ``state_url:`` line, say)."""
-    lines = ["customer_id,phone"] + [f"{name}-{i},+1 212 555 {offset + i:04d}" for i in range(rows)]
+    ``rows`` numbers from +1 212 555 ``offset`` on (or ``phones``), one attempt each;
+    ``extra`` is added to it (a ``state_url:`` line, say)."""
+    if phones is None:
+        phones = [f"+1 212 555 {offset + i:04d}" for i in range(rows)]
+    lines = ["customer_id,phone"] + [f"{name}-{i},{phone}" for i, phone in enumerate(phones)]
     (folder / f"{name}.csv").write_text("\n".join(lines) + "\n")
     path = folder / f"{name}.yaml"
     path.write_text(
