@@ -124,6 +124,8 @@ def normalise_fields(raw: str, region: str | None) -> PhoneFields:
     # cheap test before the regexes: _VANITY needs three ASCII letters
     if _ASCII_LETTER.search(text) and _VANITY.search(_strip_extension_words(text)):
         notes.append("vanity letters converted to digits")
+    if not notes and (quick := _nanp_quick(text, region)) is not None:
+        return quick
     parsed = _parse(text, region, notes)
     if isinstance(parsed, str):
         return _failed(parsed)
@@ -151,10 +153,17 @@ def _classify(number: phonenumbers.PhoneNumber) -> _Parsed:
     NANP number, say), that type is the answer, not matched again.
     """
     country_code = number.country_code or 0
-    regions = COUNTRY_CODE_TO_REGION_CODE.get(country_code)
-    if regions is None:
+    if country_code not in COUNTRY_CODE_TO_REGION_CODE:
         return _Parsed(number, None, PhoneNumberType.UNKNOWN)
     nsn = phonenumbers.national_significant_number(number)
+    return _Parsed(number, *_classify_nsn(country_code, nsn))
+
+
+def _classify_nsn(country_code: int, nsn: str) -> tuple[str | None, int]:
+    """``_classify`` of the number with this country code and national significant number."""
+    regions = COUNTRY_CODE_TO_REGION_CODE.get(country_code)
+    if regions is None:
+        return None, PhoneNumberType.UNKNOWN
     region = regions[0]
     if len(regions) > 1:  # _region_code_for_number_from_list(), as phonenumbers does it
         found = None
@@ -169,14 +178,14 @@ def _classify(number: phonenumbers.PhoneNumber) -> _Parsed:
             else:
                 kind = _type_matcher(metadata)(nsn)
                 if kind != PhoneNumberType.UNKNOWN:
-                    return _Parsed(number, candidate, kind)
+                    return candidate, kind
         if found is None:
-            return _Parsed(number, None, PhoneNumberType.UNKNOWN)
+            return None, PhoneNumberType.UNKNOWN
         region = found
     metadata = PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
     if metadata is None:
-        return _Parsed(number, region, PhoneNumberType.UNKNOWN)
-    return _Parsed(number, region, _type_matcher(metadata)(nsn))
+        return region, PhoneNumberType.UNKNOWN
+    return region, _type_matcher(metadata)(nsn)
 
 
 _compiled = functools.cache(re.compile)
@@ -546,22 +555,65 @@ def _describe(parsed: _Parsed, notes: list[str]) -> PhoneFields:
         home = region or phonenumbers.region_code_for_country_code(number.country_code or 0)
         where = f" for {home}" if home and home not in ("ZZ", "001") else ""
         return _failed(f"not a valid phone number{where} ({why})", region)
+    nsn = phonenumbers.national_significant_number(number)
+    return _valid_fields(number.country_code or 0, nsn, number.extension, region, kind, notes)
+
+
+def _valid_fields(
+    country_code: int,
+    nsn: str,
+    extension: str | None,
+    region: str | None,
+    kind: int,
+    notes: list[str],
+) -> PhoneFields:
+    """The fields of a valid number of type ``kind`` (not UNKNOWN) in ``region``."""
     # format_number(number, E164) for a valid number (no raw-input case): "+", the
     # country code, the national significant number
-    e164 = f"+{number.country_code}{phonenumbers.national_significant_number(number)}"
-    extension = number.extension or None
+    e164 = f"+{country_code}{nsn}"
+    extension = extension or None
     if extension:
         notes.append(f"extension {extension} not dialled: the call reaches the main number only")
-    zones = _timezones(number, kind, e164)
+    zones = _timezones(country_code, kind, e164)
     us_state = None
-    if number.country_code == 1 and region in ("US", "CA"):
-        us_state = _nanp_state(number, kind)
+    if country_code == 1 and region in ("US", "CA"):
+        us_state = _nanp_state(nsn, kind)
         if us_state is None:  # no geography: the whole country's rules (fail closed)
             us_state = UNKNOWN_US_STATE if region == "US" else UNKNOWN_CA_PROVINCE
     note = "; ".join(notes) or None
     type_name = _TYPE_NAMES.get(kind, "unknown")
     reason = _FORBIDDEN_TYPES.get(kind)
     return (e164, reason, region, type_name, extension, zones, us_state, note)
+
+
+# A NANP number as CRMs write it: "+1" or "1" perhaps, then ten digits whose area code may
+# be in brackets, the groups split by at most one space, dot or hyphen each. parse() reads
+# every such cell as country code 1 and these ten digits when it carries "+1" whatever the
+# row's region, and in a NANP region without it (tests/phones: every shape, every region).
+_NANP_SHAPE = re.compile(
+    r"(?:(\+)?1[ .\-]?)?(?:\(([2-9]\d\d)\)|([2-9]\d\d))[ .\-]?(\d{3})[ .\-]?(\d{4})"
+)
+
+
+def _nanp_quick(text: str, region: str | None) -> PhoneFields | None:
+    """``normalise_fields`` of a valid NANP number of that shape, without parse(); None for
+    any other cell (and for an invalid number, whose reasons the general path gives).
+
+    Most of a North American list is such a cell, and parse() is most of what one costs.
+    """
+    if not _QUICK_PARSE:
+        return None
+    match = _NANP_SHAPE.fullmatch(text)
+    if match is None:
+        return None
+    plus, bracketed, area, exchange, line = match.groups()
+    if plus is None and region not in _NANP_REGIONS:
+        return None  # "1 212 …" in another region is that region's number, or none
+    nsn = f"{bracketed or area}{exchange}{line}"
+    number_region, kind = _classify_nsn(1, nsn)
+    if kind == PhoneNumberType.UNKNOWN:
+        return None
+    return _valid_fields(1, nsn, None, number_region, kind, [])
 
 
 # A US number whose area code names no state (toll-free, non-geographic, geocoded per
@@ -571,10 +623,10 @@ UNKNOWN_US_STATE = "US-?"
 UNKNOWN_CA_PROVINCE = "CA-?"
 
 
-def _timezones(number: phonenumbers.PhoneNumber, kind: int, e164: str) -> tuple[str, ...]:
+def _timezones(country_code: int, kind: int, e164: str) -> tuple[str, ...]:
     """phonenumbers.timezone's answer, without recomputing the type and the E.164 form."""
-    if not phonenumbers.is_number_type_geographical(kind, number.country_code or 0):
-        return _country_zones(number.country_code or 0)
+    if not phonenumbers.is_number_type_geographical(kind, country_code):
+        return _country_zones(country_code)
     digits = e164[1:]
     # the same longest-prefix lookup as timezone.time_zones_for_geographical_number(),
     # trying only the prefix lengths the data has for the number's first two digits
@@ -617,17 +669,13 @@ def _country_zones(country_code: int) -> tuple[str, ...]:
     return tuple(zone for zone in zones if zone != _UNKNOWN_TZ)
 
 
-def _nanp_state(number: phonenumbers.PhoneNumber, kind: int | None = None) -> str | None:
-    """US state / Canadian province of a NANP number, from its area code's geocoding.
-
-    ``kind`` is the number's type when the caller has it (``number_type(number)``).
-    """
+def _nanp_state(nsn: str, kind: int) -> str | None:
+    """US state / Canadian province of the NANP number of national significant number
+    ``nsn`` and type ``kind``, from its area code's geocoding."""
     tables = nanp_tables()
-    state = tables.npa.get(str(number.national_number)[:3])
+    state = tables.npa.get(nsn[:3])
     if state is None:  # a few area codes are only geocoded per exchange
-        if kind is None:
-            kind = phonenumbers.number_type(number)
-        state = _exchange_state(number, kind, tables)
+        state = _exchange_state(nsn, kind, tables)
     return state
 
 
@@ -675,13 +723,13 @@ def build_nanp_tables() -> NanpTables:
     return NanpTables(npa, prefixes)
 
 
-def _exchange_state(number: phonenumbers.PhoneNumber, kind: int, tables: NanpTables) -> str | None:
+def _exchange_state(nsn: str, kind: int, tables: NanpTables) -> str | None:
     """``state_from_description(geocoder.description_for_number(number, "en"))`` for a NANP
     number of type ``kind`` whose area code ``tables.npa`` lacks: its longest geocoded
     prefix decides."""
     if kind == PhoneNumberType.UNKNOWN or not phonenumbers.is_number_type_geographical(kind, 1):
         return None  # the geocoder gives the country's name: no state
-    digits = "1" + phonenumbers.national_significant_number(number)
+    digits = "1" + nsn
     for length in range(len(digits), 0, -1):
         if digits[:length] in tables.prefixes:
             return tables.prefixes[digits[:length]]

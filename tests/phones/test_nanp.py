@@ -37,7 +37,11 @@ def test_every_prefix_geocoded_per_exchange_gives_the_geocoders_state() -> None:
     for npa in list(nanp_tables().npa)[::20]:
         numbers.append(phonenumbers.parse(f"+1{npa}5550123"))
     npa_states = build_nanp_tables().npa
-    states = [(_nanp_state(number), _geocoded(number, npa_states)) for number in numbers]
+    states = [
+        (_nanp_state(str(number.national_number), phonenumbers.number_type(number)),
+         _geocoded(number, npa_states))
+        for number in numbers
+    ]  # fmt: skip
     assert all(ours == theirs for ours, theirs in states)
     assert sum(1 for ours, _ in states if ours) > 1000  # not all None
 

@@ -34,6 +34,7 @@ from campaign.phones.normalise import (
     UNKNOWN_US_STATE,
     PhoneResult,
     _clean_text,
+    _nanp_quick,
     _parse_number,
     _parse_reason,
     _plain,
@@ -352,3 +353,60 @@ def test_plain_cells_parse_as_phonenumbers_parses_them() -> None:
 )
 def test_any_plain_cell_parses_as_phonenumbers_parses_it(raw: str, region: str | None) -> None:
     assert _ours(raw, region) == _parsed(raw, region)
+
+
+def _nanp_cells(rng: random.Random) -> list[tuple[str, str | None]]:
+    """NANP numbers in every shape the quick path takes, and near misses, in every region
+    that reads them (with "+1", any region reads them; without it, only NANP regions)."""
+    regions = [*sorted(_NANP_REGIONS), None, "GB", "FR", "MX", "ZZ"]
+    heads = ["", "1", "+1", "1 ", "+1 ", "1-", "+1-", "1.", "+1.", "+", "+1  ", "01", "11"]
+    seps = ["", " ", "-", ".", "  ", "/"]
+    cells = []
+    for head in heads:
+        for bracket in (False, True):
+            for first in seps:
+                for second in seps:
+                    npa = str(rng.randint(100, 999))
+                    area = f"({npa})" if bracket else npa
+                    body = (
+                        f"{area}{first}{rng.randint(0, 999):03d}{second}{rng.randint(0, 9999):04d}"
+                    )
+                    cells.append((head + body, rng.choice(regions)))
+    for npa in range(200, 1000):  # every area code: US, Canadian, Caribbean, toll-free, none
+        for region in ("US", "CA", rng.choice(regions)):
+            line = f"{rng.randint(200, 999)}-{rng.randint(0, 9999):04d}"
+            cells.append((rng.choice(["", "1 ", "+1 "]) + f"({npa}) {line}", region))
+            cells.append((f"{npa}{line.replace('-', '')}", region))
+    for _ in range(2000):  # digits of nearly the right length
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(9, 12)))
+        cells.append((rng.choice(["", "+", "+1", "1"]) + digits, rng.choice(regions)))
+    return cells
+
+
+def test_a_plainly_written_nanp_number_gives_what_the_plain_calls_give(
+    npa_states: dict[str, str],
+) -> None:
+    # Most North American cells skip parse() (_nanp_quick): each one here, in each region,
+    # must give the same fields as phonenumbers asked the plain way.
+    cells = _nanp_cells(random.Random(41))
+    differences = [
+        (cell, ours, theirs)
+        for cell in cells
+        if (ours := phone_fields(normalise_number(*cell)))
+        != (theirs := phone_fields(reference(*cell, npa_states)))
+    ]
+    assert differences == []
+    quick = [cell for cell in cells if _nanp_quick(_clean_text(cell[0])[0], cell[1])]
+    assert len(quick) > len(cells) // 3  # the comparison is mostly of the quick path
+    assert {region for _, region in quick} >= {"US", "CA", "JM", "PR", None, "GB"}
+    kinds = {phone_fields(normalise_number(*cell))[3] for cell in quick}
+    assert {"toll_free", "fixed_line_or_mobile", "personal_number"} <= kinds
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    raw=st.from_regex(r"\A(\+?1[ .\-]?)?(\([0-9]{3}\)|[0-9]{3})[ .\-]?[0-9]{3}[ .\-]?[0-9]{4}\Z"),
+    region=st.sampled_from(["US", "CA", "JM", "PR", "AG", "DO", "GB", "MX", None]),
+)
+def test_any_cell_of_the_nanp_shape_agrees(raw: str, region: str | None) -> None:
+    assert normalise_number(raw, region) == reference(raw, region, _npa_states())

@@ -128,7 +128,7 @@ def test_a_us_number_without_a_state_gets_the_strictest_state_rules(
 
     # An area code whose geocoding names no state (a new or non-geographic code, or one
     # geocoded per exchange only): the number keeps its zone but no state is known.
-    monkeypatch.setattr(phones, "_nanp_state", lambda number, kind=None: None)
+    monkeypatch.setattr(phones, "_nanp_state", lambda nsn, kind: None)
     found = phones.normalise_number("+1 312 555 0100", "US")
     assert found.timezones == ("America/Chicago",)
     assert found.us_state == phones.UNKNOWN_US_STATE
