@@ -42,7 +42,7 @@ from campaign.planning.consent import (
     log_consent_basis,
     missing_basis_error,
 )
-from campaign.planning.firsts import ASKS_NOTHING, FirstLines, key_int, number_int
+from campaign.planning.firsts import ASKS_NOTHING, FirstLines, key_int
 from campaign.planning.hours import calling_window
 from campaign.planning.suppression import (
     Suppression,
@@ -64,7 +64,6 @@ _MAX_PLACES = 10_000  # distinct (region, type, timezones, state) and reasons it
 _POLICY_TYPES = frozenset({"toll_free", "voip"})  # types the campaign's policy may refuse
 _Place = tuple[str | None, str, tuple[str, ...], str | None]
 _ZoneKey = tuple[tuple[str, ...], str | None, str, str]
-_PhoneKey = tuple[str, str | None, str | None]  # raw phone, region, why the region is unusable
 # A batch of (raw, region) pairs sent to a worker, and the future of its results.
 _Work = tuple[list[tuple[str, str | None]], Future[list[PhoneFields]]]
 
@@ -115,24 +114,46 @@ class PlanCounts:
     extensions: int = 0
     # callable rows by what their address did to the number's zone (address columns only)
     by_address_zone: Counter[str] = field(default_factory=Counter)
+    # callable rows by calling window: (timezones, US state), what a projection needs
+    by_window: Counter[tuple[tuple[str, ...], str | None]] = field(default_factory=Counter)
 
     def add(self, row: PlannedRow) -> None:
         """Count one planned row."""
-        self.rows_read += 1
-        if row.state == "callable":
-            self.callable += 1
-            self.by_country[row.region or "??"] += 1
-            self.by_timezone[_zone_label(row.timezones)] += 1
-            if row.address_zone:
-                self.by_address_zone[row.address_zone] += 1
-            if row.extension:
-                self.extensions += 1
-        elif row.state == "rejected":
-            self.rejected[row.reason or "rejected"] += 1
-        elif row.state == "duplicate":
-            self.duplicates += 1
-        else:
-            self.suppressed[row.reason or "suppressed"] += 1
+        self.add_tally({_mark(row): 1})
+
+    def add_tally(self, tally: Mapping[_Mark, int]) -> None:
+        """Count rows tallied by their ``_mark`` (what ``add`` does row by row)."""
+        for mark, count in tally.items():
+            self.rows_read += count
+            if len(mark) == 2:
+                state, reason = mark
+                if state == "rejected":
+                    self.rejected[reason or "rejected"] += count
+                elif state == "duplicate":
+                    self.duplicates += count
+                else:
+                    self.suppressed[reason or "suppressed"] += count
+                continue
+            _, region, zones, us_state, address_zone, extension = mark
+            self.callable += count
+            self.by_country[region or "??"] += count
+            self.by_timezone[_zone_label(zones)] += count
+            self.by_window[(zones, us_state)] += count
+            if address_zone:
+                self.by_address_zone[address_zone] += count
+            if extension:
+                self.extensions += count
+
+
+# What PlanCounts needs of a row: callable rows by place, the others by state and reason.
+_Mark = tuple[Any, ...]
+
+
+def _mark(row: PlannedRow) -> _Mark:
+    if row.state == "callable":
+        return ("callable", row.region, row.timezones, row.us_state, row.address_zone,
+                bool(row.extension))  # fmt: skip
+    return (row.state, None if row.state == "duplicate" else row.reason)
 
 
 @dataclass
@@ -239,9 +260,9 @@ class _Chunk:
     """Records read but not yet planned, with what is known of their phones so far."""
 
     records: list[Record]
-    phone_keys: list[_PhoneKey]
-    # per record: its cached result when one was at hand at look-up time, else None
-    results: list[PhoneFields | None]
+    # per record: the (raw, region) pair its phone is read as, None when it has a problem
+    pairs: list[tuple[str, str | None] | None]
+    problems: list[str | None]  # per record: why its phone cannot be read, if so
     misses: list[tuple[str, str | None]]  # distinct pairs this chunk sends to be normalised
     futures: list[_Work] = field(default_factory=list)
     # pairs known without a worker: recalled from the memo, or normalised here
@@ -292,6 +313,8 @@ class _Planner:
         self.consent_label = fmt.spelling(consent_column) if consent_column else ""
         self.consent_regions = consent_regions(config)
         self.attested = config.compliance.consent == "attested"
+        # attested with no column: nothing to look at or count (see _consent)
+        self.asks_consent = self.consent_index is not None or not self.attested
         self.without_basis: Counter[str] = Counter()  # rows needing consent, by region
         self._address_columns(config, fmt, columns)
         # the first line of each number and key: later rows with either are duplicates
@@ -302,6 +325,7 @@ class _Planner:
         self.in_flight: set[tuple[str, str | None]] = set()  # sent to a worker, not back yet
         self.window_problems: dict[tuple[tuple[str, ...], str | None], str | None] = {}
         self.now = datetime.now(UTC)
+        self.today = self.now.date()
 
     def _region(self, cell: str) -> tuple[str | None, str | None]:
         """(region, problem) of one region cell; memoised (a file has few distinct ones)."""
@@ -323,11 +347,12 @@ class _Planner:
         return found
 
     def look_up(self, records: list[Record]) -> _Chunk:
-        """Phone key and cached result of each record; the distinct pairs still to normalise."""
-        phone_keys: list[_PhoneKey] = []
-        results: list[PhoneFields | None] = []
+        """The phone pair of each record (or its problem); the distinct pairs still to
+        normalise: neither cached nor sent already."""
+        pairs: list[tuple[str, str | None] | None] = []
+        problems: list[str | None] = [None] * len(records)
         misses: list[tuple[str, str | None]] = []
-        cached = self.phones.get
+        cached = self.phones
         in_flight = self.in_flight
         phone_index, region_index = self.phone_index, self.region_index
         default = self.config.input.default_region
@@ -348,17 +373,16 @@ class _Planner:
             if "\0" in raw:
                 problem = f"NUL character in column '{self.phone_label}'"
             problem = error or problem  # an unparsable record is rejected for that first
-            phone_keys.append((raw, region, problem))
             if problem is not None:
-                results.append(None)
+                problems[index] = problem
+                pairs.append(None)
                 continue
             key = (raw, region)
-            result = cached(key)
-            results.append(result)
-            if result is None and key not in in_flight:
+            pairs.append(key)
+            if key not in cached and key not in in_flight:
                 in_flight.add(key)
                 misses.append(key)
-        return _Chunk(records, phone_keys, results, misses)
+        return _Chunk(records, pairs, problems, misses)
 
     def recall(self, chunk: _Chunk, memo: PhoneMemo) -> None:
         """Take the chunk's misses that an earlier run normalised from the memo."""
@@ -366,11 +390,27 @@ class _Planner:
         if not recalled:
             return
         for key, value in recalled.items():
-            e164, reason, region, kind, extension, zones, us_state, note = value
-            fields = (e164, reason, region, kind, extension, tuple(zones), us_state, note)
-            chunk.found[key] = self.remember(key, fields)
-            self.in_flight.discard(key)
+            chunk.found[key] = self.remember(key, self._shared(value))
+        self.in_flight.difference_update(recalled)
         chunk.misses = [key for key in chunk.misses if key not in recalled]
+
+    def _shared(self, value: Sequence[Any]) -> PhoneFields:
+        """A remembered number's fields, its place and reason one object each, not one per
+        number (the memo gives fresh strings for every row; a worker's answers share them
+        within a batch already, as unpickling keeps what the worker shared)."""
+        e164, reason, region, kind, extension, zones, us_state, note = value
+        place = (region, kind, tuple(zones), us_state)
+        shared = self.places.get(place)
+        if shared is None:
+            if len(self.places) >= _MAX_PLACES:
+                self.places.clear()  # bounded memory whatever the numbers are
+            shared = self.places[place] = place
+        region, kind, zones, us_state = shared
+        if reason is not None:
+            reason = self.words.setdefault(reason, reason)
+            if len(self.words) >= _MAX_PLACES:
+                self.words.clear()
+        return (e164, reason, region, kind, extension, zones, us_state, note)
 
     def normalise_here(self, chunk: _Chunk) -> None:
         """Normalise a chunk's misses in this process (small inputs: no pool start-up)."""
@@ -385,26 +425,12 @@ class _Planner:
         """Cache the campaign-policy version of a normalised number."""
         if fields[3] in _POLICY_TYPES:
             fields = apply_policy_fields(fields, **self.policy)
-        e164, reason, region, kind, extension, zones, us_state, note = fields
-        # Few distinct places and types: one object each, not one per number (a worker's
-        # answers arrive as fresh copies). Reasons are few too, and only rejects have one.
-        place = (region, kind, zones, us_state)
-        shared = self.places.get(place)
-        if shared is None:
-            if len(self.places) >= _MAX_PLACES:
-                self.places.clear()  # bounded memory whatever the numbers are
-            shared = self.places[place] = place
-        region, kind, zones, us_state = shared
-        if reason is not None:
-            reason = self.words.setdefault(reason, reason)
-            if len(self.words) >= _MAX_PLACES:
-                self.words.clear()
-        fields = (e164, reason, region, kind, extension, zones, us_state, note)
-        if len(self.phones) >= _MAX_PHONES:
+        phones = self.phones
+        if len(phones) >= _MAX_PHONES:
             # Dropping everything is crude but keeps memory bounded with no bookkeeping
             # per hit; CRM duplicates cluster, so the cache refills with what matters.
-            self.phones.clear()
-        self.phones[key] = fields
+            phones.clear()
+        phones[key] = fields
         return fields
 
     def phone(self, key: tuple[str, str | None]) -> PhoneFields:
@@ -417,27 +443,27 @@ class _Planner:
     def finish(
         self, chunk: _Chunk, counts: PlanCounts, memo: PhoneMemo | None = None
     ) -> Iterator[PlannedRow]:
-        """Plan the rows of a chunk whose phones are (being) normalised."""
+        """Plan the rows of a chunk whose phones are (being) normalised; count them."""
         fresh = chunk.found
         remember, in_flight = self.remember, self.in_flight
+        noted = chunk.normalised if memo is not None else None
         for batch, future in chunk.futures:
-            for key, sent_back in zip(batch, future.result(), strict=True):
-                chunk.normalised.append((key, sent_back))
-                fresh[key] = remember(key, sent_back)
-                in_flight.discard(key)
+            sent_back = future.result()
+            if noted is not None:
+                noted.extend(zip(batch, sent_back, strict=True))
+            for key, fields in zip(batch, sent_back, strict=True):
+                fresh[key] = remember(key, fields)
+            in_flight.difference_update(batch)
         if memo is not None and chunk.normalised:
             memo.remember_phones((raw, region, f) for (raw, region), f in chunk.normalised)
         chunk.normalised = []
-        phone, add, plan = self.phone, counts.add, self.plan
-        results = chunk.results
-        for index, (phone_key, fields) in enumerate(zip(chunk.phone_keys, results, strict=True)):
-            if fields is None and phone_key[2] is None:
-                key = (phone_key[0], phone_key[1])
-                # sent by this chunk, else by an earlier one (cached since, unless evicted)
-                results[index] = fresh.get(key) or phone(key)
+        # each row's phone: sent by this chunk, else cached (by an earlier chunk, or before
+        # look-up; if evicted since, normalised here)
+        found, phone = fresh.get, self.phone
+        results = [None if pair is None else (found(pair) or phone(pair)) for pair in chunk.pairs]
         # Where each row's number and key were first seen before this chunk, asked for the
         # whole chunk at once; plan() adds what the chunk's own rows record.
-        numbers = [ASKS_NOTHING if f is None or f[0] is None else number_int(f[0]) for f in results]
+        numbers = [ASKS_NOTHING if f is None or f[0] is None else int(f[0][1:]) for f in results]
         number_seen = self.first_of_number.found(numbers)
         key_index = self.key_index
         if key_index is None:
@@ -448,20 +474,37 @@ class _Planner:
             key_cells = [cells[key_index].strip() for _, cells, _ in chunk.records]
             keys = [key_int(cell) for cell in key_cells]
             key_seen = self.first_of_key.found([ASKS_NOTHING if k is None else k for k in keys])
-        for record, phone_key, fields, key_cell, number, seen, key, key_first in zip(
-            chunk.records, chunk.phone_keys, results, key_cells, numbers, number_seen, keys,
-            key_seen, strict=True,
-        ):  # fmt: skip
-            planned = plan(record, phone_key, fields, key_cell, number, seen, key, key_first)
-            add(planned)
-            yield planned
+        plan = self.plan
+        # rows by what PlanCounts needs of them (_mark, inlined): one count per row here,
+        # a handful of counters per distinct mark once the chunk is done (or given up)
+        tally: dict[_Mark, int] = {}
+        tallied = tally.get
+        try:
+            for record, problem, fields, key_cell, number, seen, key, key_first in zip(
+                chunk.records, chunk.problems, results, key_cells, numbers, number_seen, keys,
+                key_seen, strict=True,
+            ):  # fmt: skip
+                row = plan(record, problem, fields, key_cell, number, seen, key, key_first)
+                state = row.state
+                if state == "callable":
+                    mark: _Mark = ("callable", row.region, row.timezones, row.us_state,
+                                   row.address_zone, bool(row.extension))  # fmt: skip
+                else:
+                    mark = (state, None if state == "duplicate" else row.reason)
+                tally[mark] = tallied(mark, 0) + 1
+                # Each row is handed on as it is made: held for the whole chunk, ten
+                # thousand of them would outlive the garbage collector's young generation
+                # and make its full collections, which walk every object, come often.
+                yield row
+        finally:
+            counts.add_tally(tally)
         self.first_of_number.settle()
         self.first_of_key.settle()
 
     def plan(
         self,
         record: Record,
-        phone_key: _PhoneKey,
+        problem: str | None,
         phone: PhoneFields | None,
         key_cell: str = "",
         number: int = 0,
@@ -469,11 +512,12 @@ class _Planner:
         key: int | None = None,
         key_seen: int = 0,
     ) -> PlannedRow:
-        """Decide one row. ``key_cell`` is its key, stripped; ``number`` and ``key`` the
+        """Decide one row. ``problem`` is why its phone cell cannot be read (look_up), if so;
+        ``key_cell`` is its key, stripped; ``number`` and ``key`` the
         integer forms of its number and key (``firsts``), and ``number_seen`` and ``key_seen``
         the lines they were first seen on before its chunk (0: not before it)."""
         line, cells, error = record
-        raw, _, problem = phone_key
+        raw = cells[self.phone_index]
         variables = {name: cells[index] for name, index in self.variables}
         # rows without a number (or key) still need a stable identity in results and state
         if "\0" in key_cell:
@@ -509,7 +553,11 @@ class _Planner:
                 state, reason = "suppressed", "opted out (state dir opt-out list)"
             elif (listed := self.listed(e164)) is not None:
                 state, reason = "suppressed", suppression_reason(listed)
-            elif region in self.consent_regions and (reason := self._consent(cells, region)):
+            elif (
+                self.asks_consent
+                and region in self.consent_regions
+                and (reason := self._consent(cells, region))
+            ):
                 pass  # rejected before dedupe: another row of the number may record consent
             else:
                 numbers = self.first_of_number
@@ -553,7 +601,7 @@ class _Planner:
     def _consent(self, cells: tuple[str, ...], region: str) -> str | None:
         """Why a row whose number needs consent may not be called, if so."""
         if self.consent_index is not None:
-            return consent_problem(cells[self.consent_index], self.consent_label, self.now.date())
+            return consent_problem(cells[self.consent_index], self.consent_label, self.today)
         if not self.attested:
             self.without_basis[region] += 1  # the plan is refused once every row is read
         return None

@@ -1,5 +1,6 @@
 import csv
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.context import BaseContext
@@ -244,3 +245,28 @@ def test_the_plan_streams_holding_a_few_chunks_of_records_at_most(
     assert len(ahead) == 2_000
     # the chunk being planned and two read ahead: never the whole file
     assert max(ahead) == 3 * 100 - 1
+
+
+def test_the_counts_a_plan_keeps_as_it_goes_are_those_of_its_rows() -> None:
+    # iter_plan tallies each chunk's rows by what the counts need of them and counts the
+    # tally; PlanCounts.add counts one row: over every case they must agree, field by field.
+    for case in CASE_FILES:
+        counts = PlanCounts()
+        rows = list(iter_plan(load_campaign(case, env={}), counts, workers=1))
+        one_by_one = PlanCounts()
+        for row in rows:
+            one_by_one.add(row)
+        assert counts == one_by_one, case.stem
+        callable_rows = [row for row in rows if row.state == "callable"]
+        assert counts.by_window == Counter((r.timezones, r.us_state) for r in callable_rows)
+        assert counts.rows_read == len(rows) and counts.callable == len(callable_rows)
+
+
+def test_counts_cover_the_rows_handed_out_when_the_plan_is_left_early(tmp_path: Path) -> None:
+    lines = ["phone"] + [f"07911 {i:06d}" for i in range(25)]
+    config = make_config(tmp_path, "\n".join(lines) + "\n")
+    counts = PlanCounts()
+    planned = iter_plan(config, counts, workers=1)
+    taken = [next(planned) for _ in range(10)]
+    planned.close()
+    assert counts.rows_read == 10 and counts.callable == len(taken)
