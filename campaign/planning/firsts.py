@@ -39,6 +39,42 @@ def key_int(key: str) -> int | None:
     return None
 
 
+def key_ints(keys: Sequence[str]) -> tuple[list[int | None], npt.NDArray[np.int64]]:
+    """``[key_int(key) for key in keys]``, and the same as ``FirstLines`` queries (None
+    asks nothing): a chunk of keys at a time.
+
+    Keys of up to 8 ASCII characters (most CRM ids) are turned into integers by numpy,
+    the others by ``key_int``. A chunk with a NUL anywhere goes to ``key_int`` whole:
+    numpy's strings cannot tell a trailing NUL from padding.
+    """
+    count = len(keys)
+    if count == 0 or "\0" in "".join(keys):
+        slow = [key_int(key) for key in keys]
+        asked = [ASKS_NOTHING if value is None else value for value in slow]
+        return slow, np.fromiter(asked, dtype=np.int64, count=count)
+    text = np.array(keys, dtype=str)
+    width = text.dtype.itemsize // 4
+    codes = text.view(np.uint32).reshape(count, width)
+    if width < 8:
+        codes = np.pad(codes, ((0, 0), (0, 8 - width)))
+    head = codes[:, :8].astype(np.uint64)
+    lengths = np.count_nonzero(codes, axis=1)  # no NUL: the characters before the padding
+    short = (lengths <= 8) & (head < 128).all(axis=1)
+    # big-endian bytes, as int.from_bytes: the 8 first characters, then shifted right by
+    # the padding (an empty key is 0)
+    packed = np.zeros(count, dtype=np.uint64)
+    for at in range(8):
+        packed |= head[:, at] << np.uint64(8 * (7 - at))
+    padding = np.where(lengths == 0, 0, 8 - np.minimum(lengths, 8)).astype(np.uint64)
+    packed >>= padding * np.uint64(8)
+    queries = packed.astype(np.int64)  # below 2**63: ASCII bytes are under 128
+    ints: list[int | None] = [*queries.tolist()]
+    for at in np.flatnonzero(~short).tolist():
+        value = ints[at] = key_int(keys[at])
+        queries[at] = ASKS_NOTHING if value is None else value
+    return ints, queries
+
+
 class FirstLines:
     """Integer → the line it was first seen on; exact, compact, looked up a chunk at a time.
 
@@ -56,11 +92,11 @@ class FirstLines:
     def __len__(self) -> int:
         return len(self.recent) + len(self.keys) + len(self.words)
 
-    def found(self, queries: Sequence[int]) -> list[int]:
+    def found(self, queries: Sequence[int] | npt.NDArray[np.int64]) -> list[int]:
         """The line of each integer in the arrays, else 0 (``ASKS_NOTHING`` finds nothing)."""
-        if not len(self.keys) or not queries:
+        if not len(self.keys) or not len(queries):
             return [0] * len(queries)
-        wanted = np.fromiter(queries, dtype=np.int64, count=len(queries))
+        wanted = np.asarray(queries, dtype=np.int64)
         at = np.searchsorted(self.keys, wanted)
         np.minimum(at, len(self.keys) - 1, out=at)
         hit = self.keys[at] == wanted

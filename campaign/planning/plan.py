@@ -42,7 +42,7 @@ from campaign.planning.consent import (
     log_consent_basis,
     missing_basis_error,
 )
-from campaign.planning.firsts import ASKS_NOTHING, FirstLines, key_int
+from campaign.planning.firsts import ASKS_NOTHING, FirstLines, key_ints
 from campaign.planning.hours import calling_window
 from campaign.planning.suppression import (
     Suppression,
@@ -472,8 +472,8 @@ class _Planner:
             keys: list[int | None] = [None] * len(results)
         else:
             key_cells = [cells[key_index].strip() for _, cells, _ in chunk.records]
-            keys = [key_int(cell) for cell in key_cells]
-            key_seen = self.first_of_key.found([ASKS_NOTHING if k is None else k for k in keys])
+            keys, queries = key_ints(key_cells)
+            key_seen = self.first_of_key.found(queries)
         plan = self.plan
         # rows by what PlanCounts needs of them (_mark, inlined): one count per row here,
         # a handful of counters per distinct mark once the chunk is done (or given up)

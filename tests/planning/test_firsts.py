@@ -3,9 +3,11 @@
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from campaign.config.model import CampaignConfig, load_campaign
-from campaign.planning.firsts import FirstLines, key_int, number_int
+from campaign.planning.firsts import FirstLines, key_int, key_ints, number_int
 from campaign.planning.plan import PlanCounts, iter_plan
 from campaign.planning.staging import NewMemo, checkpoint_rows
 from campaign.planning.windows import planned_stream
@@ -146,3 +148,37 @@ def test_a_new_memo_is_not_asked_but_still_told_every_number(tmp_path: Path) -> 
     assert rows == list(iter_plan(config, PlanCounts(), workers=1, memo=NewMemo(new)))
     assert len(plain.asked) == 300 and new.asked == []
     assert new.noted == plain.noted and len(new.noted) == 300
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(alphabet=st.characters(max_codepoint=127), max_size=10),
+            st.text(max_size=10),
+            st.from_regex(r"\A[1-9][0-9]{8,19}\Z"),
+            st.sampled_from(["", "\0", "a\0", "\0a", "ключ", "C0000001", "12345678"]),
+        ),
+        max_size=40,
+    )
+)
+def test_a_chunk_of_keys_gets_the_integers_each_key_gets_alone(keys: list[str]) -> None:
+    ints, queries = key_ints(keys)
+    assert ints == [key_int(key) for key in keys]
+    assert queries.tolist() == [-1 if value is None else value for value in ints]
+
+
+def test_a_chunk_of_plain_ids_takes_the_vectorised_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = [f"C{index:07d}" for index in range(1000)] + ["", "x", "abcdefgh"]
+    expected = [key_int(key) for key in keys]
+    asked: list[str] = []
+
+    def counted(key: str) -> int | None:
+        asked.append(key)
+        return key_int(key)
+
+    monkeypatch.setattr("campaign.planning.firsts.key_int", counted)
+    assert key_ints(keys)[0] == expected
+    assert asked == []  # none of them needed the one-by-one form
+    assert key_ints([*keys, "123456789012"])[0] == [*expected, -123456789012]
+    assert asked == ["123456789012"]
