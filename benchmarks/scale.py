@@ -22,7 +22,10 @@ unrestricted``, ``compliance: {consent: attested}``, limits ``calls: 300/min``,
    sampled every 50 ms from /proc (forked workers share pages, so the sum overstates);
 5. ``campaign validate`` (its own fresh state dir) rows/s against a bare single-process
    loop (``phonenumbers.parse`` + ``format_number(E164)`` with the row's region, reading
-   the same file as it goes; the mean of one loop before validate and one after).
+   the same file as it goes; the mean of one loop before validate and one after). The
+   target is judged on 1,000,000 rows or more, where the issue sets it; a smaller file
+   shows the ratio, and the command's start-up (a validate of the file's first row alone)
+   and the ratio without it, since a fixed second or two weighs on a few seconds' work.
 
 A run that places no call within ``--first-call-timeout`` is stopped the same way and
 reported as "no call within X s"; a run that does not exit within ``--stop-timeout`` of
@@ -69,6 +72,9 @@ STAGE = re.compile(r"^\S+ INFO (.+?) took (\d[\w .]*)$")  # "… INFO pre-flight
 
 TARGET_COLD_S, TARGET_RESUME_S, TARGET_STOP_S = 60.0, 10.0, 30.0
 TARGET_RSS_MB, TARGET_RATIO = 600.0, 1.5
+# The issue sets the validate target on the 1,000,000-row file; on a smaller one the
+# command's fixed start-up (interpreter, imports, the pool) weighs on it: shown, not judged.
+RATIO_JUDGED_FROM_ROWS = 1_000_000
 
 
 def write_campaign(folder: Path, data: Path, base_url: str, name: str) -> Path:
@@ -274,6 +280,25 @@ def measure_validate(
     return rows / seconds
 
 
+def validate_startup_s(command: str, folder: Path, data: Path, env: dict[str, str]) -> float | None:
+    """Seconds ``campaign validate`` takes on the file's header and first row alone: the
+    command's fixed cost (interpreter, imports, configuration); None if it failed."""
+    folder.mkdir()
+    one_row = folder / "one-row.csv"
+    with data.open(encoding="utf-8") as source:
+        one_row.write_text(source.readline() + source.readline(), encoding="utf-8")
+    campaign_file = write_campaign(folder, one_row, "sandbox", "scale-validate-one-row")
+    started = time.perf_counter()
+    done = subprocess.run(
+        [command, "validate", "--json", str(campaign_file)],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    return time.perf_counter() - started if done.returncode == 0 else None
+
+
 def _verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -385,14 +410,27 @@ def run_size(rows: int, args: argparse.Namespace) -> tuple[dict[str, float | Non
         ours = measure_validate(args.campaign, tmp / "validate", data, rows, env)
         bare = (bare_before + bare_loop(data)) / 2
         ratio = None if ours is None else ours / bare
-        passes.append(ratio is not None and ratio >= TARGET_RATIO)
+        judged = rows >= RATIO_JUDGED_FROM_ROWS
+        if judged:
+            passes.append(ratio is not None and ratio >= TARGET_RATIO)
         shown = "failed" if ours is None else f"{ours:,.0f} rows/s"
+        verdict = (
+            f"(target ≥ {TARGET_RATIO}×) {_verdict(passes[-1])}"
+            if judged
+            else f"(figure only: the target is set at {RATIO_JUDGED_FROM_ROWS:,} rows)"
+        )
         print(
             f"validate throughput: {shown} vs bare phonenumbers loop {bare:,.0f} rows/s = "
-            f"{'—' if ratio is None else f'{ratio:.2f}'}× (target ≥ {TARGET_RATIO}×) "
-            f"{_verdict(passes[-1])}",
+            f"{'—' if ratio is None else f'{ratio:.2f}'}× {verdict}",
             flush=True,
         )
+        startup = validate_startup_s(args.campaign, tmp / "validate-one-row", data, env)
+        if ours is not None and startup is not None:
+            rest = rows / ours - startup
+            print(
+                f"  of which start-up {startup:.1f} s (validate of the file's first row); "
+                f"without it {rows / rest:,.0f} rows/s = {rows / rest / bare:.2f}× the bare loop"
+            )
         figures = {
             "cold_s": cold.first_call_s,
             "resume_s": resumed.first_call_s,
