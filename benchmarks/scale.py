@@ -253,10 +253,10 @@ def measure_run(
     return figures
 
 
-def measure_validate(
-    command: str, folder: Path, data: Path, rows: int, env: dict[str, str]
-) -> float | None:
-    """Rows/s of ``campaign validate`` on the file (own state dir); None if it failed."""
+def _timed_validate(
+    command: str, folder: Path, data: Path, env: dict[str, str]
+) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """``campaign validate --json`` of ``data`` in ``folder`` (its own state dir), timed."""
     folder.mkdir()
     campaign_file = write_campaign(folder, data, "sandbox", "scale-validate")
     started = time.perf_counter()
@@ -267,7 +267,14 @@ def measure_validate(
         capture_output=True,
         text=True,
     )
-    seconds = time.perf_counter() - started
+    return time.perf_counter() - started, done
+
+
+def measure_validate(
+    command: str, folder: Path, data: Path, rows: int, env: dict[str, str]
+) -> float | None:
+    """Rows/s of ``campaign validate`` on the file (own state dir); None if it failed."""
+    seconds, done = _timed_validate(command, folder, data, env)
     try:
         read = json.loads(done.stdout)["rows_read"]
     except (ValueError, KeyError, TypeError):
@@ -287,16 +294,8 @@ def validate_startup_s(command: str, folder: Path, data: Path, env: dict[str, st
     one_row = folder / "one-row.csv"
     with data.open(encoding="utf-8") as source:
         one_row.write_text(source.readline() + source.readline(), encoding="utf-8")
-    campaign_file = write_campaign(folder, one_row, "sandbox", "scale-validate-one-row")
-    started = time.perf_counter()
-    done = subprocess.run(
-        [command, "validate", "--json", str(campaign_file)],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    return time.perf_counter() - started if done.returncode == 0 else None
+    seconds, done = _timed_validate(command, folder / "validate", one_row, env)
+    return seconds if done.returncode == 0 else None
 
 
 def _verdict(ok: bool) -> str:
