@@ -42,7 +42,7 @@ from campaign.planning.consent import (
     log_consent_basis,
     missing_basis_error,
 )
-from campaign.planning.firsts import ASKS_NOTHING, FirstLines, key_ints
+from campaign.planning.firsts import ASKS_NOTHING, FirstLines, key_ints, number_int
 from campaign.planning.hours import calling_window
 from campaign.planning.suppression import (
     Suppression,
@@ -150,6 +150,7 @@ _Mark = tuple[Any, ...]
 
 
 def _mark(row: PlannedRow) -> _Mark:
+    """What PlanCounts counts of a row (``PlanCounts.add_tally``)."""
     if row.state == "callable":
         return ("callable", row.region, row.timezones, row.us_state, row.address_zone,
                 bool(row.extension))  # fmt: skip
@@ -463,7 +464,7 @@ class _Planner:
         results = [None if pair is None else (found(pair) or phone(pair)) for pair in chunk.pairs]
         # Where each row's number and key were first seen before this chunk, asked for the
         # whole chunk at once; plan() adds what the chunk's own rows record.
-        numbers = [ASKS_NOTHING if f is None or f[0] is None else int(f[0][1:]) for f in results]
+        numbers = [ASKS_NOTHING if f is None or f[0] is None else number_int(f[0]) for f in results]
         number_seen = self.first_of_number.found(numbers)
         key_index = self.key_index
         if key_index is None:
@@ -475,8 +476,8 @@ class _Planner:
             keys, queries = key_ints(key_cells)
             key_seen = self.first_of_key.found(queries)
         plan = self.plan
-        # rows by what PlanCounts needs of them (_mark, inlined): one count per row here,
-        # a handful of counters per distinct mark once the chunk is done (or given up)
+        # rows by what PlanCounts needs of them: one count per row here, a handful of
+        # counters per distinct mark once the chunk is done (or given up)
         tally: dict[_Mark, int] = {}
         tallied = tally.get
         try:
@@ -485,12 +486,7 @@ class _Planner:
                 key_seen, strict=True,
             ):  # fmt: skip
                 row = plan(record, problem, fields, key_cell, number, seen, key, key_first)
-                state = row.state
-                if state == "callable":
-                    mark: _Mark = ("callable", row.region, row.timezones, row.us_state,
-                                   row.address_zone, bool(row.extension))  # fmt: skip
-                else:
-                    mark = (state, None if state == "duplicate" else row.reason)
+                mark = _mark(row)
                 tally[mark] = tallied(mark, 0) + 1
                 # Each row is handed on as it is made: held for the whole chunk, ten
                 # thousand of them would outlive the garbage collector's young generation

@@ -248,18 +248,32 @@ def test_the_plan_streams_holding_a_few_chunks_of_records_at_most(
 
 
 def test_the_counts_a_plan_keeps_as_it_goes_are_those_of_its_rows() -> None:
-    # iter_plan tallies each chunk's rows by what the counts need of them and counts the
-    # tally; PlanCounts.add counts one row: over every case they must agree, field by field.
+    # iter_plan tallies each chunk's rows and counts the tally: over every case the counts
+    # must be what the rows themselves say, field by field.
     for case in CASE_FILES:
         counts = PlanCounts()
         rows = list(iter_plan(load_campaign(case, env={}), counts, workers=1))
+        callable_rows = [row for row in rows if row.state == "callable"]
+        of_state = {
+            state: Counter(row.reason or state for row in rows if row.state == state)
+            for state in ("rejected", "suppressed")
+        }
+        assert counts.rows_read == len(rows), case.stem
+        assert counts.callable == len(callable_rows), case.stem
+        assert counts.rejected == of_state["rejected"], case.stem
+        assert counts.suppressed == of_state["suppressed"], case.stem
+        assert counts.duplicates == sum(1 for row in rows if row.state == "duplicate")
+        assert counts.by_country == Counter(row.region or "??" for row in callable_rows)
+        assert counts.by_window == Counter((r.timezones, r.us_state) for r in callable_rows)
+        assert counts.by_timezone.total() == len(callable_rows)
+        assert counts.extensions == sum(1 for row in callable_rows if row.extension)
+        assert counts.by_address_zone == Counter(
+            row.address_zone for row in callable_rows if row.address_zone
+        )
         one_by_one = PlanCounts()
         for row in rows:
             one_by_one.add(row)
         assert counts == one_by_one, case.stem
-        callable_rows = [row for row in rows if row.state == "callable"]
-        assert counts.by_window == Counter((r.timezones, r.us_state) for r in callable_rows)
-        assert counts.rows_read == len(rows) and counts.callable == len(callable_rows)
 
 
 def test_counts_cover_the_rows_handed_out_when_the_plan_is_left_early(tmp_path: Path) -> None:
