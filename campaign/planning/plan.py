@@ -447,11 +447,10 @@ class _Planner:
         """Plan the rows of a chunk whose phones are (being) normalised; count them."""
         fresh = chunk.found
         remember, in_flight = self.remember, self.in_flight
-        noted = chunk.normalised if memo is not None else None
         for batch, future in chunk.futures:
             sent_back = future.result()
-            if noted is not None:
-                noted.extend(zip(batch, sent_back, strict=True))
+            if memo is not None:  # what the memo is told below
+                chunk.normalised.extend(zip(batch, sent_back, strict=True))
             for key, fields in zip(batch, sent_back, strict=True):
                 fresh[key] = remember(key, fields)
             in_flight.difference_update(batch)

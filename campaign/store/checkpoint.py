@@ -298,8 +298,8 @@ class Store(AttemptJournal, BatchLedger, RowQueue, IngestMemo):
         return self.stage_planned(_planned(row, zones) for row in planned)
 
     def stage_planned(self, planned: Iterable[tuple[Any, ...]]) -> int:
-        """``stage_rows`` of rows already in the staged table's shape (``PLANNED_COLUMNS``,
-        as ``planned_tuple`` makes them): a run's million rows skip a ``RowIn`` each."""
+        """``stage_rows`` of rows already in the staged table's shape (``_PLANNED``, as
+        ``planned_tuple`` makes them): a run's million rows skip a ``RowIn`` each."""
         columns = ", ".join(_PLANNED)
         insert = f"INSERT INTO temp.staged({columns}) VALUES ({', '.join('?' * len(_PLANNED))})"
         count = 0
@@ -522,7 +522,6 @@ _SORTED_JSON = json.JSONEncoder(sort_keys=True)
 # the plan's state and reason), ``row_key`` being the key the plan gave it.
 _Planned = tuple[Any, ...]
 _PLANNED = SyncedRow._fields[:15]
-PLANNED_COLUMNS = _PLANNED
 _SYNC_CHUNK = 5_000  # planned rows merged at a time
 _ANALYZE_AFTER_ROWS = 1_000  # rows a sync adds or retires before PostgreSQL re-reads stats
 # The staged rows' columns with their types (PostgreSQL needs them; SQLite takes them as
@@ -598,7 +597,7 @@ def encode_zones(zones: Sequence[str], cache: dict[tuple[str, ...], str]) -> str
 
 
 def planned_tuple(row: RowIn) -> tuple[Any, ...]:
-    """A planned row in the staged table's shape (``PLANNED_COLUMNS``)."""
+    """A planned row in the staged table's shape (``_PLANNED``)."""
     return _planned(row, {})
 
 

@@ -1,16 +1,18 @@
 import csv
 import threading
 from collections import Counter
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from multiprocessing.context import BaseContext
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from campaign.config.model import CampaignConfig, load_campaign
 from campaign.errors import ConfigError
 from campaign.inputs.ingest import CsvFormat, Record, read_records
+from campaign.planning import plan as plan_module
 from campaign.planning.plan import PlanCounts, PlannedRow, iter_plan, plan_rows
 
 CASES = Path(__file__).parents[1] / "cases"
@@ -284,3 +286,35 @@ def test_counts_cover_the_rows_handed_out_when_the_plan_is_left_early(tmp_path: 
     taken = [next(planned) for _ in range(10)]
     planned.close()
     assert counts.rows_read == 10 and counts.callable == len(taken)
+
+
+def test_numbers_the_pool_normalised_are_given_to_the_memo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    phones = [f"07911 {i:06d}" for i in range(9000)]
+    config = make_config(tmp_path, "\n".join(["phone", *phones]) + "\n")
+    started: list[int] = []
+    start_pool = plan_module._start_pool
+
+    def counted(workers: int) -> Executor:
+        started.append(workers)
+        return start_pool(workers)
+
+    monkeypatch.setattr(plan_module, "_start_pool", counted)
+
+    class Memo:
+        def __init__(self) -> None:
+            self.noted: list[tuple[str, str | None, Any]] = []
+
+        def memo_phones(self, pairs: Sequence[tuple[str, str | None]]) -> dict[Any, Any]:
+            return {}
+
+        def remember_phones(self, items: Iterable[tuple[str, str | None, Any]]) -> None:
+            self.noted.extend(items)
+
+    memo = Memo()
+    rows = list(iter_plan(config, PlanCounts(), workers=2, memo=memo))
+    assert started == [2]  # the pool normalised them
+    assert sorted(raw for raw, _, _ in memo.noted) == sorted(phones)
+    e164_of = {raw: fields[0] for raw, _, fields in memo.noted}
+    assert all(e164_of[row.raw_phone] == row.e164 for row in rows)
