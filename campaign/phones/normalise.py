@@ -22,6 +22,8 @@ from phonenumbers import phonenumberutil as _pnu
 from phonenumbers.phonemetadata import PhoneMetadata, PhoneNumberDesc
 from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
 
+from campaign.store.memo_text import encode_fields
+
 # Number types nobody should be dialled on by an outbound campaign: they cost the caller
 # (premium rate, shared cost), are not people (pager, voicemail access) or route to
 # a company switchboard (UAN).
@@ -825,6 +827,16 @@ def apply_policy_fields(
 def normalise_batch(keys: list[tuple[str, str | None]]) -> list[PhoneFields]:
     """Normalise many (raw, region) pairs; the unit of work sent to a worker process."""
     return [normalise_fields(raw, region) for raw, region in keys]
+
+
+def normalise_batch_encoded(
+    keys: list[tuple[str, str | None]],
+) -> tuple[list[PhoneFields], list[str]]:
+    """``normalise_batch``, and each result also as the phone memo keeps it: the workers
+    have CPU to spare, the process that plans and writes the checkpoint has none (a first
+    run notes a million numbers in the memo)."""
+    fields = normalise_batch(keys)
+    return fields, [encode_fields(one) for one in fields]
 
 
 @functools.cache

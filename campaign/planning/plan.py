@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from campaign.config.model import CampaignConfig
 from campaign.config.values import shown
@@ -27,6 +27,7 @@ from campaign.phones.normalise import (
     apply_policy_fields,
     has_country_code,
     normalise_batch,
+    normalise_batch_encoded,
     normalise_number,
     phone_fields,
 )
@@ -50,6 +51,7 @@ from campaign.planning.suppression import (
     log_matches,
     suppression_reason,
 )
+from campaign.store.memo_text import encode_fields
 
 PlanState = Literal["callable", "rejected", "duplicate", "suppressed"]
 
@@ -64,8 +66,12 @@ _MAX_PLACES = 10_000  # distinct (region, type, timezones, state) and reasons it
 _POLICY_TYPES = frozenset({"toll_free", "voip"})  # types the campaign's policy may refuse
 _Place = tuple[str | None, str, tuple[str, ...], str | None]
 _ZoneKey = tuple[tuple[str, ...], str | None, str, str]
-# A batch of (raw, region) pairs sent to a worker, and the future of its results.
-_Work = tuple[list[tuple[str, str | None]], Future[list[PhoneFields]]]
+# A batch of (raw, region) pairs sent to a worker, and the future of its results: their
+# fields, and with a memo each one's text for it too (normalise_batch_encoded).
+_Work = tuple[
+    list[tuple[str, str | None]],
+    Future[list[PhoneFields]] | Future[tuple[list[PhoneFields], list[str]]],
+]
 
 
 class PhoneMemo(Protocol):
@@ -75,7 +81,9 @@ class PhoneMemo(Protocol):
         self, pairs: Sequence[tuple[str, str | None]]
     ) -> dict[tuple[str, str | None], Any]: ...
 
-    def remember_phones(self, items: Iterable[tuple[str, str | None, Any]]) -> None: ...
+    def remember_encoded(self, items: Iterable[tuple[tuple[str, str | None], str]]) -> None:
+        """Note normalised pairs, each with its fields as ``memo_text.encode_fields``
+        writes them."""
 
 
 @dataclass(slots=True)
@@ -235,7 +243,10 @@ def iter_plan(
                 pool = pool or _start_pool(workers)
                 for start in range(0, len(misses), _WORKER_BATCH):
                     batch = misses[start : start + _WORKER_BATCH]
-                    chunk.futures.append((batch, pool.submit(normalise_batch, batch)))
+                    if memo is None:
+                        chunk.futures.append((batch, pool.submit(normalise_batch, batch)))
+                    else:
+                        chunk.futures.append((batch, pool.submit(normalise_batch_encoded, batch)))
             else:
                 planner.normalise_here(chunk)
             pending.append(chunk)
@@ -269,6 +280,8 @@ class _Chunk:
     # pairs known without a worker: recalled from the memo, or normalised here
     found: dict[tuple[str, str | None], PhoneFields] = field(default_factory=dict)
     normalised: list[tuple[tuple[str, str | None], PhoneFields]] = field(default_factory=list)
+    # pairs the workers normalised, each with its text for the memo (when there is one)
+    encoded: list[tuple[tuple[str, str | None], str]] = field(default_factory=list)
 
 
 class _Planner:
@@ -447,16 +460,21 @@ class _Planner:
         """Plan the rows of a chunk whose phones are (being) normalised; count them."""
         fresh = chunk.found
         remember, in_flight = self.remember, self.in_flight
+        encoded = chunk.encoded
         for batch, future in chunk.futures:
-            sent_back = future.result()
-            if memo is not None:  # what the memo is told below
-                chunk.normalised.extend(zip(batch, sent_back, strict=True))
+            if memo is None:
+                sent_back = cast(list[PhoneFields], future.result())
+            else:  # what the memo is told below, encoded by the worker
+                sent_back, texts = cast(tuple[list[PhoneFields], list[str]], future.result())
+                encoded.extend(zip(batch, texts, strict=True))
             for key, fields in zip(batch, sent_back, strict=True):
                 fresh[key] = remember(key, fields)
             in_flight.difference_update(batch)
-        if memo is not None and chunk.normalised:
-            memo.remember_phones((raw, region, f) for (raw, region), f in chunk.normalised)
-        chunk.normalised = []
+        if memo is not None:
+            encoded.extend((key, encode_fields(fields)) for key, fields in chunk.normalised)
+            if encoded:
+                memo.remember_encoded(encoded)
+        chunk.normalised, chunk.encoded = [], []
         # each row's phone: sent by this chunk, else cached (by an earlier chunk, or before
         # look-up; if evicted since, normalised here)
         found, phone = fresh.get, self.phone

@@ -12,7 +12,7 @@ from typing import Any
 
 from campaign.config.model import CampaignConfig
 from campaign.planning.plan import PhoneMemo, PlanCounts, iter_plan
-from campaign.store.checkpoint import encode_variables, encode_zones
+from campaign.store.checkpoint import NULL_TEXT, encode_variables, encode_zones
 
 
 def checkpoint_rows(
@@ -25,27 +25,29 @@ def checkpoint_rows(
 ) -> Iterator[tuple[Any, ...]]:
     """The plan's rows for ``Store.stage_planned``, in file order, counted into ``counts``:
     each already in the staged table's shape (what ``planned_tuple`` makes of the RowIn
-    ``planned_stream`` gives, without building it)."""
+    ``planned_stream`` gives, without building it), an empty text column as ``NULL_TEXT``."""
     zones: dict[tuple[str, ...], str] = {}
+    null = NULL_TEXT  # binds faster than None (Store.stage_planned)
     for row in iter_plan(config, counts, opted_out=opted_out, on_rows=on_rows, memo=memo):
-        first = row.duplicate_of
-        key = row.row_key
+        first, key = row.duplicate_of, row.row_key
+        e164, us_state, region = row.e164, row.us_state, row.region
+        extension, note, kind, reason = row.extension, row.note, row.number_type, row.reason
         yield (
             key,
             key,  # label: the key the plan gave it
             row.line,
             row.raw_phone,
-            row.e164,
+            null if e164 is None else e164,
             encode_variables(row.variables),
             encode_zones(row.timezones, zones),
-            row.us_state,
-            row.region,
-            None if first is None else str(first),
-            row.extension,
-            row.note,
-            row.number_type,
+            null if us_state is None else us_state,
+            null if region is None else region,
+            null if first is None else str(first),
+            null if extension is None else extension,
+            null if note is None else note,
+            null if kind is None else kind,
             row.state,
-            row.reason,
+            null if reason is None else reason,
         )
 
 
@@ -66,6 +68,6 @@ class NewMemo:
         """Nothing: the memo holds nothing yet."""
         return {}
 
-    def remember_phones(self, items: Iterable[tuple[str, str | None, Any]]) -> None:
+    def remember_encoded(self, items: Iterable[tuple[tuple[str, str | None], str]]) -> None:
         """Note normalised pairs in the memo."""
-        self.memo.remember_phones(items)
+        self.memo.remember_encoded(items)

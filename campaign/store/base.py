@@ -15,7 +15,9 @@ savepoint), so a bulk upsert commits with everything else of its transition, or 
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -137,6 +139,35 @@ def _is_ours(exc: BaseException) -> bool:
 
 _ERRORS = (sqlite3.Error, psycopg.Error)
 
+log = logging.getLogger(__name__)
+
+# SQLite's default: a commit that leaves the WAL longer than this many pages copies it
+# back into the database file (a checkpoint) before it returns.
+_WAL_AUTOCHECKPOINT_PAGES = 1000
+
+
+def _checkpoint_wal(path: Path) -> None:
+    """Copy the WAL's committed pages back into the checkpoint file, on a connection of
+    its own (the background half of ``StoreBase._defer_wal_checkpoint``).
+
+    PASSIVE: it never waits for, nor blocks, the run's own connection, which goes on
+    committing to the WAL meanwhile. A checkpoint stopped half-way (``kill -9``) is safe,
+    and one that fails only leaves the WAL longer until the next one.
+    """
+    try:
+        conn = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+        try:
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        log.warning(
+            "%s: copying the write-ahead log into the checkpoint failed (%s); it is copied later",
+            path,
+            exc,
+        )
+
 
 class StoreBase:
     """One connection in autocommit mode (SQLite's, or ``PgConnection`` speaking the same
@@ -151,6 +182,9 @@ class StoreBase:
         # prepares it. PostgreSQL's reads are plain SQL (below).
         self.db = None if self._pg is not None else Database(self._conn, execute_plugins=False)
         self.path = path
+        # the WAL checkpoint of a big transaction, done on a thread (_defer_wal_checkpoint)
+        self._wal_deferred = False
+        self._wal_copying: threading.Thread | None = None
 
     @property
     def where(self) -> str:
@@ -175,6 +209,8 @@ class StoreBase:
             yield self._conn
             return
         try:
+            if self._wal_copying is not None and not self._wal_copying.is_alive():
+                self._wal_copied()
             self._conn.execute("BEGIN IMMEDIATE")
             self._depth += 1
             try:
@@ -190,6 +226,8 @@ class StoreBase:
                 # A failed COMMIT (disk full, I/O error) may leave the transaction open.
                 self._rollback()
                 raise
+            if self._wal_deferred:
+                self._copy_wal_in_background()
         except _ERRORS as exc:
             mapped = self._error(exc)
             if mapped is exc:
@@ -201,6 +239,52 @@ class StoreBase:
         # ROLLBACK fails, harmlessly, and must not hide the error that caused it.
         with contextlib.suppress(*_ERRORS):
             self._conn.execute("ROLLBACK")
+        if self._wal_deferred:  # nothing big was committed: checkpoint as usual again
+            self._wal_deferred = False
+            self._autocheckpoint(_WAL_AUTOCHECKPOINT_PAGES)
+
+    def _defer_wal_checkpoint(self) -> None:
+        """Let the transaction in progress commit without copying the WAL back into the
+        file, and copy it on a thread after the commit.
+
+        A transaction that writes a whole list (a million rows: some 300 MB of WAL) would
+        otherwise spend seconds in its COMMIT on that copy, which durability does not need:
+        the commit is durable once the WAL is synced. Until the copy is done, this
+        connection's commits do not start one of their own; the first transaction after
+        it turns them back on. SQLite files only; PostgreSQL has no such step."""
+        if self._pg is not None or self.path is None or self._wal_deferred:
+            return
+        self._autocheckpoint(0)
+        self._wal_deferred = True
+
+    def _copy_wal_in_background(self) -> None:
+        self._wal_deferred = False
+        if self._wal_copying is not None:  # an earlier copy still running: it goes on
+            return
+        assert self.path is not None
+        self._wal_copying = threading.Thread(
+            target=_checkpoint_wal, args=(self.path,), name="checkpoint-wal", daemon=True
+        )
+        self._wal_copying.start()
+
+    def _wal_copied(self) -> None:
+        """The background copy is over: this connection's commits checkpoint again."""
+        if self._wal_copying is not None:
+            self._wal_copying.join()
+            self._wal_copying = None
+        self._autocheckpoint(_WAL_AUTOCHECKPOINT_PAGES)
+
+    def _autocheckpoint(self, pages: int) -> None:
+        with contextlib.suppress(*_ERRORS):
+            self._conn.execute(f"PRAGMA wal_autocheckpoint={pages}").fetchall()
+
+    def _close_connection(self) -> None:
+        """Close the connection, once a background copy of the WAL is over (the last
+        connection to close copies what is left and removes the WAL)."""
+        if self._wal_copying is not None:
+            self._wal_copying.join()
+            self._wal_copying = None
+        self._conn.close()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

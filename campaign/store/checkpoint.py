@@ -189,7 +189,7 @@ class Store(AttemptJournal, BatchLedger, RowQueue, IngestMemo):
 
     def close(self) -> None:
         """Close the database connection."""
-        self._conn.close()
+        self._close_connection()
 
     def _pg_version(self) -> int:
         """The schema's migration number; 0 for a schema with no checkpoint yet."""
@@ -299,11 +299,20 @@ class Store(AttemptJournal, BatchLedger, RowQueue, IngestMemo):
 
     def stage_planned(self, planned: Iterable[tuple[Any, ...]]) -> int:
         """``stage_rows`` of rows already in the staged table's shape (``_PLANNED``, as
-        ``planned_tuple`` makes them): a run's million rows skip a ``RowIn`` each."""
+        ``planned_tuple`` makes them): a run's million rows skip a ``RowIn`` each.
+
+        A text column's NULL may come as the integer 0 instead of None (``NULL_TEXT``):
+        sqlite3 binds an int at once, but looks None up in its adapter registry first,
+        which costs a second per million rows for each column that is mostly empty."""
         columns = ", ".join(_PLANNED)
-        insert = f"INSERT INTO temp.staged({columns}) VALUES ({', '.join('?' * len(_PLANNED))})"
+        values = _STAGED_VALUES
+        if self._pg is not None:  # PostgreSQL would take NULLIF's 0 for an integer column
+            planned = map(_none_for_null_text, planned)
+            values = ", ".join("?" * len(_PLANNED))
+        insert = f"INSERT INTO temp.staged({columns}) VALUES ({values})"
         count = 0
         with self._tx() as conn:
+            self._defer_wal_checkpoint()  # the sync that follows writes the whole list
             conn.execute("DROP TABLE IF EXISTS temp.staged")
             conn.execute(f"CREATE TEMP TABLE staged (seq INTEGER PRIMARY KEY, {_STAGED_TYPES})")
             for chunk in _batched(planned, _SYNC_CHUNK):
@@ -331,8 +340,12 @@ class Store(AttemptJournal, BatchLedger, RowQueue, IngestMemo):
                 return self._analyze_after(self._first_sync(now, meta, on_rows))
             return self._analyze_after(self._sync(self._staged(), now, meta, on_rows))
         finally:
-            with self._tx() as conn:
-                conn.execute("DROP TABLE IF EXISTS temp.staged")
+            # SQLite frees a dropped table page by page (a million staged rows: seconds
+            # before the first call); its temporary file goes with the connection anyway,
+            # and the next stage_planned starts with a drop.
+            if self._pg is not None:
+                with self._tx() as conn:
+                    conn.execute("DROP TABLE IF EXISTS temp.staged")
 
     def _analyze_after(self, summary: SyncSummary) -> SyncSummary:
         """PostgreSQL plans from statistics, which its autovacuum gathers only later: after
@@ -353,6 +366,7 @@ class Store(AttemptJournal, BatchLedger, RowQueue, IngestMemo):
         known and nothing called, every staged row is new (pending if callable, else
         blocked) under the id ``_SELECT_STAGED`` gives it, as ``_Merger`` would make it."""
         with self._tx() as conn:
+            self._defer_wal_checkpoint()
             staged = int(conn.execute("SELECT count(*) FROM temp.staged").fetchone()[0])
             if self._pg is not None:
                 conn.execute(_INSERT_FIRST_SYNC_PG, {"now": now})
@@ -394,6 +408,7 @@ class Store(AttemptJournal, BatchLedger, RowQueue, IngestMemo):
         on_rows: Callable[[int], None] | None,
     ) -> SyncSummary:
         with self._tx() as conn:
+            self._defer_wal_checkpoint()
             merger = _Merger(conn, self._upsert_rows, now)
             count = 0
             for chunk in _batched(planned, _SYNC_CHUNK):
@@ -527,6 +542,20 @@ _ANALYZE_AFTER_ROWS = 1_000  # rows a sync adds or retires before PostgreSQL re-
 # The staged rows' columns with their types (PostgreSQL needs them; SQLite takes them as
 # affinities).
 _STAGED_TYPES = ", ".join(f"{name} {'INTEGER' if name == 'line' else 'TEXT'}" for name in _PLANNED)
+# What stage_planned binds: a text column given the integer NULL_TEXT is NULL (an integer
+# never equals text in SQLite, so no text value, "0" included, is mistaken for it).
+NULL_TEXT = 0
+_STAGED_VALUES = ", ".join("?" if name == "line" else "NULLIF(?, 0)" for name in _PLANNED)
+_LINE = _PLANNED.index("line")
+
+
+def _none_for_null_text(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A staged row with None for each text column given as ``NULL_TEXT``."""
+    return tuple(
+        None if type(value) is int and at != _LINE else value for at, value in enumerate(row)
+    )
+
+
 _KEYS_PER_QUERY = 900  # under SQLite's 999 parameters
 # Tonight's staged rows, a page at a time, each under its checkpoint id (see sync_staged).
 _SELECT_STAGED = f"""

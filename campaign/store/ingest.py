@@ -9,11 +9,11 @@ afresh.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from campaign.store.base import StoreBase
+from campaign.store.memo_text import decode_fields, encode_fields
 
 _RAWS_PER_QUERY = 900  # raw cells per SELECT, under SQLite's 999 parameters (the key's prefix)
 _VERSION_KEY = "phone_memo_version"
@@ -21,6 +21,8 @@ _VERSION_KEY = "phone_memo_version"
 
 class IngestMemo(StoreBase):
     """The normalised numbers of earlier runs, by (raw cell, region)."""
+
+    _memo_batches = 0  # noted batches kept by this connection (keep_phones)
 
     def use_phone_memo(self, version: str) -> None:
         """Keep the memo if it was written by ``version``, else empty it for this one."""
@@ -52,16 +54,21 @@ class IngestMemo(StoreBase):
                 ):
                     key = (raw, region or None)
                     if key in wanted:
-                        found[key] = json.loads(fields)
+                        found[key] = decode_fields(fields)
         return found
 
     def remember_phones(self, items: Iterable[tuple[str, str | None, Any]]) -> None:
-        """Note normalised pairs (their fields as JSON-ready values) for ``keep_phones``.
+        """Note normalised pairs (their fields as JSON-ready values) for ``keep_phones``."""
+        self.remember_encoded(((raw, region), encode_fields(f)) for raw, region, f in items)
+
+    def remember_encoded(self, items: Iterable[tuple[tuple[str, str | None], str]]) -> None:
+        """Note normalised pairs, each with its fields already as the memo keeps them
+        (``memo_text.encode_fields``), for ``keep_phones``.
 
         They go to a temporary table in arrival order: inserting a million pairs into the
         memo's index in random order costs minutes, in key order seconds.
         """
-        rows = [(raw, region or "", json.dumps(fields)) for raw, region, fields in items]
+        rows = [(raw, region or "", text) for (raw, region), text in items]
         if not rows:
             return
         with self._tx() as conn:
@@ -83,7 +90,15 @@ class IngestMemo(StoreBase):
                     "ORDER BY raw, region "
                     "ON CONFLICT(raw, region) DO UPDATE SET fields = excluded.fields"
                 )
-                conn.execute("DROP TABLE temp.memo_new")
+                if self._pg is not None:
+                    conn.execute("DROP TABLE temp.memo_new")
+                    return
+                # SQLite frees a dropped table page by page (a million pairs: a second);
+                # renamed, it is out of the way, and goes with the connection's
+                # temporary file. The name is new each time, and rolled back with the
+                # transaction like the rest.
+                self._memo_batches += 1
+                conn.execute(f"ALTER TABLE temp.memo_new RENAME TO memo_kept_{self._memo_batches}")
 
     def phone_memo_size(self) -> int:
         """How many pairs the memo holds."""

@@ -14,6 +14,7 @@ from campaign.errors import ConfigError
 from campaign.inputs.ingest import CsvFormat, Record, read_records
 from campaign.planning import plan as plan_module
 from campaign.planning.plan import PlanCounts, PlannedRow, iter_plan, plan_rows
+from campaign.store.memo_text import decode_fields
 
 CASES = Path(__file__).parents[1] / "cases"
 CASE_FILES = sorted(CASES.glob("*.yaml"))
@@ -309,8 +310,8 @@ def test_numbers_the_pool_normalised_are_given_to_the_memo(
         def memo_phones(self, pairs: Sequence[tuple[str, str | None]]) -> dict[Any, Any]:
             return {}
 
-        def remember_phones(self, items: Iterable[tuple[str, str | None, Any]]) -> None:
-            self.noted.extend(items)
+        def remember_encoded(self, items: Iterable[tuple[tuple[str, str | None], str]]) -> None:
+            self.noted.extend((raw, region, decode_fields(text)) for (raw, region), text in items)
 
     memo = Memo()
     rows = list(iter_plan(config, PlanCounts(), workers=2, memo=memo))

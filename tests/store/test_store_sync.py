@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+import campaign.store.checkpoint as checkpoint
 from campaign.store.checkpoint import CallEnd, RowIn, Store, StoredRow, SyncSummary
 from campaign.store.models import WAITING_PROGRESS
 
@@ -338,3 +339,41 @@ def test_the_bulk_sync_merges_every_night_as_the_row_by_row_sync_did(
     finally:
         bulk.close()
         reference.close()
+
+
+def _staged_pair(null: object) -> list[tuple[object, ...]]:
+    """Two rows in the staged table's shape, ``null`` for each empty text column."""
+    blank = {name: None for name in checkpoint._PLANNED}
+    rows = [
+        {**blank, "row_key": "a", "label": "a", "line": 2, "raw_phone": "0",
+         "e164": "+12125550100", "variables": "{}", "timezones": "[]", "us_state": "0",
+         "number_type": "0", "plan_state": "callable"},
+        {**blank, "row_key": "b", "label": "b", "line": 3, "raw_phone": "", "variables": "{}",
+         "timezones": "[]", "plan_state": "rejected", "reason": "no phone number"},
+    ]  # fmt: skip
+    return [tuple(null if v is None else v for v in row.values()) for row in rows]
+
+
+def test_a_text_column_staged_as_null_text_is_stored_null_and_text_zero_stays_text(
+    store: Store,
+) -> None:
+    # checkpoint_rows gives NULL_TEXT for an empty text column (it binds faster than
+    # None); the text "0" stays text, on either backend
+    store.stage_planned(iter(_staged_pair(checkpoint.NULL_TEXT)))
+    store.sync_staged(T0)
+    first, second = store.rows()
+    assert (first.us_state, first.number_type, first.raw_phone) == ("0", "0", "0")
+    assert (first.region, first.note, first.extension, first.reason) == (None,) * 4
+    assert (second.e164, second.us_state, second.region, second.raw_phone) == (None, None, None, "")
+    assert second.reason == "no phone number"
+
+
+def test_a_row_staged_with_null_text_or_none_is_stored_the_same(tmp_path: Path) -> None:
+    stored = []
+    for null in (None, checkpoint.NULL_TEXT):
+        store = Store.open(tmp_path / f"{null}.sqlite")
+        store.stage_planned(iter(_staged_pair(null)))
+        store.sync_staged(T0)
+        stored.append(store.rows())
+        store.close()
+    assert stored[0] == stored[1]
