@@ -188,3 +188,21 @@ def test_a_process_killed_while_the_wal_is_copied_keeps_every_committed_row(
         store.set_meta("resumed", "1")  # and it takes writes again
     finally:
         store.close()
+
+
+def test_one_connection_keeps_the_memo_night_after_night(tmp_path: Path) -> None:
+    # keep_phones renames its noted table instead of dropping it: a host process that
+    # plans twice on one connection notes and keeps afresh each time
+    store = Store.open(tmp_path / "c.sqlite")
+    try:
+        for night, raw in enumerate(["(212) 555-0100", "(212) 555-0101"]):
+            with store.transaction():
+                store.remember_phones([(raw, "US", ["+1212555010" + str(night)])])
+                store.keep_phones()
+        assert store.memo_phones([("(212) 555-0100", "US"), ("(212) 555-0101", "US")]) == {
+            ("(212) 555-0100", "US"): ["+12125550100"],
+            ("(212) 555-0101", "US"): ["+12125550101"],
+        }
+        assert store.phone_memo_size() == 2
+    finally:
+        store.close()
