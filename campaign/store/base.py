@@ -268,10 +268,10 @@ class StoreBase:
         self._wal_copying.start()
 
     def _wal_copied(self) -> None:
-        """The background copy is over: this connection's commits checkpoint again."""
-        if self._wal_copying is not None:
-            self._wal_copying.join()
-            self._wal_copying = None
+        """Wait for the background copy; then this connection's commits copy again."""
+        assert self._wal_copying is not None
+        self._wal_copying.join()
+        self._wal_copying = None
         self._autocheckpoint(_WAL_AUTOCHECKPOINT_PAGES)
 
     def _autocheckpoint(self, pages: int) -> None:
@@ -282,8 +282,7 @@ class StoreBase:
         """Close the connection, once a background copy of the WAL is over (the last
         connection to close copies what is left and removes the WAL)."""
         if self._wal_copying is not None:
-            self._wal_copying.join()
-            self._wal_copying = None
+            self._wal_copied()
         self._conn.close()
 
     @contextmanager
